@@ -1,0 +1,259 @@
+"""Domain types at the centre: alerts, codes, playbooks, incidents, runs.
+
+Catalog models (Code, Playbook, Step) forbid unknown keys so that a typo in YAML is
+an error at load time, never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from engine.durations import Duration
+
+
+class Severity(StrEnum):
+    critical = "critical"
+    high = "high"
+    medium = "medium"
+    low = "low"
+
+
+#: Resolve-by deadlines from the operations practice Suture follows.
+SEVERITY_DEADLINES: dict[Severity, timedelta | None] = {
+    Severity.critical: timedelta(hours=4),
+    Severity.high: timedelta(hours=24),
+    Severity.medium: timedelta(days=7),
+    Severity.low: None,
+}
+
+
+def due_at(severity: Severity, opened_at: datetime) -> datetime | None:
+    deadline = SEVERITY_DEADLINES[severity]
+    return opened_at + deadline if deadline is not None else None
+
+
+class AlertStatus(StrEnum):
+    firing = "firing"
+    resolved = "resolved"
+
+
+class Alert(BaseModel):
+    """One normalised signal; connectors produce these, nothing else does."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    name: str
+    fingerprint: str
+    status: AlertStatus
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    generator_url: str | None = None
+
+
+class IncidentStatus(StrEnum):
+    open = "open"
+    resolved = "resolved"
+
+
+class RunStatus(StrEnum):
+    awaiting_approval = "awaiting_approval"
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    rolled_back = "rolled_back"
+    timed_out = "timed_out"
+    interrupted = "interrupted"
+    rejected = "rejected"
+    expired = "expired"
+    skipped = "skipped"
+
+
+FINISHED_RUN_STATUSES = frozenset(
+    {
+        RunStatus.succeeded,
+        RunStatus.failed,
+        RunStatus.rolled_back,
+        RunStatus.timed_out,
+        RunStatus.interrupted,
+        RunStatus.rejected,
+        RunStatus.expired,
+        RunStatus.skipped,
+    }
+)
+
+
+class Mode(StrEnum):
+    auto = "auto"
+    approval = "approval"
+    manual = "manual"
+
+
+class OnFailure(StrEnum):
+    abort = "abort"
+    continue_ = "continue"
+    rollback = "rollback"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# ---------------------------------------------------------------- playbooks
+
+
+class SshStep(_Strict):
+    command: str
+    sudo: bool = False
+    #: Host to run on; a template, defaults to the incident's target.
+    target: str | None = None
+
+
+class HttpStep(_Strict):
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    json_body: Any = Field(default=None, alias="json")
+    body: str | None = None
+    expect_status: list[int] = Field(default_factory=lambda: [200, 201, 202, 204])
+    verify_tls: bool = True
+    follow_redirects: bool = False
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+ActionName = Literal["ssh", "http", "wait"]
+
+
+class Step(_Strict):
+    name: str | None = None
+    ssh: SshStep | None = None
+    http: HttpStep | None = None
+    wait: Duration | None = None
+    timeout: Duration | None = None
+    retries: int = Field(default=0, ge=0, le=20)
+    retry_delay: Duration = timedelta(seconds=1)
+    retry_backoff: float = Field(default=2.0, ge=1.0, le=10.0)
+    when: str | None = None
+    register_as: str | None = Field(default=None, alias="register")
+    on_failure: OnFailure = OnFailure.abort
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Step:
+        given = [name for name in ("ssh", "http", "wait") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("a step needs exactly one of ssh, http or wait")
+        if self.register_as is not None and not re.fullmatch(r"[a-z_][a-z0-9_]*", self.register_as):
+            raise ValueError("register must be a lower-case identifier")
+        return self
+
+    @property
+    def action(self) -> ActionName:
+        if self.ssh is not None:
+            return "ssh"
+        if self.http is not None:
+            return "http"
+        return "wait"
+
+    def display_name(self, index: int) -> str:
+        return self.name or f"{self.action} #{index + 1}"
+
+
+class Playbook(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    version: int = Field(ge=1)
+    description: str = ""
+    timeout: Duration = timedelta(seconds=300)
+    idempotent: bool = False
+    steps: list[Step] = Field(min_length=1)
+    verify: list[Step] = Field(default_factory=list)
+    rollback: list[Step] = Field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+# -------------------------------------------------------------------- codes
+
+
+class Match(_Strict):
+    source: str | None = None
+    alertname: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Policy(_Strict):
+    cooldown: Duration | None = None
+    max_runs: int | None = Field(default=None, ge=1)
+    per: Duration | None = None
+
+
+class Knowledge(_Strict):
+    summary: str = ""
+    diagnosis: list[str] = Field(default_factory=list)
+    manual_steps: list[str] = Field(default_factory=list)
+    owner: str = ""
+    links: list[str] = Field(default_factory=list)
+
+
+class Code(_Strict):
+    code: str = Field(pattern=r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*$")
+    title: str
+    severity: Severity
+    match: Match
+    target: str = "{{ labels.instance | default(labels.host | default('')) }}"
+    playbook: str | None = None
+    mode: Mode = Mode.manual
+    dry_run: bool = False
+    policy: Policy = Field(default_factory=Policy)
+    knowledge: Knowledge = Field(default_factory=Knowledge)
+
+    @property
+    def playbook_name(self) -> str | None:
+        return self.playbook.split("@", 1)[0] if self.playbook else None
+
+    @property
+    def playbook_pin(self) -> int | None:
+        if self.playbook and "@" in self.playbook:
+            return int(self.playbook.split("@", 1)[1])
+        return None
+
+    @field_validator("playbook")
+    @classmethod
+    def _playbook_ref(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*(@[1-9][0-9]*)?", value):
+            raise ValueError("expected a playbook name, optionally pinned as name@version")
+        return value
+
+
+UNCLASSIFIED = "UNCLASSIFIED"
+
+
+# ------------------------------------------------------------ run execution
+
+
+class ActionResult(BaseModel):
+    """What one attempt of one action did. `registered` is what `register:` exposes."""
+
+    ok: bool
+    exit_code: int | None = None
+    http_status: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None
+    retryable: bool = False
+    timed_out: bool = False
+    registered: dict[str, Any] = Field(default_factory=dict)
