@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from engine.actions.base import Action, ActionContext, RunResources, cap_output
 
 __all__ = ["Action", "ActionContext", "RunResources", "cap_output", "get_action"]
@@ -9,6 +11,12 @@ __all__ = ["Action", "ActionContext", "RunResources", "cap_output", "get_action"
 
 def get_action(name: str) -> Action:
     """The action registered under `name` (ssh, http, wait)."""
+    return _registry()[name]
+
+
+@cache
+def _registry() -> dict[str, Action]:
+    """Imported on first use: paramiko and requests stay out of CLI start-up."""
     from engine.actions import http, ssh, wait
 
     registry: dict[str, Action] = {
@@ -16,4 +24,4 @@ def get_action(name: str) -> Action:
         http.HttpAction.name: http.HttpAction(),
         wait.WaitAction.name: wait.WaitAction(),
     }
-    return registry[name]
+    return registry

@@ -1,0 +1,403 @@
+"""The `http` step: one HTTP request to an allowed host, redirects followed by hand.
+
+Safety rules, in the order they apply:
+
+- Only `http` and `https` URLs. The host of the URL *as it will be sent* (after
+  requests has normalised it) must match `http.allowed_hosts` in config.yaml.
+  Patterns are case-insensitive fnmatch globs (`*.internal.example`), exact names,
+  exact IP addresses (IPv6 with or without brackets) or CIDR networks (`10.0.0.0/8`).
+  A glob made only of digits, dots and wildcards (`10.0.*`) only matches IP
+  literals, never a DNS name such as `10.0.evil.example`.
+- Redirects are never followed by requests itself. With `follow_redirects: true`
+  Suture follows at most 5, checking every `Location` against the allow-list before
+  connecting; credentials headers are dropped when a redirect changes origin.
+  Without it, a 3xx is simply the final status.
+- Request headers never appear in stdout, stderr or the error text; URLs in error
+  texts lose their user-info and query string.
+
+The result:
+
+- `ok` is `status in expect_status`.
+- `retryable` is true for 5xx, 429, connection errors and timeouts; false for other
+  4xx, TLS verification failures, disallowed hosts and malformed steps.
+- `timed_out` is true when the request hit its timeout, which is
+  `min(step budget, http.timeout)` for connecting and for each read, and also bounds
+  the whole exchange including redirects and reading the body.
+- `stdout` is the response body, decoded as UTF-8 and capped to the output limit.
+- `registered` (what `register:` exposes) holds `status` (int), `body` (the capped
+  text), `json` (the parsed body, or None when it is not JSON or was truncated) and,
+  for a 429 or 503 answer carrying a valid `Retry-After` header, `retry_after`: the
+  seconds the server asked to wait (number, delta-seconds or HTTP-date), bounded by
+  `http.max_retry_after`. The runner uses it as the delay before the next attempt.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import json
+import re
+import time
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import requests
+from urllib3.exceptions import ReadTimeoutError
+from urllib3.util import parse_url
+
+from engine.actions.base import TRUNCATION_MARKER, ActionContext, cap_output
+from engine.config import HttpConfig
+from engine.models import ActionResult, HttpStep
+
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: After the output limit, keep reading (and counting) at most this much more body.
+_DRAIN_LIMIT = 16 * 1024 * 1024
+_CHUNK = 64 * 1024
+#: Headers that must not travel to another origin on a redirect.
+_CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "cookie")
+#: A glob about IP addresses: digits (or hex and colons for IPv6) and wildcards only.
+_IP_GLOB = re.compile(r"^(?=.*[0-9])[0-9.*?\[\]!-]+$|^[0-9a-f.*?\[\]!-]*:[0-9a-f:.*?\[\]!-]*$")
+
+
+class _Refused(Exception):
+    """A step that must not be sent (or followed); never retryable."""
+
+
+def _normalise_host(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host.rstrip(".")
+
+
+def host_allowed(host: str, patterns: list[str]) -> bool:
+    """Does `host` match one of `patterns` (globs, names, IPs, CIDR networks)?"""
+    host = _normalise_host(host)
+    if not host:
+        return False
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for raw in patterns:
+        pattern = _normalise_host(raw)
+        if not pattern:
+            continue
+        if "/" in pattern:
+            try:
+                network = ipaddress.ip_network(pattern, strict=False)
+            except ValueError:
+                continue
+            if address is not None and address.version == network.version and address in network:
+                return True
+            continue
+        try:
+            if address is not None and address == ipaddress.ip_address(pattern):
+                return True
+        except ValueError:
+            pass
+        if _IP_GLOB.match(pattern) and address is None:
+            # `10.0.*` is about addresses; do not let it match `10.0.evil.example`.
+            continue
+        if fnmatch.fnmatchcase(host, pattern):
+            return True
+    return False
+
+
+def _safe_url(url: str) -> str:
+    """The URL for messages: no user-info, no query string, no fragment."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        query = "..." if parts.query else ""
+        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    except ValueError:
+        return "<invalid url>"
+
+
+def _invalid(url: str, exc: BaseException) -> str:
+    """Why a URL is invalid, without echoing a query string or user-info it may carry."""
+    safe = _safe_url(url)
+    if "?" in url or "@" in url:
+        return f"http: invalid URL {safe!r}"
+    return f"http: invalid URL {safe!r}: {str(exc).replace(url, safe)}"[:400]
+
+
+def _check_url(url: str, config: HttpConfig) -> None:
+    """Refuse anything but http(s) to an allowed host, judged as requests will send it."""
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        host = parts.hostname or ""
+        port = parts.port  # raises ValueError on a bad port
+        other = parse_url(url).host or ""
+    except ValueError as exc:
+        raise _Refused(_invalid(url, exc)) from None
+    del port
+    if scheme not in ("http", "https"):
+        raise _Refused(f"http: only http and https URLs are allowed, got {scheme or 'no'} scheme")
+    if not host:
+        raise _Refused(f"http: URL {_safe_url(url)!r} has no host")
+    if _normalise_host(other) != _normalise_host(host):
+        # The two URL parsers disagree on where this goes: refuse rather than guess.
+        raise _Refused(f"http: host {host!r} is ambiguous in URL {_safe_url(url)!r}")
+    if not host_allowed(host, config.allowed_hosts):
+        raise _Refused(f"http: host {host!r} is not in http.allowed_hosts")
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or default
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    if isinstance(exc, requests.exceptions.Timeout):
+        return True
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, (ReadTimeoutError, TimeoutError)):
+            return True
+        if isinstance(item, BaseException):
+            stack.extend(item.args)
+            stack.extend(x for x in (item.__cause__, item.__context__) if x is not None)
+            reason = getattr(item, "reason", None)
+            if reason is not None:
+                stack.append(reason)
+    return False
+
+
+class _Body:
+    def __init__(self, kept: bytes, total: int, complete: bool) -> None:
+        self.kept = kept
+        self.total = total
+        self.complete = complete
+
+
+def _read_body(response: requests.Response, limit: int, deadline: float) -> _Body:
+    """Keep the first `limit` bytes, count the rest (up to a bound), respect the deadline."""
+    kept = bytearray()
+    total = 0
+    for chunk in response.iter_content(chunk_size=_CHUNK):
+        total += len(chunk)
+        room = limit - len(kept)
+        if room > 0:
+            kept += chunk[:room]
+        if time.monotonic() > deadline:
+            raise TimeoutError("reading the response body took longer than the timeout")
+        if total > limit + _DRAIN_LIMIT:
+            return _Body(bytes(kept), total, complete=False)
+    return _Body(bytes(kept), total, complete=True)
+
+
+def _body_text(body: _Body, limit: int) -> str:
+    if body.complete and body.total <= limit:
+        return cap_output(body.kept, limit)
+    omitted: int | str = body.total - limit if body.complete else f"over {body.total - limit}"
+    return body.kept.decode("utf-8", "ignore") + TRUNCATION_MARKER.format(omitted=omitted)
+
+
+class HttpAction:
+    """Send one HTTP request described by an already rendered `HttpStep`."""
+
+    name: ClassVar[str] = "http"
+
+    def execute(self, params: HttpStep, ctx: ActionContext) -> ActionResult:
+        config = ctx.config.http
+        budget = min(float(ctx.timeout_seconds), config.timeout.total_seconds())
+        method = params.method
+        label = f"http {method} {_safe_url(params.url)}"
+        if params.json_body is not None and params.body is not None:
+            return _refused("http: give either json or body, not both")
+        if budget <= 0:
+            return ActionResult(
+                ok=False, error=f"{label}: no time left for the request", retryable=True, timed_out=True
+            )
+        deadline = time.monotonic() + budget
+
+        session = requests.Session()
+        session.headers["User-Agent"] = "suture"
+        try:
+            return self._exchange(session, params, ctx, deadline, budget)
+        except _Refused as exc:
+            return _refused(str(exc))
+        finally:
+            session.close()
+
+    def _exchange(
+        self,
+        session: requests.Session,
+        params: HttpStep,
+        ctx: ActionContext,
+        deadline: float,
+        budget: float,
+    ) -> ActionResult:
+        config = ctx.config.http
+        method = params.method
+        url = params.url
+        headers = dict(params.headers)
+        json_body = params.json_body
+        data: str | bytes | None = params.body.encode("utf-8") if params.body is not None else None
+        redirects = 0
+
+        while True:
+            request = requests.Request(method, url, headers=headers, json=json_body, data=data)
+            try:
+                prepared = session.prepare_request(request)
+            except requests.exceptions.RequestException as exc:
+                raise _Refused(_invalid(url, exc)) from None
+            url = prepared.url or url
+            _check_url(url, config)
+            label = f"http {method} {_safe_url(url)}"
+
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return _timed_out(label, budget)
+            settings = session.merge_environment_settings(url, {}, True, params.verify_tls, None)
+            try:
+                response = session.send(
+                    prepared,
+                    timeout=(remaining, remaining),
+                    allow_redirects=False,
+                    **settings,
+                )
+            except requests.exceptions.SSLError as exc:
+                return ActionResult(ok=False, error=f"{label}: TLS error: {_reason(exc)}", retryable=False)
+            except requests.exceptions.RequestException as exc:
+                if _is_timeout(exc):
+                    return _timed_out(label, budget)
+                return ActionResult(ok=False, error=f"{label}: {_reason(exc)}", retryable=True)
+
+            try:
+                location = response.headers.get("Location")
+                if params.follow_redirects and response.status_code in REDIRECT_STATUSES and location:
+                    redirects += 1
+                    if redirects > MAX_REDIRECTS:
+                        return _refused(f"{label}: more than {MAX_REDIRECTS} redirects")
+                    target = urljoin(url, location.strip())
+                    _check_url(target, config)
+                    if _origin(target) != _origin(url):
+                        headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
+                    status = response.status_code
+                    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+                        method = "GET"
+                        json_body = None
+                        data = None
+                        headers = {
+                            k: v
+                            for k, v in headers.items()
+                            if k.lower() not in ("content-type", "content-length", "transfer-encoding")
+                        }
+                    url = target
+                    continue
+                return self._result(response, params, ctx, label, deadline, budget)
+            finally:
+                response.close()
+
+    def _result(
+        self,
+        response: requests.Response,
+        params: HttpStep,
+        ctx: ActionContext,
+        label: str,
+        deadline: float,
+        budget: float,
+    ) -> ActionResult:
+        limit = ctx.output_limit_bytes
+        status = response.status_code
+        try:
+            body = _read_body(response, limit, deadline)
+        except (requests.exceptions.RequestException, OSError) as exc:
+            if _is_timeout(exc):
+                return _timed_out(label, budget, status)
+            return ActionResult(
+                ok=False,
+                http_status=status,
+                error=f"{label}: reading the response failed: {_reason(exc)}",
+                retryable=True,
+            )
+
+        text = _body_text(body, limit)
+        parsed: Any = None
+        if body.complete and body.total <= limit and body.kept.strip():
+            try:
+                parsed = json.loads(body.kept.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                parsed = None
+        registered: dict[str, Any] = {"status": status, "body": text, "json": parsed}
+
+        if status in (429, 503):
+            wait = parse_retry_after(response.headers.get("Retry-After"))
+            if wait is not None:
+                registered["retry_after"] = min(wait, ctx.config.http.max_retry_after.total_seconds())
+
+        ok = status in params.expect_status
+        error = None
+        if not ok:
+            expected = ", ".join(str(code) for code in params.expect_status) or "nothing"
+            error = f"{label} answered {status} (expected {expected})"
+        return ActionResult(
+            ok=ok,
+            http_status=status,
+            stdout=text,
+            error=error,
+            retryable=not ok and (status >= 500 or status == 429),
+            registered=registered,
+        )
+
+
+def _refused(message: str) -> ActionResult:
+    return ActionResult(ok=False, error=message, retryable=False)
+
+
+def _timed_out(label: str, budget: float, status: int | None = None) -> ActionResult:
+    return ActionResult(
+        ok=False,
+        http_status=status,
+        error=f"{label}: timed out after {budget:g}s",
+        retryable=True,
+        timed_out=True,
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    """A short cause without the request (never headers; URL already in the label)."""
+    inner: BaseException = exc
+    while True:
+        nxt = getattr(inner, "reason", None) or (inner.args[0] if inner.args else None)
+        if isinstance(nxt, BaseException) and nxt is not inner:
+            inner = nxt
+            continue
+        break
+    text = str(inner) or type(inner).__name__
+    # urllib3 messages embed "<connection object at 0x...>: "; keep the human part.
+    text = re.sub(r"<[^>]*object at 0x[0-9a-f]+>:?\s*", "", text)
+    text = re.sub(r"\?[^\s'\")]+", "?...", text)  # a query string may carry a token
+    return text[:300]

@@ -1,0 +1,350 @@
+"""The `ssh` step: run one already-rendered, already-quoted command on the target host.
+
+Why it is built this way:
+- Key authentication and known_hosts only: an unknown host key is refused unless
+  `ssh.allow_unknown_hosts`, and a changed one always is (possible man-in-the-middle).
+- We open the TCP socket ourselves to set TCP_NODELAY; paramiko does not, and Nagle plus
+  delayed ACKs cost ~44 ms per command on a reused connection.
+- Connections are reused for the rest of a run through `RunResources` and closed at its end.
+- The deadline holds on both ends: the remote command runs under coreutils
+  `timeout -k 2 SECS` so it dies on the host too, and we stop reading locally shortly after
+  (LOCAL_GRACE) so a host that ignores the wrapper cannot hang a worker.
+- stdout and stderr are drained together so a chatty command cannot fill one channel
+  window while we wait on the other; bytes beyond the output cap are read and dropped.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import math
+import select
+import shlex
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import paramiko
+
+from engine.actions.base import TRUNCATION_MARKER, ActionContext, cap_output
+from engine.config import Config
+from engine.models import ActionResult, SshStep
+
+log = logging.getLogger(__name__)
+
+#: Exit status of coreutils `timeout` when it had to stop the command.
+TIMEOUT_EXIT = 124
+#: Seconds we keep waiting locally past the deadline for the remote wrapper's verdict.
+LOCAL_GRACE = 1.0
+#: After the exit status, how long we wait for the end of output (a daemon it started may hold stdout).
+EOF_LINGER = 2.0
+_CHUNK = 32768
+_NETWORK_ERRORS = (paramiko.SSHException, OSError, EOFError)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where and as whom a target name is reached, after inventory overrides."""
+
+    target: str
+    address: str
+    port: int
+    user: str
+    key_file: Path
+
+    @property
+    def where(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.target} ({self.where})"
+
+
+def resolve_destination(target: str, config: Config) -> Destination:
+    """Apply the first inventory entry whose glob matches `target` over the ssh defaults."""
+    ssh = config.ssh
+    address, port, user, key_file = target, ssh.port, ssh.user, ssh.key_file
+    for entry in config.inventory:
+        if fnmatch.fnmatchcase(target.lower(), entry.match.lower()):
+            address = entry.address or address
+            port = entry.port or port
+            user = entry.user or user
+            key_file = entry.key_file or key_file
+            break
+    return Destination(target, address, port, user, config.resolve(key_file))
+
+
+def wrap_command(command: str, *, sudo: bool, seconds: float) -> str:
+    """The remote command line; `timeout` runs inside sudo so it can kill a root command."""
+    limit = f"{max(math.ceil(seconds * 10) / 10, 0.1):g}"  # never 0: `timeout 0` means no limit
+    line = f"timeout -k 2 {limit} sh -c {shlex.quote(command)}"
+    return f"sudo -n -- {line}" if sudo else line
+
+
+class SshAction:
+    """Runs `params.command` on `params.target` (or the incident's target) over SSH.
+
+    Retryable: cannot connect, connection lost, and timed out (the remote wrapper killed the
+    command, so a retry starts clean; the step's `retries` bounds it). Not retryable: host key
+    unknown or changed, authentication or key file problems, nonzero exit status.
+    """
+
+    name: ClassVar[str] = "ssh"
+
+    def execute(self, params: SshStep, ctx: ActionContext) -> ActionResult:
+        deadline = time.monotonic() + ctx.timeout_seconds
+        target = (params.target or ctx.target or "").strip()
+        if not target:
+            return ActionResult(
+                ok=False, error="no target host: the step sets none and the incident has none"
+            )
+        dest = resolve_destination(target, ctx.config)
+        try:
+            client = self._client(dest, ctx, deadline)
+            try:
+                channel = _open_session(client, deadline)
+            except _NETWORK_ERRORS:
+                client = self._client(dest, ctx, deadline, fresh=True)  # cached transport died: once more
+                channel = _open_session(client, deadline)
+            with channel:
+                channel.exec_command(wrap_command(params.command, sudo=params.sudo, seconds=_left(deadline)))
+                channel.shutdown_write()  # stdin at EOF: a command reading it must not wait forever
+                return _collect(channel, ctx, dest, deadline)
+        except _ConnectFailed as exc:
+            return ActionResult(ok=False, error=str(exc), retryable=exc.retryable)
+        except _NETWORK_ERRORS as exc:
+            reason = str(exc) or type(exc).__name__
+            return ActionResult(ok=False, error=f"SSH session on {dest} failed: {reason}", retryable=True)
+
+    def _client(
+        self, dest: Destination, ctx: ActionContext, deadline: float, fresh: bool = False
+    ) -> paramiko.SSHClient:
+        """The run's cached client for this destination, reconnecting if its transport is dead."""
+        key = ("ssh", dest.address, dest.port, dest.user, str(dest.key_file))
+        cache = ctx.resources.cache
+        client: paramiko.SSHClient | None = cache.get(key)
+        transport = client.get_transport() if client is not None else None
+        if client is not None and (fresh or transport is None or not transport.is_active()):
+            client.close()
+            client = None
+        if client is None:
+            client = _connect(dest, ctx.config, deadline)
+            if key not in cache:
+                ctx.resources.on_close(lambda: _close_cached(cache, key))
+            cache[key] = client
+        return client
+
+
+class _ConnectFailed(Exception):
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class _UnknownHostKey(paramiko.SSHException):
+    pass
+
+
+class _RejectUnknown(paramiko.MissingHostKeyPolicy):
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        raise _UnknownHostKey(hostname)
+
+
+class _AcceptUnknown(paramiko.MissingHostKeyPolicy):
+    """AutoAddPolicy without the write: AutoAddPolicy saves over the known_hosts file we loaded."""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        log.warning(
+            "accepting unknown SSH host key for %s (%s %s) because ssh.allow_unknown_hosts is set",
+            hostname,
+            key.get_name(),
+            key.fingerprint,
+        )
+
+
+class _Sink:
+    """Keeps the first `limit` bytes of a stream and counts the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.kept = bytearray()
+        self.total = 0
+
+    def feed(self, data: bytes) -> None:
+        self.total += len(data)
+        if len(self.kept) < self.limit:
+            self.kept += data[: self.limit - len(self.kept)]
+
+    def text(self) -> str:
+        if self.total <= self.limit:
+            return cap_output(bytes(self.kept), self.limit)
+        omitted = TRUNCATION_MARKER.format(omitted=self.total - self.limit)
+        return bytes(self.kept).decode("utf-8", "ignore") + omitted
+
+
+def _close_cached(cache: dict[Any, Any], key: object) -> None:
+    client = cache.pop(key, None)
+    if isinstance(client, paramiko.SSHClient):
+        client.close()
+
+
+def _connect(dest: Destination, config: Config, deadline: float) -> paramiko.SSHClient:
+    """A new authenticated client, or _ConnectFailed with a message on-call can act on."""
+    ssh = config.ssh
+    timeout = max(min(ssh.connect_timeout.total_seconds(), _left(deadline)), 0.1)
+    known_hosts = config.resolve(ssh.known_hosts)
+    pkey = _load_key(dest)
+    try:
+        sock = socket.create_connection((dest.address, dest.port), timeout=timeout)
+    except TimeoutError:
+        raise _ConnectFailed(
+            f"cannot connect to {dest}: timed out after {timeout:g}s", retryable=True
+        ) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise _ConnectFailed(f"cannot connect to {dest}: {reason}", retryable=True) from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client = paramiko.SSHClient()
+    try:
+        if known_hosts.is_file():
+            client.load_host_keys(str(known_hosts))
+        client.set_missing_host_key_policy(_AcceptUnknown() if ssh.allow_unknown_hosts else _RejectUnknown())
+        client.connect(
+            hostname=dest.address,
+            port=dest.port,
+            username=dest.user,
+            pkey=pkey,
+            look_for_keys=False,
+            allow_agent=False,
+            sock=sock,
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+            channel_timeout=timeout,
+        )
+    except BaseException as exc:
+        client.close()
+        sock.close()
+        if not isinstance(exc, Exception):
+            raise
+        raise _explain(exc, dest, known_hosts) from None
+    transport = client.get_transport()
+    if transport is not None:
+        transport.set_keepalive(int(ssh.keepalive.total_seconds()))
+    log.debug("ssh connected to %s as %s", dest, dest.user)
+    return client
+
+
+def _load_key(dest: Destination) -> paramiko.PKey:
+    """Load the one key we may use, so a bad key file gets its own message (never its contents)."""
+    if not dest.key_file.is_file():
+        raise _ConnectFailed(f"SSH key file {dest.key_file} for {dest} does not exist", retryable=False)
+    try:
+        return paramiko.PKey.from_path(dest.key_file)
+    except paramiko.PasswordRequiredException:
+        reason = "it is encrypted; use a key without a passphrase"
+    except Exception as exc:  # noqa: BLE001 - any parse failure means the same thing to on-call
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    raise _ConnectFailed(f"cannot use SSH key file {dest.key_file}: {reason}", retryable=False)
+
+
+def _explain(exc: Exception, dest: Destination, known_hosts: Path) -> _ConnectFailed:
+    """Turn a paramiko connect failure into one clear, correctly classified message."""
+    who = f"host key for {dest.where}"
+    if isinstance(exc, _UnknownHostKey):
+        missing = "" if known_hosts.is_file() else ", which does not exist"
+        return _ConnectFailed(
+            f"{who} is not in known_hosts ({known_hosts}{missing}); "
+            "add it with ssh-keyscan or set ssh.allow_unknown_hosts",
+            retryable=False,
+        )
+    if isinstance(exc, paramiko.BadHostKeyException):
+        expected, offered = exc.expected_key, exc.key
+        return _ConnectFailed(
+            f"{who} CHANGED: known_hosts ({known_hosts}) has {expected.get_name()} {expected.fingerprint}, "
+            f"the server offered {offered.get_name()} {offered.fingerprint}; "
+            "possible man-in-the-middle; refusing to connect",
+            retryable=False,
+        )
+    if isinstance(exc, paramiko.AuthenticationException):
+        return _ConnectFailed(
+            f"SSH authentication to {dest} failed for user {dest.user!r} with key {dest.key_file}: {exc}",
+            retryable=False,
+        )
+    if isinstance(exc, TimeoutError):
+        return _ConnectFailed(f"cannot connect to {dest}: SSH handshake timed out", retryable=True)
+    return _ConnectFailed(f"cannot connect to {dest}: {exc or type(exc).__name__}", retryable=True)
+
+
+def _open_session(client: paramiko.SSHClient, deadline: float) -> paramiko.Channel:
+    transport = client.get_transport()
+    if transport is None:
+        raise paramiko.SSHException("not connected")
+    return transport.open_session(timeout=max(_left(deadline), 0.1))
+
+
+def _collect(
+    channel: paramiko.Channel, ctx: ActionContext, dest: Destination, deadline: float
+) -> ActionResult:
+    """Drain the running command and turn what happened into an ActionResult."""
+    out, err = _Sink(ctx.output_limit_bytes), _Sink(ctx.output_limit_bytes)
+    finished = _drain(channel, out, err, deadline + LOCAL_GRACE)
+    status: int | None = channel.exit_status if finished and channel.exit_status_ready() else None
+    if status is not None and status < 0:
+        status = None  # the channel closed without an exit-status message
+    stdout, stderr = out.text(), err.text()
+    registered = {"stdout": stdout, "stderr": stderr, "exit_code": status}
+    common: dict[str, Any] = {
+        "stdout": stdout,
+        "stderr": stderr,
+        "exit_code": status,
+        "registered": registered,
+    }
+    if not finished or status == TIMEOUT_EXIT:
+        error = f"command timed out after {ctx.timeout_seconds:g}s"
+        return ActionResult(ok=False, timed_out=True, retryable=True, error=error, **common)
+    if status is None:
+        transport = channel.get_transport()
+        lost = transport is None or not transport.is_active()
+        why = "the connection was lost" if lost else "it was killed by a signal"
+        return ActionResult(
+            ok=False,
+            retryable=lost,
+            error=f"command on {dest} ended without an exit status ({why})",
+            **common,
+        )
+    if status != 0:
+        return ActionResult(ok=False, error=f"command exited with status {status}", **common)
+    return ActionResult(ok=True, **common)
+
+
+def _drain(channel: paramiko.Channel, out: _Sink, err: _Sink, deadline: float) -> bool:
+    """Read stdout and stderr together until the command is done; False if the deadline came first."""
+    linger_until: float | None = None
+    while True:
+        finished = channel.closed or (channel.eof_received and channel.exit_status_ready())
+        while channel.recv_ready():
+            out.feed(channel.recv(_CHUNK))
+        while channel.recv_stderr_ready():
+            err.feed(channel.recv_stderr(_CHUNK))
+        if finished:
+            return True
+        now = time.monotonic()
+        if channel.exit_status_ready():
+            # exited, but something it started still holds stdout open: do not wait for that forever
+            linger_until = linger_until or now + EOF_LINGER
+            if now >= linger_until:
+                return True
+        if now >= deadline:
+            return False
+        wait = min(deadline, linger_until or deadline) - now
+        if channel.eof_received:
+            channel.status_event.wait(wait)  # the pipe stays readable after EOF: do not spin on it
+        else:
+            select.select([channel], [], [], wait)
+
+
+def _left(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.0)

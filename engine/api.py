@@ -1,0 +1,257 @@
+"""The HTTP edge: authenticate, bound, parse, hand to intake, answer. No remediation here."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from connectors import CONNECTORS, Connector
+from engine import metrics
+from engine.config import Config
+from engine.errors import InvalidPayload, NotFound, StoreUnavailable
+from engine.intake import Intake
+from engine.store import Store
+from engine.timeparse import parse_since
+
+log = structlog.get_logger("suture.api")
+
+COMMIT_WAIT_SECONDS = 10.0
+
+
+class ORJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+@dataclass
+class Services:
+    config: Config
+    store: Store
+    intake: Intake
+    ready: Callable[[], bool]
+
+
+def _error(status: int, message: str, field: str | None = None) -> ORJSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    return ORJSONResponse(body, status_code=status)
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="Suture",
+        version="0.1.0",
+        description="Event-driven auto-remediation: alerts in, coded incidents and remediation runs out.",
+        default_response_class=ORJSONResponse,
+    )
+    app.state.services = services
+    for connector in CONNECTORS.values():
+        _add_alert_route(app, services, connector)
+    _add_read_routes(app, services)
+    return app
+
+
+def _add_alert_route(app: FastAPI, services: Services, connector: Connector) -> None:
+    source = connector.source
+    schema = connector.body_model.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+
+    async def receive(request: Request) -> Response:
+        started = time.perf_counter()
+        settings = services.config.source(source)
+        if not settings.enabled:
+            return _error(404, f"source {source} is disabled in config.yaml")
+        if (denied := _check_token(settings.token_env, request.headers.get("authorization"))) is not None:
+            metrics.WEBHOOKS_REJECTED.labels(source, "unauthorized").inc()
+            return denied
+        limit = services.config.server.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            metrics.WEBHOOKS_REJECTED.labels(source, "too_large").inc()
+            return _error(413, f"body is larger than server.max_body_bytes ({limit} bytes)")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                metrics.WEBHOOKS_REJECTED.labels(source, "too_large").inc()
+                return _error(413, f"body is larger than server.max_body_bytes ({limit} bytes)")
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            metrics.WEBHOOKS_REJECTED.labels(source, "invalid").inc()
+            return _error(400, f"body is not valid JSON: {exc}", field="body")
+        try:
+            alerts = connector.parse(payload, settings, datetime.now(UTC))
+            _check_limits(services.config, alerts)
+        except InvalidPayload as exc:
+            metrics.WEBHOOKS_REJECTED.labels(source, "invalid").inc()
+            return _error(422, f"{exc.field}: {exc.message}", field=exc.field)
+        submission = services.intake.prepare(source, body.decode("utf-8", "replace"), alerts)
+        try:
+            receipt = await asyncio.wait_for(
+                asyncio.wrap_future(services.intake.submit(submission)), COMMIT_WAIT_SECONDS
+            )
+        except (StoreUnavailable, TimeoutError) as exc:
+            metrics.WEBHOOKS_REJECTED.labels(source, "unavailable").inc()
+            return _error(503, f"alerts not stored, retry later: {exc or 'commit timed out'}")
+        metrics.ALERTS_RECEIVED.labels(source).inc(len(alerts))
+        metrics.INCIDENTS_OPENED.inc(len(receipt.opened))
+        metrics.INGEST_SECONDS.labels(source).observe(time.perf_counter() - started)
+        return ORJSONResponse(receipt.as_json(), status_code=202)
+
+    receive.__name__ = f"receive_{source}"
+    app.post(
+        f"/api/v1/alerts/{source}",
+        status_code=202,
+        summary=f"Receive a {source} webhook",
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+            "responses": {
+                "202": {"description": "Committed: event, alerts and incidents are stored"},
+                "400": {"description": "Body is not JSON"},
+                "401": {"description": "Missing or wrong bearer token"},
+                "413": {"description": "Body too large"},
+                "422": {"description": "A field is invalid; `field` names it"},
+                "503": {"description": "Not stored; retry"},
+            },
+        },
+    )(receive)
+    if defs:
+        app.openapi_schema = None
+        _extra_schemas.update(defs)
+
+
+_extra_schemas: dict[str, Any] = {}
+
+
+def _check_token(token_env: str | None, header: str | None) -> Response | None:
+    """Constant-time bearer check; the answer never says which part was wrong."""
+    expected = os.environ.get(token_env) if token_env else None
+    if not expected:
+        return None
+    scheme, _, given = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        return _error(401, "unauthorized")
+    return None
+
+
+def _check_limits(config: Config, alerts: list[Any]) -> None:
+    server = config.server
+    if len(alerts) > server.max_alerts_per_body:
+        raise InvalidPayload("alerts", f"at most {server.max_alerts_per_body} alerts per body (got {len(alerts)})")
+    for index, alert in enumerate(alerts):
+        for kind in ("labels", "annotations"):
+            for key, value in getattr(alert, kind).items():
+                if len(key) + len(value) > server.max_label_bytes:
+                    raise InvalidPayload(
+                        f"alerts.{index}.{kind}.{key}",
+                        f"longer than server.max_label_bytes ({server.max_label_bytes})",
+                    )
+
+
+def _page(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    return {"items": items, "next": items[-1]["id"] if len(items) == limit and items else None}
+
+
+def _add_read_routes(app: FastAPI, services: Services) -> None:
+    store = services.store
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_request: Request, exc: NotFound) -> Response:
+        return _error(404, str(exc))
+
+    @app.exception_handler(StoreUnavailable)
+    async def _unavailable(_request: Request, exc: StoreUnavailable) -> Response:
+        return _error(503, str(exc))
+
+    @app.exception_handler(ValueError)
+    async def _bad_value(_request: Request, exc: ValueError) -> Response:
+        return _error(400, str(exc))
+
+    @app.get("/api/v1/incidents")
+    def list_incidents(
+        status: str | None = None,
+        code: str | None = None,
+        since: str | None = None,
+        limit: int = Query(100, ge=1, le=1000),
+        cursor: int | None = None,
+    ) -> Any:
+        items = store.list_incidents(
+            status=status, code=code, since=parse_since(since), limit=limit, before_id=cursor
+        )
+        return _page(items, limit)
+
+    @app.get("/api/v1/incidents/{incident_id}")
+    def get_incident(incident_id: int) -> Any:
+        return store.get_incident(incident_id)
+
+    @app.get("/api/v1/runs")
+    def list_runs(
+        status: str | None = None,
+        playbook: str | None = None,
+        since: str | None = None,
+        limit: int = Query(100, ge=1, le=1000),
+        cursor: int | None = None,
+    ) -> Any:
+        items = store.list_runs(
+            status=status, playbook=playbook, since=parse_since(since), limit=limit, before_id=cursor
+        )
+        return _page(items, limit)
+
+    @app.get("/api/v1/runs/{run_id}")
+    def get_run(run_id: int) -> Any:
+        return store.get_run(run_id)
+
+    @app.get("/api/v1/codes")
+    def list_codes() -> Any:
+        catalog = services.intake.view.catalog
+        items = []
+        for entry in catalog.codes:
+            item = entry.code.model_dump(mode="json", by_alias=True)
+            playbook = catalog.playbook_for(entry.code)
+            item["playbook_version"] = playbook.playbook.version if playbook else None
+            items.append(item)
+        return {"items": items, "next": None}
+
+    @app.get("/api/v1/playbooks")
+    def list_playbooks() -> Any:
+        catalog = services.intake.view.catalog
+        items = [
+            {
+                "name": e.playbook.name,
+                "version": e.playbook.version,
+                "description": e.playbook.description,
+                "sha256": e.sha256,
+                "idempotent": e.playbook.idempotent,
+                "steps": len(e.playbook.steps),
+            }
+            for e in sorted(catalog.playbooks.values(), key=lambda e: (e.playbook.name, e.playbook.version))
+        ]
+        return {"items": items, "next": None}
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        if not services.ready():
+            return _error(503, "not ready")
+        return ORJSONResponse({"status": "ready"})
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

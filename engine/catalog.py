@@ -1,0 +1,237 @@
+"""Load codes/ and playbooks/ into typed models; report every problem as `file:line: message`.
+
+Match order is documented and stable: code files sorted by file name, codes in the order
+they appear in each file; the first code whose conditions all hold wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine.errors import CatalogError
+from engine.models import UNCLASSIFIED, Code, Playbook, Step
+from engine.yamlfile import LocatedYaml, YamlSyntaxError, describe_validation_error, load_located
+
+#: Names templates see; a `register:` may not shadow them.
+RESERVED_NAMES = frozenset({"labels", "annotations", "alert", "incident", "target", "code", "secrets"})
+
+
+@dataclass(frozen=True)
+class PlaybookEntry:
+    playbook: Playbook
+    body: str
+    sha256: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class CodeEntry:
+    code: Code
+    sha256: str
+    path: Path
+    line: int
+
+
+@dataclass
+class Catalog:
+    codes: list[CodeEntry] = field(default_factory=list)
+    playbooks: dict[tuple[str, int], PlaybookEntry] = field(default_factory=dict)
+
+    def latest_version(self, name: str) -> int | None:
+        versions = [v for (n, v) in self.playbooks if n == name]
+        return max(versions) if versions else None
+
+    def playbook_for(self, code: Code) -> PlaybookEntry | None:
+        """The playbook version a code runs: its pin, or the newest version in the catalog."""
+        name = code.playbook_name
+        if name is None:
+            return None
+        version = code.playbook_pin or self.latest_version(name)
+        return self.playbooks.get((name, version)) if version is not None else None
+
+    def get_playbook(self, ref: str) -> PlaybookEntry | None:
+        name, _, version = ref.partition("@")
+        number = int(version) if version.isdigit() else self.latest_version(name)
+        return self.playbooks.get((name, number)) if number is not None else None
+
+    def code(self, name: str) -> Code | None:
+        return next((entry.code for entry in self.codes if entry.code.code == name), None)
+
+
+def content_hash(data: Any) -> str:
+    """Hash of the parsed content, so comments and layout can change without a new version."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def load_catalog(
+    codes_dir: Path,
+    playbooks_dir: Path,
+    stored_playbooks: Mapping[tuple[str, int], str] | None = None,
+) -> Catalog:
+    """Load and cross-check everything; raise CatalogError listing every problem."""
+    from engine.templating import check_expression, check_template
+
+    problems: list[str] = []
+    catalog = Catalog()
+    for path in _yaml_files(playbooks_dir, problems):
+        doc = _load(path, problems)
+        if doc is None:
+            continue
+        if not isinstance(doc.data, dict):
+            problems.append(f"{path}:1: a playbook file holds one mapping (name, version, steps)")
+            continue
+        try:
+            playbook = Playbook.model_validate(doc.data)
+        except ValidationError as exc:
+            problems.extend(describe_validation_error(doc, exc))
+            continue
+        key = (playbook.name, playbook.version)
+        if key in catalog.playbooks:
+            other = catalog.playbooks[key].path
+            problems.append(f"{doc.where(('version',))}: playbook {playbook.ref} is also defined in {other}")
+            continue
+        problems.extend(_check_playbook_templates(doc, playbook, check_template, check_expression))
+        entry = PlaybookEntry(playbook, path.read_text(encoding="utf-8"), content_hash(doc.data), path)
+        stored = (stored_playbooks or {}).get(key)
+        if stored is not None and stored != entry.sha256:
+            problems.append(
+                f"{doc.where(('version',))}: playbook {playbook.ref} changed but version {playbook.version} "
+                "is already stored; raise `version` to publish a change"
+            )
+        catalog.playbooks[key] = entry
+
+    seen: dict[str, str] = {}
+    for path in _yaml_files(codes_dir, problems):
+        doc = _load(path, problems)
+        if doc is None or doc.data is None:
+            continue
+        if not isinstance(doc.data, list):
+            problems.append(f"{path}:1: a codes file holds a list of codes (- code: DISK-001 ...)")
+            continue
+        for index, item in enumerate(doc.data):
+            where = doc.where((index,))
+            try:
+                code = Code.model_validate(item)
+            except ValidationError as exc:
+                problems.extend(describe_validation_error(doc, exc, prefix=(index,)))
+                continue
+            if code.code == UNCLASSIFIED:
+                problems.append(f"{where}: {UNCLASSIFIED} is reserved for alerts that match no code")
+                continue
+            if code.code in seen:
+                problems.append(f"{where}: duplicate code {code.code} (first defined at {seen[code.code]})")
+                continue
+            seen[code.code] = where
+            problems.extend(_check_code(doc, index, code, catalog, stored_playbooks or {}, check_template))
+            catalog.codes.append(CodeEntry(code, content_hash(item), path, doc.line_of((index,))))
+    if problems:
+        raise CatalogError(problems)
+    return catalog
+
+
+def _yaml_files(folder: Path, problems: list[str]) -> list[Path]:
+    if not folder.is_dir():
+        problems.append(f"{folder}:1: catalog folder not found")
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def _load(path: Path, problems: list[str]) -> LocatedYaml | None:
+    try:
+        return load_located(path)
+    except YamlSyntaxError as exc:
+        problems.append(str(exc))
+        return None
+
+
+def _check_code(
+    doc: LocatedYaml,
+    index: int,
+    code: Code,
+    catalog: Catalog,
+    stored: Mapping[tuple[str, int], str],
+    check_template: Any,
+) -> list[str]:
+    problems = []
+    conditions: dict[tuple[str | int, ...], str | None] = {
+        ("match", "source"): code.match.source,
+        ("match", "alertname"): code.match.alertname,
+    }
+    conditions.update({("match", "labels", k): v for k, v in code.match.labels.items()})
+    conditions.update({("match", "annotations", k): v for k, v in code.match.annotations.items()})
+    for loc, pattern in conditions.items():
+        if pattern is None:
+            continue
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            problems.append(f"{doc.where((index, *loc))}: bad regular expression {pattern!r}: {exc}")
+    if (error := check_template(code.target)) is not None:
+        problems.append(f"{doc.where((index, 'target'))}: target: {error}")
+    name, pin = code.playbook_name, code.playbook_pin
+    if name is not None:
+        known = catalog.latest_version(name) is not None or any(n == name for n, _ in stored)
+        if not known:
+            problems.append(f"{doc.where((index, 'playbook'))}: playbook {name!r} not found in the catalog")
+        elif pin is not None and (name, pin) not in catalog.playbooks:
+            problems.append(f"{doc.where((index, 'playbook'))}: playbook {name}@{pin} not found in the catalog")
+        elif pin is None and catalog.latest_version(name) is None:
+            problems.append(f"{doc.where((index, 'playbook'))}: playbook {name!r} not found in the catalog")
+    elif code.mode.value != "manual":
+        problems.append(f"{doc.where((index, 'mode'))}: mode {code.mode.value} needs a playbook")
+    return problems
+
+
+def _check_playbook_templates(
+    doc: LocatedYaml, playbook: Playbook, check_template: Any, check_expression: Any
+) -> list[str]:
+    problems = []
+    registered: set[str] = set()
+    for phase in ("steps", "verify", "rollback"):
+        steps: list[Step] = getattr(playbook, phase)
+        for index, step in enumerate(steps):
+            loc = (phase, index)
+            if step.register_as in RESERVED_NAMES:
+                problems.append(f"{doc.where((*loc, 'register'))}: register: {step.register_as!r} is a reserved name")
+            if step.register_as:
+                registered.add(step.register_as)
+            for sub, template in _templates_of(step):
+                if (error := check_template(template)) is not None:
+                    problems.append(f"{doc.where((*loc, *sub))}: {'.'.join(map(str, sub))}: {error}")
+            if step.when is not None and (error := check_expression(step.when)) is not None:
+                problems.append(f"{doc.where((*loc, 'when'))}: when: {error}")
+    return problems
+
+
+def _templates_of(step: Step) -> Iterable[tuple[tuple[str, ...], str]]:
+    if step.ssh is not None:
+        yield ("ssh", "command"), step.ssh.command
+        if step.ssh.target:
+            yield ("ssh", "target"), step.ssh.target
+    if step.http is not None:
+        yield ("http", "url"), step.http.url
+        for key, value in step.http.headers.items():
+            yield ("http", "headers", key), value
+        if step.http.body is not None:
+            yield ("http", "body"), step.http.body
+        yield from (((("http", "json"), s)) for s in _strings(step.http.json_body))
+
+
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)

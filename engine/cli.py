@@ -1,0 +1,260 @@
+"""The `suture` command. User mistakes become one message on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from engine.config import Config, load_config
+from engine.errors import CatalogError, ConfigError, SutureError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    default="config.yaml",
+    envvar="SUTURE_CONFIG",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Path to config.yaml.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+
+
+def handle_errors(func: F) -> F:
+    """Turn Suture's errors into user messages: config 2, everything else 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            click.echo(f"config error: {exc}", err=True)
+            sys.exit(2)
+        except CatalogError as exc:
+            for problem in exc.problems:
+                click.echo(problem, err=True)
+            click.echo(f"catalog invalid: {len(exc.problems)} problem(s)", err=True)
+            sys.exit(1)
+        except SutureError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except ValueError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _dump(data: Any) -> None:
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+
+
+def _open_store(config: Config, *, upgrade: bool = True) -> Any:
+    from engine.store import Store, open_database
+
+    return Store(open_database(config.database_url, upgrade=upgrade))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        click.echo("(none)")
+        return
+    cells = [[_cell(row.get(col)) for col in columns] for row in rows]
+    widths = [max(len(col), *(len(r[i]) for r in cells)) for i, col in enumerate(columns)]
+    click.echo("  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True)).rstrip())
+    for r in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+@click.group()
+@click.version_option(package_name="suture")
+def main() -> None:
+    """Suture: monitoring alerts become coded incidents, fixed by versioned playbooks."""
+
+
+@main.command()
+@config_option
+@handle_errors
+def serve(config_path: str) -> None:
+    """Run the daemon: HTTP API, intake, workers and scheduler."""
+    from engine.daemon import Daemon
+    from engine.logging import configure_logging
+
+    config = load_config(config_path)
+    configure_logging(config.logging.level, config.logging.format)
+    Daemon(config).serve()
+
+
+@main.command()
+@config_option
+@handle_errors
+def validate(config_path: str) -> None:
+    """Check codes/ and playbooks/; print every problem as file:line: message."""
+    from engine.daemon import load_checked_catalog
+
+    config = load_config(config_path)
+    store = _open_store(config, upgrade=True) if _database_exists(config) else None
+    catalog = load_checked_catalog(config, store)
+    click.echo(f"ok: {len(catalog.codes)} codes, {len(catalog.playbooks)} playbook versions")
+
+
+def _database_exists(config: Config) -> bool:
+    url = config.database_url
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") :]).exists()
+    return True
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@config_option
+@handle_errors
+def db_upgrade(config_path: str) -> None:
+    """Apply migrations up to the newest schema."""
+    config = load_config(config_path)
+    _open_store(config, upgrade=True)
+    click.echo("database is up to date")
+
+
+@main.group()
+def incidents() -> None:
+    """Coded incidents."""
+
+
+@incidents.command("list")
+@click.option("--status", type=click.Choice(["open", "resolved"]))
+@click.option("--code")
+@click.option("--since", help="e.g. 7d, 12h, or an ISO 8601 time")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@config_option
+@json_option
+@handle_errors
+def incidents_list(
+    status: str | None, code: str | None, since: str | None, limit: int, config_path: str, as_json: bool
+) -> None:
+    """List incidents, newest first."""
+    from engine.timeparse import parse_since
+
+    store = _open_store(load_config(config_path))
+    rows = store.list_incidents(status=status, code=code, since=parse_since(since), limit=limit)
+    if as_json:
+        _dump(rows)
+    else:
+        _table(rows, ["id", "code", "status", "severity", "target", "occurrences", "opened_at", "due_at", "resolution"])
+
+
+@incidents.command("show")
+@click.argument("incident_id", type=int)
+@config_option
+@json_option
+@handle_errors
+def incidents_show(incident_id: int, config_path: str, as_json: bool) -> None:
+    """One incident with its alerts, runs and timeline."""
+    store = _open_store(load_config(config_path))
+    incident = store.get_incident(incident_id)
+    if as_json:
+        _dump(incident)
+        return
+    for key in ("id", "code", "title", "status", "severity", "target", "fingerprint", "occurrences",
+                "opened_at", "last_seen", "due_at", "resolved_at", "resolution", "remediated_at"):
+        click.echo(f"{key + ':':15} {_cell(incident[key])}")
+    click.echo(f"{'labels:':15} {json.dumps(incident['labels'], ensure_ascii=False)}")
+    click.echo("\nRuns:")
+    _table(incident["runs"], ["id", "playbook", "playbook_version", "status", "queued_at", "finished_at", "error"])
+    click.echo("\nTimeline:")
+    _table(incident["timeline"], ["at", "kind", "message"])
+
+
+@main.group()
+def runs() -> None:
+    """Remediation runs."""
+
+
+@runs.command("list")
+@click.option("--status")
+@click.option("--playbook")
+@click.option("--since", help="e.g. 7d, 12h, or an ISO 8601 time")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@config_option
+@json_option
+@handle_errors
+def runs_list(
+    status: str | None, playbook: str | None, since: str | None, limit: int, config_path: str, as_json: bool
+) -> None:
+    """List runs, newest first."""
+    from engine.timeparse import parse_since
+
+    store = _open_store(load_config(config_path))
+    rows = store.list_runs(status=status, playbook=playbook, since=parse_since(since), limit=limit)
+    if as_json:
+        _dump(rows)
+    else:
+        _table(rows, ["id", "incident_id", "playbook", "playbook_version", "status", "trigger", "queued_at", "error"])
+
+
+@runs.command("show")
+@click.argument("run_id", type=int)
+@config_option
+@json_option
+@handle_errors
+def runs_show(run_id: int, config_path: str, as_json: bool) -> None:
+    """One run with every step: rendered parameters, status, output."""
+    store = _open_store(load_config(config_path))
+    run = store.get_run(run_id)
+    if as_json:
+        _dump(run)
+        return
+    for key in ("id", "incident_id", "playbook", "playbook_version", "status", "trigger", "dry_run",
+                "queued_at", "started_at", "finished_at", "error"):
+        click.echo(f"{key + ':':17} {_cell(run[key])}")
+    for step in run["steps"]:
+        click.echo(_step_line(step))
+
+
+def _step_line(step: dict[str, Any]) -> str:
+    code = step.get("exit_code") if step.get("exit_code") is not None else step.get("http_status")
+    detail = f" [{code}]" if code is not None else ""
+    line = f"  {step['phase']:8} {step['status']:10} {step['action']:5} {step['name']}{detail} ({step['duration_ms']} ms, attempt {step['attempt']})"
+    if step.get("error"):
+        line += f"\n           error: {step['error']}"
+    return line
+
+
+@main.command("run")
+@click.argument("playbook")
+@click.option("--alert", "alert_file", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Render and record every step, execute nothing.")
+@config_option
+@handle_errors
+def run_playbook(playbook: str, alert_file: str, dry_run: bool, config_path: str) -> None:
+    """Run a playbook by hand against a sample alert, printing each step as it goes."""
+    from engine.manual import run_by_hand
+
+    config = load_config(config_path)
+    status = run_by_hand(config, playbook, Path(alert_file), dry_run=dry_run, echo=lambda s: click.echo(_step_line(s)))
+    click.echo(f"run finished: {status.value}")
+    sys.exit(0 if status.value == "succeeded" else 1)

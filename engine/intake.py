@@ -1,0 +1,172 @@
+"""From normalised alerts to committed incidents: classify, then group-commit on one writer.
+
+One writer thread owns every intake write. Requests hand it a Submission and wait for the
+commit that holds it, so concurrent webhooks share transactions instead of fighting over
+SQLite's lock (see shared/PERFORMANCE.md: one writer with grouped commits has the best tail).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import structlog
+
+from engine.catalog import Catalog
+from engine.classify import Classifier
+from engine.errors import StoreUnavailable, TemplateError
+from engine.models import UNCLASSIFIED, Alert, Mode, Severity
+from engine.store import Store
+from engine.store.ingest import ClassifiedAlert, Receipt, Submission
+from engine.templating import Renderer
+
+log = structlog.get_logger("suture.intake")
+
+MAX_BATCH = 256
+
+
+@dataclass(frozen=True)
+class CatalogView:
+    """The catalog in force plus what intake derives from it; swapped whole on reload."""
+
+    catalog: Catalog
+    classifier: Classifier
+
+    @classmethod
+    def of(cls, catalog: Catalog) -> CatalogView:
+        return cls(catalog, Classifier(catalog))
+
+
+class Intake:
+    def __init__(self, store: Store, view: CatalogView, on_runs_queued: Callable[[], None] | None = None) -> None:
+        self.store = store
+        self.view = view
+        self._renderer = Renderer()
+        self._on_runs_queued = on_runs_queued
+        self._queue: queue.Queue[tuple[Submission, Future[Receipt]] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    # ----------------------------------------------------------- classify
+
+    def classify(self, alert: Alert) -> ClassifiedAlert:
+        view = self.view
+        code = view.classifier.classify(alert)
+        if code is None:
+            return ClassifiedAlert(
+                alert=alert,
+                code=UNCLASSIFIED,
+                title=alert.name,
+                severity=Severity.medium,
+                target=_fallback_target(alert),
+                mode=Mode.manual,
+                playbook=None,
+            )
+        entry = view.catalog.playbook_for(code)
+        return ClassifiedAlert(
+            alert=alert,
+            code=code.code,
+            title=code.title,
+            severity=code.severity,
+            target=self._target(code.target, alert),
+            mode=code.mode,
+            playbook=(entry.playbook.name, entry.playbook.version) if entry else None,
+            dry_run=code.dry_run,
+        )
+
+    def _target(self, template: str, alert: Alert) -> str:
+        context = {"labels": alert.labels, "annotations": alert.annotations, "alert": alert.model_dump(mode="json")}
+        try:
+            return self._renderer.render(template, context).strip()[:255]
+        except TemplateError as exc:
+            log.warning("target_template_failed", fingerprint=alert.fingerprint, error=str(exc))
+            return _fallback_target(alert)
+
+    def prepare(self, source: str, body: str, alerts: list[Alert]) -> Submission:
+        return Submission(source=source, body=body, alerts=[self.classify(a) for a in alerts])
+
+    # ------------------------------------------------------------- writer
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="suture-intake-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def submit(self, submission: Submission) -> Future[Receipt]:
+        """Queue for the writer; the future completes once the submission is committed."""
+        future: Future[Receipt] = Future()
+        if self._thread is None:
+            future.set_exception(StoreUnavailable("intake writer is not running"))
+        else:
+            self._queue.put((submission, future))
+        return future
+
+    def ingest_now(self, submission: Submission) -> Receipt:
+        """Write synchronously, without the writer thread (CLI and tests)."""
+        receipt = self.store.ingest([submission])[0]
+        self._after_commit([receipt])
+        return receipt
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._write(batch)
+            if stop:
+                return
+
+    def _write(self, batch: list[tuple[Submission, Future[Receipt]]]) -> None:
+        try:
+            receipts = self.store.ingest([s for s, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - every waiter must hear the outcome
+            if len(batch) > 1:
+                # One poisoned submission must not fail its neighbours: retry one by one.
+                for item in batch:
+                    self._write([item])
+                return
+            log.error("intake_write_failed", error=str(exc), source=batch[0][0].source)
+            error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(f"could not store alerts: {exc}")
+            batch[0][1].set_exception(error)
+            return
+        for (_, future), receipt in zip(batch, receipts, strict=True):
+            future.set_result(receipt)
+        self._after_commit(receipts)
+
+    def _after_commit(self, receipts: list[Receipt]) -> None:
+        for receipt in receipts:
+            log.info(
+                "event_stored",
+                event_id=receipt.event_id,
+                alerts=receipt.alerts,
+                opened=receipt.opened,
+                resolved=receipt.resolved,
+                runs_queued=receipt.runs_queued,
+            )
+        if self._on_runs_queued is not None and any(r.runs_queued for r in receipts):
+            self._on_runs_queued()
+
+
+def _fallback_target(alert: Alert) -> str:
+    for key in ("instance", "host", "hostname", "target", "node"):
+        if value := alert.labels.get(key):
+            return value.split(":")[0][:255] if key == "instance" else value[:255]
+    return ""

@@ -1,0 +1,66 @@
+"""`suture run PLAYBOOK --alert FILE.json`: a run by hand, recorded like any other."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from connectors import get_connector
+from engine.config import Config
+from engine.daemon import load_checked_catalog
+from engine.errors import InvalidPayload, NotFound, SutureError
+from engine.intake import CatalogView, Intake
+from engine.models import Alert, RunStatus
+from engine.runner import Runner
+from engine.store import Store, open_database
+from engine.store.ingest import run_context
+from engine.templating import Renderer
+
+
+def read_alert(path: Path, config: Config) -> Alert:
+    """An Alertmanager body, a generic body, or a single generic alert object."""
+    try:
+        payload = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise SutureError(f"{path}: cannot read alert JSON: {exc}") from exc
+    if isinstance(payload, dict) and "alerts" in payload:
+        source = "alertmanager" if "version" in payload else "generic"
+    else:
+        source, payload = "generic", {"alerts": [payload]}
+    try:
+        alerts = get_connector(source).parse(payload, config.source(source), datetime.now(UTC))
+    except InvalidPayload as exc:
+        raise SutureError(f"{path}: {exc.field}: {exc.message}") from exc
+    return alerts[0]
+
+
+def run_by_hand(
+    config: Config, ref: str, alert_file: Path, *, dry_run: bool, echo: Callable[[dict[str, Any]], None]
+) -> RunStatus:
+    store = Store(open_database(config.database_url, upgrade=True))
+    catalog = load_checked_catalog(config, store)
+    store.sync_catalog(catalog)
+    entry = catalog.get_playbook(ref)
+    if entry is None:
+        raise NotFound(f"playbook {ref!r} is not in the catalog")
+    alert = read_alert(alert_file, config)
+    classified = Intake(store, CatalogView.of(catalog)).classify(alert)
+    context = run_context(classified, 0, datetime.now(UTC))
+    context["incident"]["id"] = None
+    run_id = store.create_manual_run(
+        entry.playbook.name, entry.playbook.version, context, dry_run=dry_run, status=RunStatus.running
+    )
+
+    def record(step: dict[str, Any]) -> None:
+        store.record_step(run_id, step)
+        echo(step)
+
+    outcome = Runner(config, Renderer(config.secret_values())).execute(
+        entry.playbook, context, dry_run=dry_run, record=record
+    )
+    store.finish_run(run_id, outcome.status, outcome.error, remediated=False)
+    return outcome.status

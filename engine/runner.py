@@ -1,0 +1,270 @@
+"""Execute one playbook version for one run: steps, verify, rollback. Knows no HTTP handling
+and no SQL: results go to a `record` callback, actions come from the registry by name."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from engine.actions import ActionContext, RunResources, get_action
+from engine.config import Config
+from engine.errors import TemplateError
+from engine.models import ActionResult, HttpStep, OnFailure, Playbook, RunStatus, SshStep, Step
+from engine.templating import Renderer
+
+log = structlog.get_logger("suture.runner")
+
+StepRecord = dict[str, Any]
+Recorder = Callable[[StepRecord], None]
+
+#: What a registered step exposes in a dry run, so later templates still render.
+_DRY_REGISTERED = {"stdout": "", "stderr": "", "exit_code": 0, "status": 0, "body": "", "json": None}
+
+
+@dataclass
+class RunOutcome:
+    status: RunStatus
+    error: str | None = None
+    remediated: bool = False
+    steps: list[StepRecord] = field(default_factory=list)
+
+
+class _PhaseFailed(Exception):
+    def __init__(self, message: str, *, timed_out: bool = False, rollback: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+        self.rollback = rollback
+
+
+class Runner:
+    def __init__(self, config: Config, renderer: Renderer, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self.renderer = renderer
+        self._sleep = sleep
+
+    def execute(
+        self, playbook: Playbook, context: dict[str, Any], *, dry_run: bool = False, record: Recorder | None = None
+    ) -> RunOutcome:
+        """Run the playbook to a final status; never raises for a step's failure."""
+        execution = _Execution(self, playbook, context, dry_run, record)
+        try:
+            return execution.run()
+        finally:
+            execution.resources.close()
+
+
+class _Execution:
+    def __init__(
+        self, runner: Runner, playbook: Playbook, context: dict[str, Any], dry_run: bool, record: Recorder | None
+    ) -> None:
+        self.runner = runner
+        self.config = runner.config
+        self.renderer = runner.renderer
+        self.playbook = playbook
+        self.variables: dict[str, Any] = dict(context)
+        self.target = str(context.get("target") or "")
+        self.dry_run = dry_run
+        self.record = record
+        self.deadline = time.monotonic() + playbook.timeout.total_seconds()
+        self.resources = RunResources()
+        self.outcome = RunOutcome(status=RunStatus.succeeded)
+        self.seq = 0
+
+    def run(self) -> RunOutcome:
+        try:
+            executed = self._phase("steps", self.playbook.steps)
+            if not executed and not self.dry_run:
+                self.outcome.status = RunStatus.skipped
+                self.outcome.error = "every step was skipped by its `when` condition"
+                return self.outcome
+            self._phase("verify", self.playbook.verify, verifying=True)
+        except _PhaseFailed as failure:
+            return self._failed(failure)
+        self.outcome.remediated = not self.dry_run
+        return self.outcome
+
+    def _failed(self, failure: _PhaseFailed) -> RunOutcome:
+        self.outcome.error = str(failure)
+        if failure.timed_out and not failure.rollback:
+            self.outcome.status = RunStatus.timed_out
+            return self.outcome
+        if failure.rollback and self.playbook.rollback:
+            try:
+                self.deadline = max(self.deadline, time.monotonic() + 60)  # a rollback gets its own minute
+                self._phase("rollback", self.playbook.rollback)
+            except _PhaseFailed as rollback_failure:
+                self.outcome.status = RunStatus.failed
+                self.outcome.error = f"{failure}; rollback failed too: {rollback_failure}"
+                return self.outcome
+            self.outcome.status = RunStatus.rolled_back
+            return self.outcome
+        self.outcome.status = RunStatus.timed_out if failure.timed_out else RunStatus.failed
+        return self.outcome
+
+    def _phase(self, phase: str, steps: list[Step], *, verifying: bool = False) -> int:
+        executed = 0
+        for index, step in enumerate(steps):
+            name = step.display_name(index)
+            if step.when is not None:
+                try:
+                    wanted = self.renderer.evaluate(step.when, self.variables)
+                except TemplateError as exc:
+                    self._emit(phase, name, step, "failed", {}, None, time.monotonic(), 1, error=str(exc))
+                    raise _PhaseFailed(f"step {name!r}: {exc}") from None
+                if not wanted:
+                    self._emit(phase, name, step, "skipped", {"when": step.when}, None, time.monotonic(), 1)
+                    continue
+            executed += 1
+            ok, result = self._step(phase, name, step)
+            if ok:
+                continue
+            message = f"{'verification' if verifying else 'step'} {name!r} failed: {result}"
+            timed_out = result.startswith("timed out") or "timed out" in result
+            if phase == "rollback":
+                raise _PhaseFailed(message, timed_out=timed_out)
+            if verifying:
+                raise _PhaseFailed(message, rollback=True)
+            if step.on_failure is OnFailure.continue_:
+                continue
+            raise _PhaseFailed(message, timed_out=timed_out, rollback=step.on_failure is OnFailure.rollback)
+        return executed
+
+    def _step(self, phase: str, name: str, step: Step) -> tuple[bool, str]:
+        """Run one step with its retries; returns (ok, error text)."""
+        started_wall = time.monotonic()
+        try:
+            params = self._render(step)
+        except TemplateError as exc:
+            self._emit(phase, name, step, "failed", {}, None, started_wall, 1, error=str(exc))
+            return False, str(exc)
+        shown = _params_for_record(step, params)
+        if self.dry_run:
+            self._emit(phase, name, step, "dry_run", shown, None, started_wall, 1)
+            self._register(step, ActionResult(ok=True, registered=dict(_DRY_REGISTERED)))
+            return True, ""
+        action = get_action(step.action)
+        attempts = step.retries + 1
+        delay = step.retry_delay.total_seconds()
+        result = ActionResult(ok=False, error="not run")
+        for attempt in range(1, attempts + 1):
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                self._emit(phase, name, step, "timed_out", shown, None, time.monotonic(), attempt,
+                           error="playbook timeout reached before this step")
+                return False, f"timed out: playbook timeout {self.playbook.timeout} reached"
+            budget = min(self._step_timeout(step), remaining)
+            ctx = ActionContext(
+                config=self.config,
+                target=self.target,
+                timeout_seconds=budget,
+                output_limit_bytes=self.config.workers.output_limit_bytes,
+                resources=self.resources,
+            )
+            began = time.monotonic()
+            try:
+                result = action.execute(params, ctx)
+            except Exception as exc:  # noqa: BLE001 - an action bug must end in a recorded failure
+                log.exception("action_crashed", action=step.action, step=name)
+                result = ActionResult(ok=False, error=f"{step.action} action crashed: {exc}")
+            status = "succeeded" if result.ok else ("timed_out" if result.timed_out else "failed")
+            self._emit(phase, name, step, status, shown, result, began, attempt)
+            if result.ok:
+                self._register(step, result)
+                return True, ""
+            if not result.retryable or attempt == attempts:
+                break
+            wait = float(result.registered.get("retry_after") or delay)
+            self.runner._sleep(max(0.0, min(wait, self.deadline - time.monotonic())))
+            delay *= step.retry_backoff
+        self._register(step, result)
+        error = result.error or "failed"
+        return False, (f"timed out: {error}" if result.timed_out and "timed out" not in error else error)
+
+    def _step_timeout(self, step: Step) -> float:
+        if step.timeout is not None:
+            return step.timeout.total_seconds()
+        if step.wait is not None:
+            return step.wait.total_seconds() + 1.0
+        if step.http is not None:
+            return self.config.http.timeout.total_seconds()
+        return self.config.ssh.command_timeout.total_seconds()
+
+    def _render(self, step: Step) -> Any:
+        render = self.renderer.render_value
+        if step.ssh is not None:
+            return SshStep(
+                command=self.renderer.render(step.ssh.command, self.variables, shell=True),
+                sudo=step.ssh.sudo,
+                target=self.renderer.render(step.ssh.target, self.variables) if step.ssh.target else None,
+            )
+        if step.http is not None:
+            http = step.http
+            return http.model_copy(
+                update={
+                    "url": self.renderer.render(http.url, self.variables),
+                    "headers": render(http.headers, self.variables),
+                    "json_body": render(http.json_body, self.variables),
+                    "body": render(http.body, self.variables),
+                }
+            )
+        return step.wait
+
+    def _register(self, step: Step, result: ActionResult) -> None:
+        if step.register_as:
+            self.variables[step.register_as] = dict(result.registered)
+
+    def _emit(
+        self,
+        phase: str,
+        name: str,
+        step: Step,
+        status: str,
+        params: dict[str, Any],
+        result: ActionResult | None,
+        began: float,
+        attempt: int,
+        error: str | None = None,
+    ) -> None:
+        now = time.monotonic()
+        redact = self.renderer.redact
+        record: StepRecord = {
+            "seq": self.seq,
+            "name": name,
+            "phase": phase,
+            "action": step.action,
+            "status": status,
+            "params": redact(params),
+            "exit_code": result.exit_code if result else None,
+            "http_status": result.http_status if result else None,
+            "stdout": redact(result.stdout) if result else "",
+            "stderr": redact(result.stderr) if result else "",
+            "error": redact(error or (result.error if result and not result.ok else None)),
+            "started_at": datetime.now(UTC) - timedelta(seconds=now - began),
+            "duration_ms": int((now - began) * 1000),
+            "attempt": attempt,
+        }
+        self.seq += 1
+        self.outcome.steps.append(record)
+        if self.record is not None:
+            self.record(record)
+
+
+def _params_for_record(step: Step, params: Any) -> dict[str, Any]:
+    if isinstance(params, SshStep):
+        return {"command": params.command, "sudo": params.sudo, "target": params.target}
+    if isinstance(params, HttpStep):
+        return {
+            "method": params.method,
+            "url": params.url,
+            "headers": params.headers,
+            "json": params.json_body,
+            "body": params.body,
+            "expect_status": params.expect_status,
+        }
+    assert step.wait is not None
+    return {"seconds": step.wait.total_seconds()}

@@ -1,0 +1,417 @@
+"""Every query Suture makes, returning plain dicts shaped like the public JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, func, insert, select, update
+
+from engine.catalog import Catalog
+from engine.errors import NotFound
+from engine.models import FINISHED_RUN_STATUSES, IncidentStatus, RunStatus
+from engine.store.db import Database
+from engine.store.ingest import Receipt, Submission, apply_batch
+from engine.store.tables import (
+    alerts,
+    audit_log,
+    codes,
+    incidents,
+    playbook_versions,
+    runs,
+    state,
+    step_results,
+)
+
+INCIDENT_FIELDS = (
+    "id",
+    "code",
+    "title",
+    "status",
+    "severity",
+    "target",
+    "source",
+    "fingerprint",
+    "alertname",
+    "occurrences",
+    "opened_at",
+    "last_seen",
+    "resolved_at",
+    "resolution",
+    "due_at",
+    "remediated_at",
+)
+RUN_FIELDS = (
+    "id",
+    "incident_id",
+    "playbook",
+    "playbook_version",
+    "status",
+    "trigger",
+    "dry_run",
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "error",
+    "effective",
+    "worker",
+)
+STEP_FIELDS = (
+    "seq",
+    "name",
+    "phase",
+    "action",
+    "status",
+    "params",
+    "exit_code",
+    "http_status",
+    "stdout",
+    "stderr",
+    "error",
+    "started_at",
+    "duration_ms",
+    "attempt",
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _row(row: Row[Any], fields: Sequence[str]) -> dict[str, Any]:
+    mapping = row._mapping
+    return {name: mapping[name] for name in fields}
+
+
+class Store:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ------------------------------------------------------------ intake
+
+    def ingest(self, batch: list[Submission]) -> list[Receipt]:
+        """One transaction for the whole batch (group commit)."""
+        with self.db.write() as conn:
+            return apply_batch(conn, batch, utcnow())
+
+    # ----------------------------------------------------------- catalog
+
+    def stored_playbook_hashes(self) -> dict[tuple[str, int], str]:
+        with self.db.read() as conn:
+            rows = conn.execute(select(playbook_versions.c.name, playbook_versions.c.version, playbook_versions.c.sha256))
+            return {(r.name, r.version): r.sha256 for r in rows}
+
+    def sync_catalog(self, catalog: Catalog) -> dict[str, int]:
+        """Keep every playbook version and every code version ever loaded; rows are never changed."""
+        now = utcnow()
+        added = {"playbooks": 0, "codes": 0}
+        with self.db.write() as conn:
+            stored = {
+                (r.name, r.version)
+                for r in conn.execute(select(playbook_versions.c.name, playbook_versions.c.version))
+            }
+            for (name, version), entry in sorted(catalog.playbooks.items()):
+                if (name, version) not in stored:
+                    conn.execute(
+                        insert(playbook_versions).values(
+                            name=name, version=version, sha256=entry.sha256, body=entry.body, loaded_at=now
+                        )
+                    )
+                    added["playbooks"] += 1
+            latest = {
+                r.code: (r.version, r.sha256)
+                for r in conn.execute(
+                    select(codes.c.code, codes.c.version, codes.c.sha256).order_by(codes.c.code, codes.c.version)
+                )
+            }
+            for entry in catalog.codes:
+                version, sha = latest.get(entry.code.code, (0, ""))
+                if sha != entry.sha256:
+                    conn.execute(
+                        insert(codes).values(
+                            code=entry.code.code,
+                            version=version + 1,
+                            sha256=entry.sha256,
+                            body=entry.code.model_dump(mode="json", by_alias=True),
+                            loaded_at=now,
+                        )
+                    )
+                    added["codes"] += 1
+        return added
+
+    def playbook_body(self, name: str, version: int) -> str:
+        with self.db.read() as conn:
+            body = conn.execute(
+                select(playbook_versions.c.body).where(
+                    and_(playbook_versions.c.name == name, playbook_versions.c.version == version)
+                )
+            ).scalar()
+        if body is None:
+            raise NotFound(f"playbook {name}@{version} is not stored")
+        return str(body)
+
+    def list_playbook_versions(self) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(
+                    playbook_versions.c.name,
+                    playbook_versions.c.version,
+                    playbook_versions.c.sha256,
+                    playbook_versions.c.loaded_at,
+                ).order_by(playbook_versions.c.name, playbook_versions.c.version)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    # --------------------------------------------------------- incidents
+
+    def list_incidents(
+        self,
+        *,
+        status: str | None = None,
+        code: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[dict[str, Any]]:
+        query = select(*[incidents.c[name] for name in INCIDENT_FIELDS])
+        if status:
+            query = query.where(incidents.c.status == status)
+        if code:
+            query = query.where(incidents.c.code == code)
+        if since:
+            query = query.where(incidents.c.opened_at >= since)
+        if before_id:
+            query = query.where(incidents.c.id < before_id)
+        query = query.order_by(incidents.c.id.desc()).limit(limit)
+        with self.db.read() as conn:
+            return [_row(r, INCIDENT_FIELDS) for r in conn.execute(query)]
+
+    def get_incident(self, incident_id: int) -> dict[str, Any]:
+        with self.db.read() as conn:
+            row = conn.execute(select(incidents).where(incidents.c.id == incident_id)).first()
+            if row is None:
+                raise NotFound(f"incident {incident_id} not found")
+            result = _row(row, INCIDENT_FIELDS)
+            result["labels"] = row.labels
+            result["annotations"] = row.annotations
+            result["alerts"] = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(
+                        alerts.c.id,
+                        alerts.c.event_id,
+                        alerts.c.source,
+                        alerts.c.name,
+                        alerts.c.status,
+                        alerts.c.fingerprint,
+                        alerts.c.starts_at,
+                        alerts.c.ends_at,
+                        alerts.c.received_at,
+                        alerts.c.labels,
+                        alerts.c.annotations,
+                    )
+                    .where(alerts.c.incident_id == incident_id)
+                    .order_by(alerts.c.id.desc())
+                    .limit(50)
+                )
+            ]
+            result["runs"] = [
+                _row(r, RUN_FIELDS)
+                for r in conn.execute(select(runs).where(runs.c.incident_id == incident_id).order_by(runs.c.id))
+            ]
+            result["timeline"] = [
+                {"at": r.at, "kind": r.kind, "message": r.message, "actor": r.actor, "run_id": r.run_id}
+                for r in conn.execute(
+                    select(audit_log).where(audit_log.c.incident_id == incident_id).order_by(audit_log.c.id)
+                )
+            ]
+        return result
+
+    # -------------------------------------------------------------- runs
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        playbook: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[dict[str, Any]]:
+        query = select(*[runs.c[name] for name in RUN_FIELDS])
+        if status:
+            query = query.where(runs.c.status == status)
+        if playbook:
+            query = query.where(runs.c.playbook == playbook)
+        if since:
+            query = query.where(runs.c.queued_at >= since)
+        if before_id:
+            query = query.where(runs.c.id < before_id)
+        query = query.order_by(runs.c.id.desc()).limit(limit)
+        with self.db.read() as conn:
+            return [_row(r, RUN_FIELDS) for r in conn.execute(query)]
+
+    def get_run(self, run_id: int) -> dict[str, Any]:
+        with self.db.read() as conn:
+            row = conn.execute(select(runs).where(runs.c.id == run_id)).first()
+            if row is None:
+                raise NotFound(f"run {run_id} not found")
+            result = _row(row, RUN_FIELDS)
+            result["steps"] = [
+                _row(r, STEP_FIELDS)
+                for r in conn.execute(
+                    select(step_results).where(step_results.c.run_id == run_id).order_by(step_results.c.seq)
+                )
+            ]
+        return result
+
+    def run_context(self, run_id: int) -> dict[str, Any]:
+        with self.db.read() as conn:
+            value = conn.execute(select(runs.c.context).where(runs.c.id == run_id)).scalar()
+        if value is None:
+            raise NotFound(f"run {run_id} not found")
+        return dict(value)
+
+    def create_manual_run(
+        self, playbook: str, version: int, context: dict[str, Any], *, dry_run: bool, status: RunStatus
+    ) -> int:
+        now = utcnow()
+        with self.db.write() as conn:
+            run_id = conn.execute(
+                insert(runs).values(
+                    incident_id=None,
+                    playbook=playbook,
+                    playbook_version=version,
+                    status=status.value,
+                    trigger="manual",
+                    dry_run=dry_run,
+                    queued_at=now,
+                    started_at=now if status is RunStatus.running else None,
+                    context=context,
+                    worker="cli" if status is RunStatus.running else None,
+                )
+            ).inserted_primary_key[0]
+        return int(run_id)
+
+    def claim_run(self, worker: str) -> dict[str, Any] | None:
+        """Atomically take the oldest queued run: one run, one worker, also across processes."""
+        now = utcnow()
+        with self.db.write() as conn:
+            candidates = select(runs.c.id).where(runs.c.status == RunStatus.queued.value).order_by(runs.c.id).limit(1)
+            if not self.db.is_sqlite:  # SQLite's write lock already serialises claims
+                candidates = candidates.with_for_update(skip_locked=True)
+            run_id = conn.execute(candidates).scalar()
+            if run_id is None:
+                return None
+            claimed = conn.execute(
+                update(runs)
+                .where(and_(runs.c.id == run_id, runs.c.status == RunStatus.queued.value))
+                .values(status=RunStatus.running.value, started_at=now, heartbeat_at=now, worker=worker)
+            ).rowcount
+            if claimed != 1:
+                return None
+            row = conn.execute(select(runs).where(runs.c.id == run_id)).one()
+            result = _row(row, RUN_FIELDS)
+            result["context"] = row.context
+            if row.incident_id is not None:
+                conn.execute(
+                    insert(audit_log).values(
+                        at=now,
+                        actor=worker,
+                        kind="run_started",
+                        incident_id=row.incident_id,
+                        run_id=run_id,
+                        message=f"run {run_id} started",
+                    )
+                )
+            return result
+
+    def record_step(self, run_id: int, step: dict[str, Any]) -> None:
+        with self.db.write() as conn:
+            conn.execute(insert(step_results).values(run_id=run_id, **step))
+            conn.execute(update(runs).where(runs.c.id == run_id).values(heartbeat_at=utcnow()))
+
+    def finish_run(self, run_id: int, status: RunStatus, error: str | None, *, remediated: bool) -> None:
+        now = utcnow()
+        with self.db.write() as conn:
+            conn.execute(
+                update(runs).where(runs.c.id == run_id).values(status=status.value, finished_at=now, error=error)
+            )
+            incident_id = conn.execute(select(runs.c.incident_id).where(runs.c.id == run_id)).scalar()
+            if incident_id is None:
+                return
+            if remediated:
+                conn.execute(
+                    update(incidents)
+                    .where(and_(incidents.c.id == incident_id, incidents.c.remediated_at.is_(None)))
+                    .values(remediated_at=now)
+                )
+            message = f"run {run_id} {status.value}" + (f": {error}" if error else "")
+            conn.execute(
+                insert(audit_log).values(
+                    at=now,
+                    actor="suture",
+                    kind=f"run_{status.value}",
+                    incident_id=incident_id,
+                    run_id=run_id,
+                    message=message,
+                )
+            )
+
+    def recover_interrupted(self, idempotent: dict[tuple[str, int], bool]) -> dict[str, list[int]]:
+        """Runs left `running` by a dead daemon: re-queue the idempotent ones, mark the rest interrupted."""
+        now = utcnow()
+        outcome: dict[str, list[int]] = {"requeued": [], "interrupted": []}
+        with self.db.write() as conn:
+            rows = conn.execute(
+                select(runs.c.id, runs.c.incident_id, runs.c.playbook, runs.c.playbook_version).where(
+                    runs.c.status == RunStatus.running.value
+                )
+            ).all()
+            for row in rows:
+                again = idempotent.get((row.playbook, row.playbook_version), False)
+                if again:
+                    values: dict[str, Any] = {"status": RunStatus.queued.value, "started_at": None, "worker": None}
+                    kind, message = "run_requeued", f"run {row.id} re-queued after a daemon restart (idempotent)"
+                    outcome["requeued"].append(row.id)
+                else:
+                    values = {
+                        "status": RunStatus.interrupted.value,
+                        "finished_at": now,
+                        "error": "interrupted: the daemon stopped while this run was executing",
+                    }
+                    kind = "run_interrupted"
+                    message = f"run {row.id} interrupted by a daemon stop; check the target by hand"
+                    outcome["interrupted"].append(row.id)
+                conn.execute(update(runs).where(runs.c.id == row.id).values(**values))
+                conn.execute(
+                    insert(audit_log).values(
+                        at=now, actor="suture", kind=kind, incident_id=row.incident_id, run_id=row.id, message=message
+                    )
+                )
+        return outcome
+
+    def count_runs(self, status: RunStatus) -> int:
+        with self.db.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(runs).where(runs.c.status == status.value)).scalar() or 0)
+
+    # ------------------------------------------------------------- state
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        with self.db.read() as conn:
+            value = conn.execute(select(state.c.value).where(state.c.key == key)).scalar()
+        return default if value is None else value
+
+    def set_state(self, key: str, value: Any) -> None:
+        with self.db.write() as conn:
+            done = conn.execute(update(state).where(state.c.key == key).values(value=value, updated_at=utcnow())).rowcount
+            if not done:
+                conn.execute(insert(state).values(key=key, value=value, updated_at=utcnow()))
+
+
+def is_finished(status: str) -> bool:
+    return RunStatus(status) in FINISHED_RUN_STATUSES
+
+
+__all__ = ["Store", "IncidentStatus", "is_finished", "utcnow"]

@@ -1,0 +1,219 @@
+"""Table definitions (SQLAlchemy Core). Migrations in engine/migrations follow these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps naive UTC text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Json: Any = JSON().with_variant(JSONB(), "postgresql")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source", String(64), nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("alert_count", Integer, nullable=False),
+    Index(None, "received_at"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("event_id", Integer, ForeignKey("events.id"), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("fingerprint", String(255), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("labels", Json, nullable=False),
+    Column("annotations", Json, nullable=False),
+    Column("starts_at", UtcDateTime),
+    Column("ends_at", UtcDateTime),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("incident_id", Integer, ForeignKey("incidents.id")),
+    Index(None, "fingerprint", "starts_at"),
+    Index(None, "received_at"),
+    Index(None, "incident_id"),
+    Index(None, "event_id"),
+)
+
+codes = Table(
+    "codes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("body", Json, nullable=False),
+    Column("loaded_at", UtcDateTime, nullable=False),
+    Index(None, "code", "version", unique=True),
+)
+
+playbook_versions = Table(
+    "playbook_versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("loaded_at", UtcDateTime, nullable=False),
+    Index(None, "name", "version", unique=True),
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(64), nullable=False),
+    Column("title", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("target", String(255), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("fingerprint", String(255), nullable=False),
+    Column("alertname", String(255), nullable=False),
+    Column("starts_at", UtcDateTime),
+    Column("labels", Json, nullable=False),
+    Column("annotations", Json, nullable=False),
+    Column("occurrences", Integer, nullable=False),
+    Column("opened_at", UtcDateTime, nullable=False),
+    Column("last_seen", UtcDateTime, nullable=False),
+    Column("due_at", UtcDateTime),
+    Column("resolved_at", UtcDateTime),
+    Column("resolution", String(32)),
+    Column("remediated_at", UtcDateTime),
+    Index(None, "status", "opened_at"),
+    Index(None, "code", "opened_at"),
+    Index(None, "opened_at"),
+    Index(None, "fingerprint", "starts_at"),
+    # At most one open incident per fingerprint, also with several daemons on one database.
+    Index(
+        "uq_incidents_open_fingerprint",
+        "fingerprint",
+        unique=True,
+        sqlite_where=text("status = 'open'"),
+        postgresql_where=text("status = 'open'"),
+    ),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("incident_id", Integer, ForeignKey("incidents.id")),
+    Column("playbook", String(128), nullable=False),
+    Column("playbook_version", Integer, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("trigger", String(32), nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("queued_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+    Column("heartbeat_at", UtcDateTime),
+    Column("worker", String(128)),
+    Column("error", Text),
+    Column("effective", Boolean),
+    Column("context", Json, nullable=False),
+    Index(None, "status", "queued_at"),
+    Index(None, "playbook", "queued_at"),
+    Index(None, "incident_id"),
+    Index(None, "queued_at"),
+)
+
+step_results = Table(
+    "step_results",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("params", Json, nullable=False),
+    Column("exit_code", Integer),
+    Column("http_status", Integer),
+    Column("stdout", Text, nullable=False),
+    Column("stderr", Text, nullable=False),
+    Column("error", Text),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Index(None, "run_id", "seq"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("incident_id", Integer),
+    Column("run_id", Integer),
+    Column("message", Text, nullable=False),
+    Column("detail", Json),
+    Index(None, "incident_id", "at"),
+    Index(None, "run_id"),
+    Index(None, "at"),
+)
+
+state = Table(
+    "state",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Json, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)

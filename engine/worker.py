@@ -1,0 +1,140 @@
+"""A bounded pool of threads that claim queued runs and execute them.
+
+Workers sleep on a condition, not a polling loop: intake wakes one when it queues runs, and a
+worker that claims a run wakes the next, so a burst fans out without every thread racing
+for the write lock. The poll interval is only a safety net for runs queued elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import structlog
+import yaml
+
+from engine import metrics
+from engine.catalog import Catalog
+from engine.config import Config
+from engine.errors import StoreUnavailable
+from engine.models import Playbook, RunStatus
+from engine.runner import Runner
+from engine.store import Store
+from engine.templating import Renderer
+
+log = structlog.get_logger("suture.worker")
+
+
+class PlaybookResolver:
+    """A playbook version: from the catalog in force, or from the immutable stored body."""
+
+    def __init__(self, store: Store, catalog: Callable[[], Catalog]) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._stored = lru_cache(maxsize=256)(self._from_store)
+
+    def get(self, name: str, version: int) -> Playbook:
+        entry = self._catalog().playbooks.get((name, version))
+        return entry.playbook if entry is not None else self._stored(name, version)
+
+    def _from_store(self, name: str, version: int) -> Playbook:
+        return Playbook.model_validate(yaml.safe_load(self._store.playbook_body(name, version)))
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        resolver: PlaybookResolver,
+        renderer: Renderer,
+        *,
+        paused: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.resolver = resolver
+        self.runner = Runner(config, renderer)
+        self._paused = paused
+        self._cond = threading.Condition()
+        self._pending = 0
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+
+    def start(self) -> None:
+        for n in range(self.config.workers.concurrency):
+            thread = threading.Thread(target=self._loop, args=(f"{self.name}:{n}",), name=f"suture-worker-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=timeout)
+        self._threads.clear()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._pending += 1
+            self._cond.notify()
+
+    def _sleep(self) -> None:
+        with self._cond:
+            if self._pending == 0 and not self._stopping:
+                self._cond.wait(self.config.workers.poll_interval.total_seconds())
+            self._pending = max(0, self._pending - 1)
+
+    def _loop(self, worker: str) -> None:
+        while not self._stopping:
+            if self._paused():
+                self._sleep()
+                continue
+            try:
+                run = self.store.claim_run(worker)
+            except StoreUnavailable as exc:
+                log.warning("claim_failed", worker=worker, error=str(exc))
+                run = None
+            if run is None:
+                self._sleep()
+                continue
+            self.wake()  # there may be more: let the next idle worker look
+            self.execute(run, worker)
+
+    def execute(self, run: dict[str, Any], worker: str) -> RunStatus:
+        """Execute one claimed run to its final status and store every step."""
+        run_id = run["id"]
+        bound = log.bind(run_id=run_id, incident_id=run["incident_id"], worker=worker)
+        bound.info("run_claimed", playbook=run["playbook"], version=run["playbook_version"])
+        metrics.WORKERS_BUSY.inc()
+        try:
+            try:
+                playbook = self.resolver.get(run["playbook"], run["playbook_version"])
+            except Exception as exc:  # noqa: BLE001 - a missing playbook must fail the run, not the worker
+                self.store.finish_run(run_id, RunStatus.failed, f"cannot load playbook: {exc}", remediated=False)
+                return RunStatus.failed
+            outcome = self.runner.execute(
+                playbook,
+                run["context"],
+                dry_run=bool(run["dry_run"]),
+                record=lambda step: self.store.record_step(run_id, step),
+            )
+            self.store.finish_run(run_id, outcome.status, outcome.error, remediated=outcome.remediated)
+            metrics.RUNS_FINISHED.labels(outcome.status.value).inc()
+            bound.info("run_finished", status=outcome.status.value, error=outcome.error)
+            return outcome.status
+        except Exception:
+            bound.exception("run_crashed")
+            try:
+                self.store.finish_run(run_id, RunStatus.failed, "internal error while executing", remediated=False)
+            except Exception:  # noqa: BLE001 - recovery at next start will catch it
+                pass
+            return RunStatus.failed
+        finally:
+            metrics.WORKERS_BUSY.dec()
