@@ -56,7 +56,7 @@ def handle_errors(func: F) -> F:
 
 
 def _dump(data: Any) -> None:
-    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z).decode())
 
 
 def _open_store(config: Config, *, upgrade: bool = True) -> Any:

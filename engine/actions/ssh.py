@@ -240,7 +240,9 @@ def _connect(dest: Destination, config: Config, deadline: float) -> paramiko.SSH
 def _load_key(dest: Destination) -> paramiko.PKey:
     """Load the one key we may use, so a bad key file gets its own message (never its contents)."""
     if not dest.key_file.is_file():
-        raise _ConnectFailed(f"SSH key file {dest.key_file} for {dest} does not exist", retryable=False)
+        raise _ConnectFailed(
+            f"SSH key file {dest.key_file} does not exist (needed for {dest})", retryable=False
+        )
     try:
         return paramiko.PKey.from_path(dest.key_file)
     except paramiko.PasswordRequiredException:

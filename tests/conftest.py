@@ -1,0 +1,179 @@
+"""Shared fixtures: a database on SQLite and on the machine's PostgreSQL, and the real daemon."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_CATALOG = Path(__file__).resolve().parent / "catalog"
+PG_ADMIN_URL = os.environ.get("SUTURE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh empty database: a SQLite file, or a throwaway PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'suture.db'}"
+        return
+    import psycopg
+
+    name = f"suture_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def write_config(folder: Path, db_url: str, port: int = 0, catalog: Path = TEST_CATALOG, **sections: Any) -> Path:
+    """A config.yaml plus a private copy of the catalog in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for part in ("codes", "playbooks"):
+        if not (folder / part).exists():
+            shutil.copytree(catalog / part, folder / part)
+    config: dict[str, Any] = {
+        "database": {"url": db_url},
+        "server": {"host": "127.0.0.1", "port": port},
+        "catalog": {"codes_dir": "codes", "playbooks_dir": "playbooks"},
+        "workers": {"concurrency": 4},
+        "logging": {"level": "info", "format": "json"},
+    }
+    for key, value in sections.items():
+        config[key] = value
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+class DaemonProcess:
+    """`suture serve` in a subprocess on a free loopback port."""
+
+    def __init__(self, config_path: Path, port: int, env: dict[str, str] | None = None) -> None:
+        self.config_path = config_path
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = config_path.parent / f"serve-{port}.log"
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> DaemonProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "engine", "serve", "--config", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.config_path.parent,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"suture serve exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"suture serve did not become ready:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def post(self, source: str, body: Any, **kwargs: Any) -> httpx.Response:
+        content = body if isinstance(body, bytes) else orjson.dumps(body)
+        headers = {"content-type": "application/json", **kwargs.pop("headers", {})}
+        return httpx.post(f"{self.url}/api/v1/alerts/{source}", content=content, headers=headers, timeout=10, **kwargs)
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(f"{self.url}{path}", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def cli(self, *args: str) -> Any:
+        """Run the real `suture` CLI with --json against this daemon's database."""
+        return run_cli(*args, "--json", config=self.config_path)
+
+
+def run_cli(*args: str, config: Path, check: bool = True) -> Any:
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"suture {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return orjson.loads(result.stdout) if "--json" in args else result
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll until `predicate()` is truthy; return its value or fail with the last one."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[Any]:
+    """Start daemons on demand; every one is stopped at the end of the test."""
+    started: list[DaemonProcess] = []
+
+    def start(db_url: str, env: dict[str, str] | None = None, **sections: Any) -> DaemonProcess:
+        port = free_port()
+        config = write_config(tmp_path / "site", db_url, port=port, **sections)
+        daemon = DaemonProcess(config, port, env).start()
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
+
+
+@pytest.fixture
+def daemon(daemon_factory: Any, db_url: str) -> DaemonProcess:
+    """The real daemon on a fresh database (runs on SQLite and PostgreSQL)."""
+    return daemon_factory(db_url)  # type: ignore[no-any-return]
