@@ -20,6 +20,9 @@ from engine.errors import CatalogError
 from engine.models import UNCLASSIFIED, Code, Playbook, Step
 from engine.yamlfile import LocatedYaml, YamlSyntaxError, describe_validation_error, load_located
 
+#: A quote right before a placeholder would undo the automatic shell quoting of its value.
+_QUOTED_PLACEHOLDER = re.compile(r"""['"]\s*\{\{""")
+
 #: Names templates see; a `register:` may not shadow them.
 RESERVED_NAMES = frozenset({"labels", "annotations", "alert", "incident", "target", "code", "secrets"})
 
@@ -207,6 +210,11 @@ def _check_playbook_templates(
             for sub, template in _templates_of(step):
                 if (error := check_template(template)) is not None:
                     problems.append(f"{doc.where((*loc, *sub))}: {'.'.join(map(str, sub))}: {error}")
+            if step.ssh is not None and _QUOTED_PLACEHOLDER.search(step.ssh.command):
+                problems.append(
+                    f"{doc.where((*loc, 'ssh', 'command'))}: ssh.command: do not put quotes around {{{{ ... }}}}; "
+                    "values are shell-quoted automatically and your quotes would undo that"
+                )
             if step.when is not None and (error := check_expression(step.when)) is not None:
                 problems.append(f"{doc.where((*loc, 'when'))}: when: {error}")
     return problems

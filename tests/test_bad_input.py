@@ -1,0 +1,65 @@
+"""Bad input gets a clear 4xx naming the field, and leaves no row behind (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from engine.store.tables import alerts, events, incidents
+from tests.conftest import DaemonProcess
+from tests.payloads import am_alert, am_body
+
+
+def _row_counts(db_url: str) -> tuple[int, int, int]:
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return tuple(  # type: ignore[return-value]
+                conn.execute(select(func.count()).select_from(table)).scalar_one() for table in (events, alerts, incidents)
+            )
+    finally:
+        engine.dispose()
+
+
+BAD_BODIES = [
+    pytest.param(b'{"version": "4", "alerts": [', 400, "body", id="malformed-json"),
+    pytest.param(b"[]", 422, None, id="not-an-object"),
+    pytest.param({"version": "4", "status": "firing"}, 422, "alerts", id="missing-alerts"),
+    pytest.param({**am_body(am_alert()), "alerts": []}, 422, "alerts", id="empty-alerts"),
+    pytest.param({**am_body(am_alert()), "alerts": "nope"}, 422, "alerts", id="alerts-not-a-list"),
+    pytest.param(am_body({**am_alert(), "status": "burning"}), 422, "alerts.0.status", id="bad-status"),
+    pytest.param(am_body({**am_alert(), "labels": {"alertname": "X", "severity": 5}}), 422, "alerts.0.labels", id="label-not-string"),
+    pytest.param(am_body({**am_alert(), "startsAt": "yesterday"}), 422, "alerts.0.startsAt", id="bad-time"),
+    pytest.param({**am_body(am_alert()), "version": "3"}, 422, "version", id="wrong-version"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "field"), BAD_BODIES)
+def test_invalid_body_is_refused_and_nothing_stored(
+    daemon: DaemonProcess, db_url: str, body: object, status: int, field: str | None
+) -> None:
+    """Each invalid body gets its 4xx naming the bad field, and no event, alert or incident is stored."""
+    response = daemon.post("alertmanager", body)
+    assert response.status_code == status, response.text
+    answer = response.json()
+    assert "error" in answer
+    if field is not None:
+        assert answer["field"].startswith(field), answer
+        assert field.split(".")[0] in answer["error"]
+    assert _row_counts(db_url) == (0, 0, 0)
+
+
+def test_ten_mebibyte_body_gets_413(daemon: DaemonProcess, db_url: str) -> None:
+    """A 10 MiB body is refused with 413 naming the limit, and nothing is stored."""
+    big = b'{"version":"4","alerts":[{"labels":{"x":"' + b"a" * (10 * 1024 * 1024) + b'"}}]}'
+    response = daemon.post("alertmanager", big)
+    assert response.status_code == 413
+    assert "max_body_bytes" in response.json()["error"]
+    assert _row_counts(db_url) == (0, 0, 0)
+
+
+def test_valid_body_after_bad_ones_still_works(daemon: DaemonProcess, db_url: str) -> None:
+    """A refused body leaves the daemon healthy: the next valid body is committed."""
+    assert daemon.post("alertmanager", b"{").status_code == 400
+    assert daemon.post("alertmanager", am_body(am_alert())).status_code == 202
+    assert _row_counts(db_url) == (1, 1, 1)
