@@ -20,8 +20,41 @@ from engine.errors import CatalogError
 from engine.models import UNCLASSIFIED, Code, Playbook, Step
 from engine.yamlfile import LocatedYaml, YamlSyntaxError, describe_validation_error, load_located
 
-#: A quote right before a placeholder would undo the automatic shell quoting of its value.
-_QUOTED_PLACEHOLDER = re.compile(r"""['"]\s*\{\{""")
+_PLACEHOLDER = re.compile(r"\{\{.*?\}\}", re.DOTALL)
+
+
+def placeholder_inside_quotes(command: str) -> bool:
+    """True when a `{{ }}` sits inside '...' or "..." in the shell text around it.
+
+    The value is already shell-quoted; the author's own quotes would undo that and let
+    an alert label inject shell syntax. `$( ... )` starts a fresh quoting context.
+    """
+    quote: str | None = None
+    outer: list[str | None] = []  # quote state outside each open $( ... )
+    index = 0
+    while index < len(command):
+        if command.startswith("{{", index):
+            if quote is not None:
+                return True
+            end = _PLACEHOLDER.match(command, index)
+            index = end.end() if end else len(command)
+            continue
+        char = command[index]
+        if char == "\\" and quote != "'":
+            index += 2
+            continue
+        if quote != "'" and command.startswith("$(", index):
+            outer.append(quote)
+            quote = None
+            index += 2
+            continue
+        if char == ")" and quote is None and outer:
+            quote = outer.pop()
+        elif char in "'\"" and quote in (None, char):
+            quote = None if quote == char else char
+        index += 1
+    return False
+
 
 #: Names templates see; a `register:` may not shadow them.
 RESERVED_NAMES = frozenset({"labels", "annotations", "alert", "incident", "target", "code", "secrets"})
@@ -210,7 +243,7 @@ def _check_playbook_templates(
             for sub, template in _templates_of(step):
                 if (error := check_template(template)) is not None:
                     problems.append(f"{doc.where((*loc, *sub))}: {'.'.join(map(str, sub))}: {error}")
-            if step.ssh is not None and _QUOTED_PLACEHOLDER.search(step.ssh.command):
+            if step.ssh is not None and placeholder_inside_quotes(step.ssh.command):
                 problems.append(
                     f"{doc.where((*loc, 'ssh', 'command'))}: ssh.command: do not put quotes around {{{{ ... }}}}; "
                     "values are shell-quoted automatically and your quotes would undo that"

@@ -161,9 +161,13 @@ def daemon_factory(tmp_path: Path) -> Iterator[Any]:
     """Start daemons on demand; every one is stopped at the end of the test."""
     started: list[DaemonProcess] = []
 
-    def start(db_url: str, env: dict[str, str] | None = None, **sections: Any) -> DaemonProcess:
+    def start(
+        db_url: str, env: dict[str, str] | None = None, files: dict[str, str] | None = None, **sections: Any
+    ) -> DaemonProcess:
         port = free_port()
         config = write_config(tmp_path / "site", db_url, port=port, **sections)
+        for relative, text in (files or {}).items():
+            (config.parent / relative).write_text(text)
         daemon = DaemonProcess(config, port, env).start()
         started.append(daemon)
         return daemon
