@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import os
 import time
 from collections.abc import Callable
@@ -18,8 +17,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from connectors import CONNECTORS, Connector
+from connectors.signatures import bearer_token_ok, verify_hmac_sha256
 from engine import metrics
-from engine.config import Config
+from engine.config import Config, SourceConfig
 from engine.errors import InvalidPayload, NotFound, StoreUnavailable
 from engine.intake import Intake
 from engine.store import Store
@@ -28,6 +28,8 @@ from engine.timeparse import parse_since
 log = structlog.get_logger("suture.api")
 
 COMMIT_WAIT_SECONDS = 10.0
+SIGNATURE_HEADERS = {"grafana": "X-Grafana-Alerting-Signature"}
+DEFAULT_SIGNATURE_HEADER = "X-Suture-Signature"
 
 
 class ORJSONResponse(JSONResponse):
@@ -88,6 +90,9 @@ def _add_alert_route(app: FastAPI, services: Services, connector: Connector) -> 
             if len(body) > limit:
                 metrics.WEBHOOKS_REJECTED.labels(source, "too_large").inc()
                 return _error(413, f"body is larger than server.max_body_bytes ({limit} bytes)")
+        if (denied := _check_signature(source, settings, request, bytes(body))) is not None:
+            metrics.WEBHOOKS_REJECTED.labels(source, "bad_signature").inc()
+            return denied
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -142,23 +147,44 @@ def _check_token(token_env: str | None, header: str | None) -> Response | None:
     expected = os.environ.get(token_env) if token_env else None
     if not expected:
         return None
-    scheme, _, given = (header or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
-        return _error(401, "unauthorized")
+    return None if bearer_token_ok(expected, header) else _error(401, "unauthorized")
+
+
+def _check_signature(source: str, settings: SourceConfig, request: Request, body: bytes) -> Response | None:
+    """HMAC-SHA256 over the raw body (or `timestamp:body`) when a secret is configured."""
+    secret = os.environ.get(settings.signature_secret_env) if settings.signature_secret_env else None
+    if not secret:
+        return None
+    header = settings.signature_header or SIGNATURE_HEADERS.get(source, DEFAULT_SIGNATURE_HEADER)
+    given = request.headers.get(header)
+    timestamp = request.headers.get(settings.timestamp_header) if settings.timestamp_header else None
+    if not given or (settings.timestamp_header and not timestamp):
+        return _error(401, f"missing signature header {header}")
+    if not verify_hmac_sha256(secret.encode(), body, given, timestamp=timestamp):
+        return _error(401, "signature does not match the body")
     return None
 
 
 def _check_limits(config: Config, alerts: list[Any]) -> None:
     server = config.server
     if len(alerts) > server.max_alerts_per_body:
-        raise InvalidPayload("alerts", f"at most {server.max_alerts_per_body} alerts per body (got {len(alerts)})")
+        raise InvalidPayload(
+            "alerts", f"at most {server.max_alerts_per_body} alerts per body (got {len(alerts)})"
+        )
+    limits = {
+        "labels": ("max_label_bytes", server.max_label_bytes),
+        "annotations": ("max_annotation_bytes", server.max_annotation_bytes),
+    }
     for index, alert in enumerate(alerts):
-        for kind in ("labels", "annotations"):
+        for kind, (setting, limit) in limits.items():
             for key, value in getattr(alert, kind).items():
-                if len(key) + len(value) > server.max_label_bytes:
+                if len(key) > 256:
                     raise InvalidPayload(
-                        f"alerts.{index}.{kind}.{key}",
-                        f"longer than server.max_label_bytes ({server.max_label_bytes})",
+                        f"alerts.{index}.{kind}", f"key longer than 256 characters: {key[:40]!r}..."
+                    )
+                if len(value.encode()) > limit:
+                    raise InvalidPayload(
+                        f"alerts.{index}.{kind}.{key}", f"value longer than server.{setting} ({limit} bytes)"
                     )
 
 

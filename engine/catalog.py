@@ -219,7 +219,9 @@ def _check_code(
         if not known:
             problems.append(f"{doc.where((index, 'playbook'))}: playbook {name!r} not found in the catalog")
         elif pin is not None and (name, pin) not in catalog.playbooks:
-            problems.append(f"{doc.where((index, 'playbook'))}: playbook {name}@{pin} not found in the catalog")
+            problems.append(
+                f"{doc.where((index, 'playbook'))}: playbook {name}@{pin} not found in the catalog"
+            )
         elif pin is None and catalog.latest_version(name) is None:
             problems.append(f"{doc.where((index, 'playbook'))}: playbook {name!r} not found in the catalog")
     elif code.mode.value != "manual":
@@ -237,7 +239,9 @@ def _check_playbook_templates(
         for index, step in enumerate(steps):
             loc = (phase, index)
             if step.register_as in RESERVED_NAMES:
-                problems.append(f"{doc.where((*loc, 'register'))}: register: {step.register_as!r} is a reserved name")
+                problems.append(
+                    f"{doc.where((*loc, 'register'))}: register: {step.register_as!r} is a reserved name"
+                )
             if step.register_as:
                 registered.add(step.register_as)
             for sub, template in _templates_of(step):
@@ -245,8 +249,8 @@ def _check_playbook_templates(
                     problems.append(f"{doc.where((*loc, *sub))}: {'.'.join(map(str, sub))}: {error}")
             if step.ssh is not None and placeholder_inside_quotes(step.ssh.command):
                 problems.append(
-                    f"{doc.where((*loc, 'ssh', 'command'))}: ssh.command: do not put quotes around {{{{ ... }}}}; "
-                    "values are shell-quoted automatically and your quotes would undo that"
+                    f"{doc.where((*loc, 'ssh', 'command'))}: ssh.command: do not put quotes around "
+                    "{{ ... }}; values are shell-quoted automatically and your quotes would undo that"
                 )
             if step.when is not None and (error := check_expression(step.when)) is not None:
                 problems.append(f"{doc.where((*loc, 'when'))}: when: {error}")

@@ -56,7 +56,9 @@ def handle_errors(func: F) -> F:
 
 
 def _dump(data: Any) -> None:
-    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z).decode())
+    click.echo(
+        orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z).decode()
+    )
 
 
 def _open_store(config: Config, *, upgrade: bool = True) -> Any:
@@ -164,7 +166,20 @@ def incidents_list(
     if as_json:
         _dump(rows)
     else:
-        _table(rows, ["id", "code", "status", "severity", "target", "occurrences", "opened_at", "due_at", "resolution"])
+        _table(
+            rows,
+            [
+                "id",
+                "code",
+                "status",
+                "severity",
+                "target",
+                "occurrences",
+                "opened_at",
+                "due_at",
+                "resolution",
+            ],
+        )
 
 
 @incidents.command("show")
@@ -179,12 +194,29 @@ def incidents_show(incident_id: int, config_path: str, as_json: bool) -> None:
     if as_json:
         _dump(incident)
         return
-    for key in ("id", "code", "title", "status", "severity", "target", "fingerprint", "occurrences",
-                "opened_at", "last_seen", "due_at", "resolved_at", "resolution", "remediated_at"):
+    for key in (
+        "id",
+        "code",
+        "title",
+        "status",
+        "severity",
+        "target",
+        "fingerprint",
+        "occurrences",
+        "opened_at",
+        "last_seen",
+        "due_at",
+        "resolved_at",
+        "resolution",
+        "remediated_at",
+    ):
         click.echo(f"{key + ':':15} {_cell(incident[key])}")
     click.echo(f"{'labels:':15} {json.dumps(incident['labels'], ensure_ascii=False)}")
     click.echo("\nRuns:")
-    _table(incident["runs"], ["id", "playbook", "playbook_version", "status", "queued_at", "finished_at", "error"])
+    _table(
+        incident["runs"],
+        ["id", "playbook", "playbook_version", "status", "queued_at", "finished_at", "error"],
+    )
     click.echo("\nTimeline:")
     _table(incident["timeline"], ["at", "kind", "message"])
 
@@ -213,7 +245,10 @@ def runs_list(
     if as_json:
         _dump(rows)
     else:
-        _table(rows, ["id", "incident_id", "playbook", "playbook_version", "status", "trigger", "queued_at", "error"])
+        _table(
+            rows,
+            ["id", "incident_id", "playbook", "playbook_version", "status", "trigger", "queued_at", "error"],
+        )
 
 
 @runs.command("show")
@@ -228,8 +263,19 @@ def runs_show(run_id: int, config_path: str, as_json: bool) -> None:
     if as_json:
         _dump(run)
         return
-    for key in ("id", "incident_id", "playbook", "playbook_version", "status", "trigger", "dry_run",
-                "queued_at", "started_at", "finished_at", "error"):
+    for key in (
+        "id",
+        "incident_id",
+        "playbook",
+        "playbook_version",
+        "status",
+        "trigger",
+        "dry_run",
+        "queued_at",
+        "started_at",
+        "finished_at",
+        "error",
+    ):
         click.echo(f"{key + ':':17} {_cell(run[key])}")
     for step in run["steps"]:
         click.echo(_step_line(step))
@@ -238,7 +284,8 @@ def runs_show(run_id: int, config_path: str, as_json: bool) -> None:
 def _step_line(step: dict[str, Any]) -> str:
     code = step.get("exit_code") if step.get("exit_code") is not None else step.get("http_status")
     detail = f" [{code}]" if code is not None else ""
-    line = f"  {step['phase']:8} {step['status']:10} {step['action']:5} {step['name']}{detail} ({step['duration_ms']} ms, attempt {step['attempt']})"
+    timing = f"({step['duration_ms']} ms, attempt {step['attempt']})"
+    line = f"  {step['phase']:8} {step['status']:10} {step['action']:5} {step['name']}{detail} {timing}"
     if step.get("error"):
         line += f"\n           error: {step['error']}"
     return line
@@ -255,6 +302,8 @@ def run_playbook(playbook: str, alert_file: str, dry_run: bool, config_path: str
     from engine.manual import run_by_hand
 
     config = load_config(config_path)
-    status = run_by_hand(config, playbook, Path(alert_file), dry_run=dry_run, echo=lambda s: click.echo(_step_line(s)))
+    status = run_by_hand(
+        config, playbook, Path(alert_file), dry_run=dry_run, echo=lambda s: click.echo(_step_line(s))
+    )
     click.echo(f"run finished: {status.value}")
     sys.exit(0 if status.value == "succeeded" else 1)

@@ -6,6 +6,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -35,6 +36,7 @@ class ServerConfig(_Section):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_alerts_per_body: int = Field(default=1000, ge=1)
     max_label_bytes: int = Field(default=4096, ge=64)
+    max_annotation_bytes: int = Field(default=16384, ge=64)
 
 
 class CatalogConfig(_Section):
@@ -48,11 +50,26 @@ class SourceConfig(_Section):
     enabled: bool = True
     token_env: str | None = None
     signature_secret_env: str | None = None
+    #: Header carrying the hex HMAC-SHA256 of the body; default per source (see SIGNATURE_HEADERS).
+    signature_header: str | None = None
+    #: If set, the signature covers `timestamp:body` with the timestamp from this header (Grafana 12).
+    timestamp_header: str | None = None
     timezone: str = "UTC"
     #: For pull/reconcile sources: the API to poll and how often.
     url: str | None = None
     api_token_env: str | None = None
     interval: Duration = timedelta(seconds=60)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (expected an IANA name like Europe/Berlin)"
+            ) from None
+        return value
 
 
 class WorkersConfig(_Section):

@@ -40,7 +40,11 @@ class Daemon:
         self.renderer = Renderer(config.secret_values())
         self.resolver = PlaybookResolver(self.store, lambda: self.intake.view.catalog)
         self.pool = WorkerPool(
-            config, self.store, self.resolver, self.renderer, paused=lambda: bool(self.store.get_state(PAUSED_KEY))
+            config,
+            self.store,
+            self.resolver,
+            self.renderer,
+            paused=lambda: bool(self.store.get_state(PAUSED_KEY)),
         )
         self.intake = Intake(self.store, CatalogView.of(catalog), on_runs_queued=self.pool.wake)
         self.scheduler = BackgroundScheduler(timezone="UTC")

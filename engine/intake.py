@@ -41,7 +41,9 @@ class CatalogView:
 
 
 class Intake:
-    def __init__(self, store: Store, view: CatalogView, on_runs_queued: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, store: Store, view: CatalogView, on_runs_queued: Callable[[], None] | None = None
+    ) -> None:
         self.store = store
         self.view = view
         self._renderer = Renderer()
@@ -77,7 +79,11 @@ class Intake:
         )
 
     def _target(self, template: str, alert: Alert) -> str:
-        context = {"labels": alert.labels, "annotations": alert.annotations, "alert": alert.model_dump(mode="json")}
+        context = {
+            "labels": alert.labels,
+            "annotations": alert.annotations,
+            "alert": alert.model_dump(mode="json"),
+        }
         try:
             return self._renderer.render(template, context).strip()[:255]
         except TemplateError as exc:
@@ -144,7 +150,11 @@ class Intake:
                     self._write([item])
                 return
             log.error("intake_write_failed", error=str(exc), source=batch[0][0].source)
-            error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(f"could not store alerts: {exc}")
+            error = (
+                exc
+                if isinstance(exc, StoreUnavailable)
+                else StoreUnavailable(f"could not store alerts: {exc}")
+            )
             batch[0][1].set_exception(error)
             return
         for (_, future), receipt in zip(batch, receipts, strict=True):

@@ -22,6 +22,10 @@ INGEST_SECONDS = Histogram(
 INCIDENTS_OPENED = Counter("suture_incidents_opened_total", "Incidents opened", registry=REGISTRY)
 RUNS_FINISHED = Counter("suture_runs_finished_total", "Runs finished", ["status"], registry=REGISTRY)
 STEP_SECONDS = Histogram(
-    "suture_step_seconds", "Step duration", ["action"], registry=REGISTRY, buckets=(0.01, 0.1, 0.5, 1, 5, 30, 120)
+    "suture_step_seconds",
+    "Step duration",
+    ["action"],
+    registry=REGISTRY,
+    buckets=(0.01, 0.1, 0.5, 1, 5, 30, 120),
 )
 WORKERS_BUSY = Gauge("suture_workers_busy", "Workers executing a run", registry=REGISTRY)

@@ -42,13 +42,20 @@ class _PhaseFailed(Exception):
 
 
 class Runner:
-    def __init__(self, config: Config, renderer: Renderer, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, config: Config, renderer: Renderer, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.config = config
         self.renderer = renderer
         self._sleep = sleep
 
     def execute(
-        self, playbook: Playbook, context: dict[str, Any], *, dry_run: bool = False, record: Recorder | None = None
+        self,
+        playbook: Playbook,
+        context: dict[str, Any],
+        *,
+        dry_run: bool = False,
+        record: Recorder | None = None,
     ) -> RunOutcome:
         """Run the playbook to a final status; never raises for a step's failure."""
         execution = _Execution(self, playbook, context, dry_run, record)
@@ -60,7 +67,12 @@ class Runner:
 
 class _Execution:
     def __init__(
-        self, runner: Runner, playbook: Playbook, context: dict[str, Any], dry_run: bool, record: Recorder | None
+        self,
+        runner: Runner,
+        playbook: Playbook,
+        context: dict[str, Any],
+        dry_run: bool,
+        record: Recorder | None,
     ) -> None:
         self.runner = runner
         self.config = runner.config
@@ -154,8 +166,17 @@ class _Execution:
         for attempt in range(1, attempts + 1):
             remaining = self.deadline - time.monotonic()
             if remaining <= 0:
-                self._emit(phase, name, step, "timed_out", shown, None, time.monotonic(), attempt,
-                           error="playbook timeout reached before this step")
+                self._emit(
+                    phase,
+                    name,
+                    step,
+                    "timed_out",
+                    shown,
+                    None,
+                    time.monotonic(),
+                    attempt,
+                    error="playbook timeout reached before this step",
+                )
                 return False, f"timed out: playbook timeout {self.playbook.timeout} reached"
             budget = min(self._step_timeout(step), remaining)
             ctx = ActionContext(

@@ -68,7 +68,9 @@ class WorkerPool:
 
     def start(self) -> None:
         for n in range(self.config.workers.concurrency):
-            thread = threading.Thread(target=self._loop, args=(f"{self.name}:{n}",), name=f"suture-worker-{n}", daemon=True)
+            thread = threading.Thread(
+                target=self._loop, args=(f"{self.name}:{n}",), name=f"suture-worker-{n}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
 
@@ -117,7 +119,9 @@ class WorkerPool:
             try:
                 playbook = self.resolver.get(run["playbook"], run["playbook_version"])
             except Exception as exc:  # noqa: BLE001 - a missing playbook must fail the run, not the worker
-                self.store.finish_run(run_id, RunStatus.failed, f"cannot load playbook: {exc}", remediated=False)
+                self.store.finish_run(
+                    run_id, RunStatus.failed, f"cannot load playbook: {exc}", remediated=False
+                )
                 return RunStatus.failed
             outcome = self.runner.execute(
                 playbook,
@@ -129,10 +133,12 @@ class WorkerPool:
             metrics.RUNS_FINISHED.labels(outcome.status.value).inc()
             bound.info("run_finished", status=outcome.status.value, error=outcome.error)
             return outcome.status
-        except Exception:
+        except Exception:  # noqa: BLE001 - a bug must fail this run, never kill the worker thread
             bound.exception("run_crashed")
             try:
-                self.store.finish_run(run_id, RunStatus.failed, "internal error while executing", remediated=False)
+                self.store.finish_run(
+                    run_id, RunStatus.failed, "internal error while executing", remediated=False
+                )
             except Exception:  # noqa: BLE001 - recovery at next start will catch it
                 pass
             return RunStatus.failed

@@ -48,7 +48,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def write_config(folder: Path, db_url: str, port: int = 0, catalog: Path = TEST_CATALOG, **sections: Any) -> Path:
+def write_config(
+    folder: Path, db_url: str, port: int = 0, catalog: Path = TEST_CATALOG, **sections: Any
+) -> Path:
     """A config.yaml plus a private copy of the catalog in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     for part in ("codes", "playbooks"):
@@ -120,7 +122,9 @@ class DaemonProcess:
     def post(self, source: str, body: Any, **kwargs: Any) -> httpx.Response:
         content = body if isinstance(body, bytes) else orjson.dumps(body)
         headers = {"content-type": "application/json", **kwargs.pop("headers", {})}
-        return httpx.post(f"{self.url}/api/v1/alerts/{source}", content=content, headers=headers, timeout=10, **kwargs)
+        return httpx.post(
+            f"{self.url}/api/v1/alerts/{source}", content=content, headers=headers, timeout=10, **kwargs
+        )
 
     def get(self, path: str) -> Any:
         response = httpx.get(f"{self.url}{path}", timeout=10)

@@ -74,7 +74,7 @@ def test_validate_accepts_the_test_catalog(tmp_path: Path) -> None:
 
 
 def test_validate_reports_every_problem_with_file_and_line(tmp_path: Path) -> None:
-    """Unknown keys, bad regex, missing playbook, bad template and duplicate codes are all listed as file:line."""
+    """Unknown keys, bad regex, missing playbook, bad template, duplicate codes: each listed as file:line."""
     config = _site(tmp_path)
     codes = config.parent / "codes" / "zz-broken.yaml"
     codes.write_text(
@@ -111,7 +111,10 @@ def test_validate_reports_every_problem_with_file_and_line(tmp_path: Path) -> No
     result = run_cli("validate", config=config, check=False)
     assert result.returncode == 1
     lines = result.stderr.splitlines()
-    assert f"{codes}:4: bad regular expression 'Node((': missing ), unterminated subpattern at position 5" in lines
+    assert (
+        f"{codes}:4: bad regular expression 'Node((': missing ), unterminated subpattern at position 5"
+        in lines
+    )
     assert f"{codes}:9: playbook 'nowhere' not found in the catalog" in lines
     assert any(line.startswith(f"{codes}:11: duplicate code DISK-001") for line in lines)
     assert f"{codes}:18: 18.colour: unknown key".replace("18.colour", "3.colour") in lines
@@ -136,21 +139,25 @@ def test_playbook_errors_and_changed_stored_version(tmp_path: Path) -> None:
     noop = config.parent / "playbooks" / "noop.yaml"
     noop.write_text(noop.read_text().replace("wait: 0s", "wait: 1s"))
     broken = config.parent / "playbooks" / "broken.yaml"
-    broken.write_text("name: broken\nversion: 1\nsteps:\n  - name: two actions\n    wait: 1s\n    ssh: {command: ls}\n")
+    broken.write_text(
+        "name: broken\nversion: 1\nsteps:\n  - name: two actions\n    wait: 1s\n    ssh: {command: ls}\n"
+    )
     result = run_cli("validate", config=config, check=False)
     assert result.returncode == 1
     lines = result.stderr.splitlines()
     assert f"{broken}:4: steps.0: a step needs exactly one of ssh, http or wait" in lines
     assert (
-        f"{noop}:2: playbook noop@1 changed but version 1 is already stored; raise `version` to publish a change"
-        in lines
+        f"{noop}:2: playbook noop@1 changed but version 1 is already stored; "
+        "raise `version` to publish a change" in lines
     )
 
 
 def test_serve_refuses_invalid_catalog(tmp_path: Path) -> None:
     """The daemon does not start on an invalid catalog and says why."""
     config = _site(tmp_path)
-    (config.parent / "codes" / "zz.yaml").write_text("- code: lower-case\n  title: x\n  severity: high\n  match: {}\n")
+    (config.parent / "codes" / "zz.yaml").write_text(
+        "- code: lower-case\n  title: x\n  severity: high\n  match: {}\n"
+    )
     result = _suture("serve", "--config", str(config))
     assert result.returncode == 1
     assert "zz.yaml:1: 0.code: String should match pattern" in result.stderr

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from connectors import CONNECTORS, get_connector
 from connectors.base import label_fingerprint
 from connectors.signatures import bearer_token_ok, sign_hmac_sha256, verify_hmac_sha256
-from engine.config import SourceConfig
+from engine.config import SourceConfig, load_config
 from engine.errors import ConfigError, InvalidPayload
 from engine.models import Alert, AlertStatus
 
@@ -493,10 +494,14 @@ def test_zabbix_time_with_offset_keeps_it() -> None:
     assert alert.starts_at == datetime(2026, 11, 23, 5, 15, 2, tzinfo=UTC)
 
 
-def test_zabbix_unknown_time_zone_is_a_config_error() -> None:
-    """A misspelt time zone in the settings is the configuration's fault, not the sender's."""
-    with pytest.raises(ConfigError, match="Europe/Berlni"):
-        parse("zabbix", zabbix_problem(), SourceConfig(timezone="Europe/Berlni"))
+def test_zabbix_unknown_time_zone_is_a_config_error(tmp_path: Path) -> None:
+    """A misspelt time zone is refused when config.yaml loads, naming the key, not per webhook."""
+    config = tmp_path / "config.yaml"
+    config.write_text("sources:\n  zabbix: {timezone: Europe/Berlni}\n")
+    with pytest.raises(
+        ConfigError, match=r"config.yaml:2: sources.zabbix.timezone: unknown time zone 'Europe/Berlni'"
+    ):
+        load_config(config)
 
 
 @pytest.mark.parametrize(

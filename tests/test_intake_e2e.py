@@ -47,7 +47,7 @@ def test_auto_code_queues_and_runs_playbook(daemon: DaemonProcess) -> None:
 
 
 def test_repeated_alert_only_bumps_counters(daemon: DaemonProcess) -> None:
-    """Alertmanager resends the group: the same instance bumps occurrences, opens nothing new, queues no run."""
+    """Alertmanager resends the group: the same instance bumps occurrences, opens nothing, queues no run."""
     body = am_body(am_alert())
     for _ in range(3):
         assert daemon.post("alertmanager", body).status_code == 202
@@ -62,7 +62,9 @@ def test_resolved_alert_closes_incident_without_run(daemon: DaemonProcess) -> No
     """A resolved alert closes its incident with resolution alert_resolved and never starts a run."""
     daemon.post("alertmanager", am_body(am_alert(alertname="ManualOnly")))
     ends = "2026-11-23T10:05:00Z"
-    response = daemon.post("alertmanager", am_body(am_alert(alertname="ManualOnly", status="resolved", ends_at=ends)))
+    response = daemon.post(
+        "alertmanager", am_body(am_alert(alertname="ManualOnly", status="resolved", ends_at=ends))
+    )
     assert response.status_code == 202
     [incident] = _incidents(daemon)
     assert incident["status"] == "resolved"
@@ -76,7 +78,9 @@ def test_resolved_alert_closes_incident_without_run(daemon: DaemonProcess) -> No
 
 def test_resolved_only_alert_starts_nothing(daemon: DaemonProcess) -> None:
     """A resolved alert for an auto code that was never seen firing opens nothing and runs nothing."""
-    response = daemon.post("alertmanager", am_body(am_alert(status="resolved", ends_at="2026-11-23T10:05:00Z")))
+    response = daemon.post(
+        "alertmanager", am_body(am_alert(status="resolved", ends_at="2026-11-23T10:05:00Z"))
+    )
     assert response.status_code == 202
     assert _incidents(daemon) == []
     assert daemon.cli("runs", "list") == []
@@ -86,7 +90,10 @@ def test_late_firing_does_not_reopen_but_new_start_recurs(daemon: DaemonProcess)
     """A redelivered firing alert after resolution stays resolved; a new startsAt opens a recurrence."""
     fire = am_body(am_alert(alertname="ManualOnly"))
     daemon.post("alertmanager", fire)
-    daemon.post("alertmanager", am_body(am_alert(alertname="ManualOnly", status="resolved", ends_at="2026-11-23T10:05:00Z")))
+    daemon.post(
+        "alertmanager",
+        am_body(am_alert(alertname="ManualOnly", status="resolved", ends_at="2026-11-23T10:05:00Z")),
+    )
     daemon.post("alertmanager", fire)  # late redelivery of the old instance
     [incident] = _incidents(daemon)
     assert incident["status"] == "resolved"
@@ -131,7 +138,9 @@ def test_approval_code_waits_and_manual_code_queues_nothing(daemon: DaemonProces
 
 def test_api_lists_match_cli(daemon: DaemonProcess) -> None:
     """The API returns the same incident objects as the CLI, paged as {items, next}."""
-    daemon.post("alertmanager", am_body(am_alert(fingerprint="x1"), am_alert(fingerprint="x2", mountpoint="/var")))
+    daemon.post(
+        "alertmanager", am_body(am_alert(fingerprint="x1"), am_alert(fingerprint="x2", mountpoint="/var"))
+    )
     wait_for(lambda: len(daemon.cli("runs", "list", "--status", "succeeded")) == 2)
     page = daemon.get("/api/v1/incidents?limit=1")
     assert len(page["items"]) == 1 and page["next"] is not None
@@ -149,7 +158,9 @@ def test_api_lists_match_cli(daemon: DaemonProcess) -> None:
 
 def test_generic_source(daemon: DaemonProcess) -> None:
     """The generic endpoint accepts {alerts: [...]} and classifies by name."""
-    body = {"alerts": [{"name": "ManualOnly", "status": "firing", "labels": {"host": "db-1"}, "annotations": {}}]}
+    body = {
+        "alerts": [{"name": "ManualOnly", "status": "firing", "labels": {"host": "db-1"}, "annotations": {}}]
+    }
     response = daemon.post("generic", body)
     assert response.status_code == 202, response.text
     [incident] = _incidents(daemon)

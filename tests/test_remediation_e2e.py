@@ -180,7 +180,9 @@ def daemon(daemon_factory: Any, sshd: SshServer, tmp_path: Path) -> DaemonProces
     return daemon_factory(f"sqlite:///{tmp_path / 'e2e.db'}", files=_files(), **_sections(sshd))  # type: ignore[no-any-return]
 
 
-def _fire(daemon: DaemonProcess, alertname: str, fingerprint: str, instance: str = "sshhost", **annotations: str) -> int:
+def _fire(
+    daemon: DaemonProcess, alertname: str, fingerprint: str, instance: str = "sshhost", **annotations: str
+) -> int:
     alert = am_alert(alertname, fingerprint=fingerprint, instance=instance)
     alert["annotations"].update(annotations)
     response = daemon.post("alertmanager", am_body(alert))
@@ -197,7 +199,9 @@ def _finished(daemon: DaemonProcess, run_id: int, timeout: float = 20.0) -> dict
     return wait_for(done, timeout=timeout, interval=0.2)  # type: ignore[no-any-return]
 
 
-def test_alert_to_ssh_and_http_steps_end_to_end(daemon: DaemonProcess, hook: TestHttpServer, tmp_path: Path) -> None:
+def test_alert_to_ssh_and_http_steps_end_to_end(
+    daemon: DaemonProcess, hook: TestHttpServer, tmp_path: Path
+) -> None:
     """An auto code's run creates a file through sshd, reaches the HTTP server, verifies, and is recorded."""
     marker = tmp_path / "remediated.flag"
     run_id = _fire(daemon, "Remediate", "rem1", marker=str(marker), hook=hook.url_for("/chat"))
@@ -238,7 +242,14 @@ def test_label_injection_arrives_as_one_literal_argument(daemon: DaemonProcess, 
 
 def test_unreachable_host_fails_with_clear_message(daemon: DaemonProcess, tmp_path: Path) -> None:
     """A target whose SSH port is closed ends `failed`, saying it cannot connect to that host."""
-    run_id = _fire(daemon, "Remediate", "dead1", instance="deadhost", marker=str(tmp_path / "m"), hook="http://127.0.0.1:1/")
+    run_id = _fire(
+        daemon,
+        "Remediate",
+        "dead1",
+        instance="deadhost",
+        marker=str(tmp_path / "m"),
+        hook="http://127.0.0.1:1/",
+    )
     run = _finished(daemon, run_id)
     assert run["status"] == "failed"
     assert "cannot connect to deadhost" in run["error"]
@@ -298,9 +309,13 @@ def test_failed_verification_rolls_back(daemon: DaemonProcess, tmp_path: Path) -
 def test_changed_host_key_is_refused(daemon_factory: Any, sshd: SshServer, tmp_path: Path) -> None:
     """With a different key for the host in known_hosts the run fails and says the key changed."""
     daemon = daemon_factory(
-        f"sqlite:///{tmp_path / 'k.db'}", files=_files(), **_sections(sshd, known_hosts=sshd.wrong_known_hosts())
+        f"sqlite:///{tmp_path / 'k.db'}",
+        files=_files(),
+        **_sections(sshd, known_hosts=sshd.wrong_known_hosts()),
     )
-    run = _finished(daemon, _fire(daemon, "Remediate", "key1", marker=str(tmp_path / "m"), hook="http://127.0.0.1:1/"))
+    run = _finished(
+        daemon, _fire(daemon, "Remediate", "key1", marker=str(tmp_path / "m"), hook="http://127.0.0.1:1/")
+    )
     assert run["status"] == "failed"
     assert "CHANGED" in run["error"]
     assert not (tmp_path / "m").exists()
@@ -315,7 +330,9 @@ def test_manual_run_and_dry_run_from_cli(daemon: DaemonProcess, hook: TestHttpSe
     import json
 
     alert_file.write_text(json.dumps(am_body(alert)))
-    dry = run_cli("run", "remediate", "--alert", str(alert_file), "--dry-run", config=daemon.config_path, check=False)
+    dry = run_cli(
+        "run", "remediate", "--alert", str(alert_file), "--dry-run", config=daemon.config_path, check=False
+    )
     assert dry.returncode == 0, dry.stderr
     assert "dry_run" in dry.stdout and "touch marker" in dry.stdout
     assert not marker.exists() and hook.requests == []

@@ -9,7 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from engine.errors import StoreUnavailable
@@ -45,7 +45,11 @@ class Database:
                 with conn.begin():
                     yield conn
         except (OperationalError, DBAPIError) as exc:
-            if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError) and not exc.connection_invalidated:
+            if (
+                isinstance(exc, DBAPIError)
+                and not isinstance(exc, OperationalError)
+                and not exc.connection_invalidated
+            ):
                 raise
             raise StoreUnavailable(f"database unavailable: {_short(exc)}") from exc
 

@@ -81,13 +81,18 @@ def apply_batch(conn: Connection, batch: list[Submission], now: datetime) -> lis
     for submission in batch:
         event_id = conn.execute(
             insert(events).values(
-                source=submission.source, received_at=now, body=submission.body, alert_count=len(submission.alerts)
+                source=submission.source,
+                received_at=now,
+                body=submission.body,
+                alert_count=len(submission.alerts),
             )
         ).inserted_primary_key[0]
         receipt = Receipt(event_id=event_id, alerts=len(submission.alerts))
         for item in submission.alerts:
             alert = item.alert
-            incident_id = _apply_one(conn, item, now, open_by_fp, resolved_by_instance, bumps, receipt, audit_rows)
+            incident_id = _apply_one(
+                conn, item, now, open_by_fp, resolved_by_instance, bumps, receipt, audit_rows
+            )
             alert_rows.append(
                 {
                     "event_id": event_id,
@@ -221,7 +226,13 @@ def _apply_one(
     by_instance[(fingerprint, alert.starts_at)] = known
     receipt.opened.append(incident_id)
     audit_rows.append(
-        _audit(now, incident_id, None, "incident_opened", f"{item.code} opened for {item.target or 'unknown target'}")
+        _audit(
+            now,
+            incident_id,
+            None,
+            "incident_opened",
+            f"{item.code} opened for {item.target or 'unknown target'}",
+        )
     )
     if item.playbook is not None and item.mode in (Mode.auto, Mode.approval):
         run_id = _enqueue(conn, item, incident_id, now)
@@ -272,7 +283,9 @@ def _enqueue(conn: Connection, item: ClassifiedAlert, incident_id: int, now: dat
     )
 
 
-def _audit(now: datetime, incident_id: int | None, run_id: int | None, kind: str, message: str) -> dict[str, Any]:
+def _audit(
+    now: datetime, incident_id: int | None, run_id: int | None, kind: str, message: str
+) -> dict[str, Any]:
     return {
         "at": now,
         "actor": "suture",

@@ -99,7 +99,9 @@ class Store:
 
     def stored_playbook_hashes(self) -> dict[tuple[str, int], str]:
         with self.db.read() as conn:
-            rows = conn.execute(select(playbook_versions.c.name, playbook_versions.c.version, playbook_versions.c.sha256))
+            rows = conn.execute(
+                select(playbook_versions.c.name, playbook_versions.c.version, playbook_versions.c.sha256)
+            )
             return {(r.name, r.version): r.sha256 for r in rows}
 
     def sync_catalog(self, catalog: Catalog) -> dict[str, int]:
@@ -122,7 +124,9 @@ class Store:
             latest = {
                 r.code: (r.version, r.sha256)
                 for r in conn.execute(
-                    select(codes.c.code, codes.c.version, codes.c.sha256).order_by(codes.c.code, codes.c.version)
+                    select(codes.c.code, codes.c.version, codes.c.sha256).order_by(
+                        codes.c.code, codes.c.version
+                    )
                 )
             }
             for entry in catalog.codes:
@@ -218,7 +222,9 @@ class Store:
             ]
             result["runs"] = [
                 _row(r, RUN_FIELDS)
-                for r in conn.execute(select(runs).where(runs.c.incident_id == incident_id).order_by(runs.c.id))
+                for r in conn.execute(
+                    select(runs).where(runs.c.incident_id == incident_id).order_by(runs.c.id)
+                )
             ]
             result["timeline"] = [
                 {"at": r.at, "kind": r.kind, "message": r.message, "actor": r.actor, "run_id": r.run_id}
@@ -298,7 +304,9 @@ class Store:
         """Atomically take the oldest queued run: one run, one worker, also across processes."""
         now = utcnow()
         with self.db.write() as conn:
-            candidates = select(runs.c.id).where(runs.c.status == RunStatus.queued.value).order_by(runs.c.id).limit(1)
+            candidates = (
+                select(runs.c.id).where(runs.c.status == RunStatus.queued.value).order_by(runs.c.id).limit(1)
+            )
             if not self.db.is_sqlite:  # SQLite's write lock already serialises claims
                 candidates = candidates.with_for_update(skip_locked=True)
             run_id = conn.execute(candidates).scalar()
@@ -336,7 +344,9 @@ class Store:
         now = utcnow()
         with self.db.write() as conn:
             conn.execute(
-                update(runs).where(runs.c.id == run_id).values(status=status.value, finished_at=now, error=error)
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(status=status.value, finished_at=now, error=error)
             )
             incident_id = conn.execute(select(runs.c.incident_id).where(runs.c.id == run_id)).scalar()
             if incident_id is None:
@@ -372,8 +382,15 @@ class Store:
             for row in rows:
                 again = idempotent.get((row.playbook, row.playbook_version), False)
                 if again:
-                    values: dict[str, Any] = {"status": RunStatus.queued.value, "started_at": None, "worker": None}
-                    kind, message = "run_requeued", f"run {row.id} re-queued after a daemon restart (idempotent)"
+                    values: dict[str, Any] = {
+                        "status": RunStatus.queued.value,
+                        "started_at": None,
+                        "worker": None,
+                    }
+                    kind, message = (
+                        "run_requeued",
+                        f"run {row.id} re-queued after a daemon restart (idempotent)",
+                    )
                     outcome["requeued"].append(row.id)
                 else:
                     values = {
@@ -387,14 +404,24 @@ class Store:
                 conn.execute(update(runs).where(runs.c.id == row.id).values(**values))
                 conn.execute(
                     insert(audit_log).values(
-                        at=now, actor="suture", kind=kind, incident_id=row.incident_id, run_id=row.id, message=message
+                        at=now,
+                        actor="suture",
+                        kind=kind,
+                        incident_id=row.incident_id,
+                        run_id=row.id,
+                        message=message,
                     )
                 )
         return outcome
 
     def count_runs(self, status: RunStatus) -> int:
         with self.db.read() as conn:
-            return int(conn.execute(select(func.count()).select_from(runs).where(runs.c.status == status.value)).scalar() or 0)
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(runs).where(runs.c.status == status.value)
+                ).scalar()
+                or 0
+            )
 
     # ------------------------------------------------------------- state
 
@@ -405,7 +432,9 @@ class Store:
 
     def set_state(self, key: str, value: Any) -> None:
         with self.db.write() as conn:
-            done = conn.execute(update(state).where(state.c.key == key).values(value=value, updated_at=utcnow())).rowcount
+            done = conn.execute(
+                update(state).where(state.c.key == key).values(value=value, updated_at=utcnow())
+            ).rowcount
             if not done:
                 conn.execute(insert(state).values(key=key, value=value, updated_at=utcnow()))
 

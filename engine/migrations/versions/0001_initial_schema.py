@@ -9,8 +9,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-import engine.store.tables
 from sqlalchemy.dialects import postgresql
+
+import engine.store.tables
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -31,9 +32,7 @@ def upgrade() -> None:
         sa.Column("message", sa.Text(), nullable=False),
         sa.Column(
             "detail",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=True,
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
@@ -45,9 +44,7 @@ def upgrade() -> None:
             ["incident_id", "at"],
             unique=False,
         )
-        batch_op.create_index(
-            batch_op.f("ix_audit_log_run_id"), ["run_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_audit_log_run_id"), ["run_id"], unique=False)
 
     op.create_table(
         "codes",
@@ -57,20 +54,14 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column(
             "body",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column(
-            "loaded_at", engine.store.tables.UtcDateTime(timezone=True), nullable=False
-        ),
+        sa.Column("loaded_at", engine.store.tables.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_codes")),
     )
     with op.batch_alter_table("codes", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_codes_code_version"), ["code", "version"], unique=True
-        )
+        batch_op.create_index(batch_op.f("ix_codes_code_version"), ["code", "version"], unique=True)
 
     op.create_table(
         "events",
@@ -86,9 +77,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_events_received_at"), ["received_at"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_events_received_at"), ["received_at"], unique=False)
 
     op.create_table(
         "incidents",
@@ -101,36 +90,22 @@ def upgrade() -> None:
         sa.Column("source", sa.String(length=64), nullable=False),
         sa.Column("fingerprint", sa.String(length=255), nullable=False),
         sa.Column("alertname", sa.String(length=255), nullable=False),
-        sa.Column(
-            "starts_at", engine.store.tables.UtcDateTime(timezone=True), nullable=True
-        ),
+        sa.Column("starts_at", engine.store.tables.UtcDateTime(timezone=True), nullable=True),
         sa.Column(
             "labels",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column(
             "annotations",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column("occurrences", sa.Integer(), nullable=False),
-        sa.Column(
-            "opened_at", engine.store.tables.UtcDateTime(timezone=True), nullable=False
-        ),
-        sa.Column(
-            "last_seen", engine.store.tables.UtcDateTime(timezone=True), nullable=False
-        ),
-        sa.Column(
-            "due_at", engine.store.tables.UtcDateTime(timezone=True), nullable=True
-        ),
-        sa.Column(
-            "resolved_at", engine.store.tables.UtcDateTime(timezone=True), nullable=True
-        ),
+        sa.Column("opened_at", engine.store.tables.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("last_seen", engine.store.tables.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("due_at", engine.store.tables.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("resolved_at", engine.store.tables.UtcDateTime(timezone=True), nullable=True),
         sa.Column("resolution", sa.String(length=32), nullable=True),
         sa.Column(
             "remediated_at",
@@ -150,9 +125,7 @@ def upgrade() -> None:
             ["fingerprint", "starts_at"],
             unique=False,
         )
-        batch_op.create_index(
-            batch_op.f("ix_incidents_opened_at"), ["opened_at"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_incidents_opened_at"), ["opened_at"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_incidents_status_opened_at"),
             ["status", "opened_at"],
@@ -173,9 +146,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
-        sa.Column(
-            "loaded_at", engine.store.tables.UtcDateTime(timezone=True), nullable=False
-        ),
+        sa.Column("loaded_at", engine.store.tables.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_playbook_versions")),
     )
     with op.batch_alter_table("playbook_versions", schema=None) as batch_op:
@@ -190,14 +161,10 @@ def upgrade() -> None:
         sa.Column("key", sa.String(length=64), nullable=False),
         sa.Column(
             "value",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column(
-            "updated_at", engine.store.tables.UtcDateTime(timezone=True), nullable=False
-        ),
+        sa.Column("updated_at", engine.store.tables.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_state")),
     )
     op.create_table(
@@ -210,24 +177,16 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column(
             "labels",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column(
             "annotations",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column(
-            "starts_at", engine.store.tables.UtcDateTime(timezone=True), nullable=True
-        ),
-        sa.Column(
-            "ends_at", engine.store.tables.UtcDateTime(timezone=True), nullable=True
-        ),
+        sa.Column("starts_at", engine.store.tables.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("ends_at", engine.store.tables.UtcDateTime(timezone=True), nullable=True),
         sa.Column(
             "received_at",
             engine.store.tables.UtcDateTime(timezone=True),
@@ -235,9 +194,7 @@ def upgrade() -> None:
         ),
         sa.Column("code", sa.String(length=64), nullable=False),
         sa.Column("incident_id", sa.Integer(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["event_id"], ["events.id"], name=op.f("fk_alerts_event_id_events")
-        ),
+        sa.ForeignKeyConstraint(["event_id"], ["events.id"], name=op.f("fk_alerts_event_id_events")),
         sa.ForeignKeyConstraint(
             ["incident_id"],
             ["incidents.id"],
@@ -246,20 +203,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_alerts")),
     )
     with op.batch_alter_table("alerts", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_alerts_event_id"), ["event_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_alerts_event_id"), ["event_id"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_alerts_fingerprint_starts_at"),
             ["fingerprint", "starts_at"],
             unique=False,
         )
-        batch_op.create_index(
-            batch_op.f("ix_alerts_incident_id"), ["incident_id"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_alerts_received_at"), ["received_at"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_alerts_incident_id"), ["incident_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_alerts_received_at"), ["received_at"], unique=False)
 
     op.create_table(
         "runs",
@@ -270,15 +221,9 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=32), nullable=False),
         sa.Column("trigger", sa.String(length=32), nullable=False),
         sa.Column("dry_run", sa.Boolean(), nullable=False),
-        sa.Column(
-            "queued_at", engine.store.tables.UtcDateTime(timezone=True), nullable=False
-        ),
-        sa.Column(
-            "started_at", engine.store.tables.UtcDateTime(timezone=True), nullable=True
-        ),
-        sa.Column(
-            "finished_at", engine.store.tables.UtcDateTime(timezone=True), nullable=True
-        ),
+        sa.Column("queued_at", engine.store.tables.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", engine.store.tables.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", engine.store.tables.UtcDateTime(timezone=True), nullable=True),
         sa.Column(
             "heartbeat_at",
             engine.store.tables.UtcDateTime(timezone=True),
@@ -289,9 +234,7 @@ def upgrade() -> None:
         sa.Column("effective", sa.Boolean(), nullable=True),
         sa.Column(
             "context",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.ForeignKeyConstraint(
@@ -302,17 +245,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_runs")),
     )
     with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_runs_incident_id"), ["incident_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_runs_incident_id"), ["incident_id"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_runs_playbook_queued_at"),
             ["playbook", "queued_at"],
             unique=False,
         )
-        batch_op.create_index(
-            batch_op.f("ix_runs_queued_at"), ["queued_at"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_runs_queued_at"), ["queued_at"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_runs_status_queued_at"),
             ["status", "queued_at"],
@@ -330,9 +269,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column(
             "params",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column("exit_code", sa.Integer(), nullable=True),
@@ -340,20 +277,14 @@ def upgrade() -> None:
         sa.Column("stdout", sa.Text(), nullable=False),
         sa.Column("stderr", sa.Text(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column(
-            "started_at", engine.store.tables.UtcDateTime(timezone=True), nullable=False
-        ),
+        sa.Column("started_at", engine.store.tables.UtcDateTime(timezone=True), nullable=False),
         sa.Column("duration_ms", sa.Integer(), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["runs.id"], name=op.f("fk_step_results_run_id_runs")
-        ),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_step_results_run_id_runs")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_step_results")),
     )
     with op.batch_alter_table("step_results", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_step_results_run_id_seq"), ["run_id", "seq"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_step_results_run_id_seq"), ["run_id", "seq"], unique=False)
 
     # ### end Alembic commands ###
 
