@@ -1,0 +1,242 @@
+"""The daemon as an operator meets it: crashes, reloads, secrets, authentication, several processes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import DaemonProcess, free_port, wait_for, write_config
+from tests.payloads import am_alert, am_body
+from tests.support.httpserver import TestHttpServer, running_http_server
+from tests.support.sshd import SshServer, running_sshd
+
+SLOW_CODES = """
+- code: SLOW-002
+  title: Slow and safe to repeat
+  severity: low
+  match: {alertname: SlowIdempotent}
+  target: "{{ labels.instance }}"
+  playbook: slow-idempotent
+  mode: auto
+"""
+SLOW_IDEMPOTENT = """
+name: slow-idempotent
+version: 1
+idempotent: true
+timeout: 120s
+steps:
+  - name: long sleep
+    ssh: {command: "sleep 60"}
+    timeout: 90s
+"""
+
+
+@pytest.fixture(scope="module")
+def sshd() -> Iterator[SshServer]:
+    with running_sshd() as server:
+        yield server
+
+
+def _ssh_sections(sshd: SshServer) -> dict[str, Any]:
+    return {
+        "ssh": {"user": sshd.user, "key_file": str(sshd.key_file), "known_hosts": str(sshd.known_hosts)},
+        "inventory": [{"match": "*", "address": "127.0.0.1", "port": sshd.port}],
+    }
+
+
+def _run_status(daemon: DaemonProcess, run_id: int) -> str:
+    return str(daemon.cli("runs", "show", str(run_id))["status"])
+
+
+@pytest.mark.parametrize(
+    ("alertname", "expected"), [("SlowThing", "interrupted"), ("SlowIdempotent", "requeued")]
+)
+def test_sigkill_mid_run_is_recovered_at_next_start(
+    daemon_factory: Any, sshd: SshServer, tmp_path: Path, alertname: str, expected: str
+) -> None:
+    """Kill -9 mid-run: at restart the run is `interrupted` (re-queued if idempotent), never stuck."""
+    files = {"codes/zz-slow.yaml": SLOW_CODES, "playbooks/slow-idempotent.yaml": SLOW_IDEMPOTENT}
+    db = f"sqlite:///{tmp_path / 'crash.db'}"
+    daemon = daemon_factory(db, files=files, **_ssh_sections(sshd))
+    response = daemon.post(
+        "alertmanager", am_body(am_alert(alertname, fingerprint="crash1", instance="sshhost"))
+    )
+    [run_id] = response.json()["runs_queued"]
+    wait_for(lambda: _run_status(daemon, run_id) == "running")
+    time.sleep(0.5)  # the SSH command is under way
+    daemon.kill()
+    assert _run_status(daemon, run_id) == "running"  # what a dead daemon leaves behind
+
+    restarted = DaemonProcess(daemon.config_path, daemon.port).start()
+    try:
+        run = restarted.cli("runs", "show", str(run_id))
+        incident = restarted.cli("incidents", "show", str(run["incident_id"]))
+        kinds = [entry["kind"] for entry in incident["timeline"]]
+        if expected == "interrupted":
+            assert run["status"] == "interrupted"
+            assert "interrupted" in run["error"]
+            assert "run_interrupted" in kinds
+            assert run["finished_at"] is not None
+        else:
+            assert "run_requeued" in kinds
+            assert run["status"] in ("queued", "running")
+            # It was claimed again by the new daemon: started anew.
+            wait_for(lambda: _run_status(restarted, run_id) == "running")
+    finally:
+        restarted.kill()
+
+
+def test_sighup_reloads_valid_catalog_and_keeps_last_good(daemon_factory: Any, tmp_path: Path) -> None:
+    """SIGHUP picks up a new code; an invalid catalog is refused and the last good one stays in force."""
+    daemon = daemon_factory(f"sqlite:///{tmp_path / 'r.db'}")
+    codes = daemon.config_path.parent / "codes" / "zz-new.yaml"
+    codes.write_text("- code: NEW-001\n  title: New\n  severity: low\n  match: {alertname: BrandNew}\n")
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "NEW-001" in [c["code"] for c in daemon.get("/api/v1/codes")["items"]])
+    daemon.post("alertmanager", am_body(am_alert("BrandNew", fingerprint="n1")))
+    assert daemon.cli("incidents", "list")[0]["code"] == "NEW-001"
+
+    codes.write_text("- code: NEW-001\n  title: Broken\n  severity: apocalyptic\n  match: {}\n")
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "catalog_reload_refused" in daemon.log())
+    assert "zz-new.yaml:3" in daemon.log()
+    daemon.post("alertmanager", am_body(am_alert("BrandNew", fingerprint="n2")))
+    assert daemon.cli("incidents", "list")[0]["code"] == "NEW-001"
+
+
+SECRET_PLAYBOOK = """
+name: notify
+version: 1
+steps:
+  - name: call the hook
+    http:
+      method: POST
+      url: "{{ annotations.hook }}?token={{ secrets.HOOK_TOKEN }}"
+      headers: {Authorization: "Bearer {{ secrets.HOOK_TOKEN }}"}
+      json: {text: "token is {{ secrets.HOOK_TOKEN }}"}
+      expect_status: [200]
+"""
+SECRET_CODE = """
+- code: NOTIFY-001
+  title: Notify
+  severity: low
+  match: {alertname: Notify}
+  playbook: notify
+  mode: auto
+"""
+
+
+@pytest.fixture
+def hook() -> Iterator[TestHttpServer]:
+    with running_http_server() as server:
+        yield server
+
+
+def test_secrets_reach_the_target_but_never_the_database_or_logs(
+    daemon_factory: Any, hook: TestHttpServer, tmp_path: Path
+) -> None:
+    """A secret from the environment reaches the hook but is redacted in stored params, output and logs."""
+    secret = "s3cr3t-Token-4242"
+    db_file = tmp_path / "secret.db"
+    daemon = daemon_factory(
+        f"sqlite:///{db_file}",
+        env={"SUTURE_HOOK_TOKEN": secret},
+        files={"codes/zz-notify.yaml": SECRET_CODE, "playbooks/notify.yaml": SECRET_PLAYBOOK},
+        secrets={"HOOK_TOKEN": {"env": "SUTURE_HOOK_TOKEN"}},
+        http={"allowed_hosts": ["127.0.0.1"]},
+    )
+    alert = am_alert("Notify", fingerprint="s1")
+    alert["annotations"]["hook"] = hook.url_for("/hook")
+    [run_id] = daemon.post("alertmanager", am_body(alert)).json()["runs_queued"]
+    run = wait_for(lambda: (r := daemon.cli("runs", "show", str(run_id)))["finished_at"] and r)
+    assert run["status"] == "succeeded", run
+    [request] = hook.requests
+    assert request.header("Authorization") == f"Bearer {secret}"
+    assert request.json() == {"text": f"token is {secret}"}
+    params = run["steps"][0]["params"]
+    assert params["headers"]["Authorization"] == "Bearer ***"
+    assert params["json"] == {"text": "token is ***"}
+    assert secret not in params["url"]
+    daemon.stop()
+    assert secret.encode() not in db_file.read_bytes()
+    assert secret not in daemon.log()
+
+
+def test_bearer_token_required_when_configured(daemon_factory: Any, tmp_path: Path) -> None:
+    """With a token configured, a missing or wrong token gets 401 without saying which; the right one 202."""
+    daemon = daemon_factory(
+        f"sqlite:///{tmp_path / 'auth.db'}",
+        env={"SUTURE_TOKEN_AM": "right-token"},
+        sources={"alertmanager": {"token_env": "SUTURE_TOKEN_AM"}},
+    )
+    body = am_body(am_alert())
+    missing = daemon.post("alertmanager", body)
+    wrong = daemon.post("alertmanager", body, headers={"Authorization": "Bearer wrong-token"})
+    assert missing.status_code == wrong.status_code == 401
+    assert missing.json() == wrong.json() == {"error": "unauthorized"}
+    assert daemon.cli("incidents", "list") == []
+    right = daemon.post("alertmanager", body, headers={"Authorization": "Bearer right-token"})
+    assert right.status_code == 202
+
+
+def test_generic_signature_checked_when_secret_configured(daemon_factory: Any, tmp_path: Path) -> None:
+    """A signed generic webhook is accepted; tampered or unsigned ones get 401 and store nothing."""
+    daemon = daemon_factory(
+        f"sqlite:///{tmp_path / 'sig.db'}",
+        env={"SUTURE_GENERIC_SECRET": "shared-secret"},
+        sources={"generic": {"signature_secret_env": "SUTURE_GENERIC_SECRET"}},
+    )
+    import orjson
+
+    body = orjson.dumps({"alerts": [{"name": "ManualOnly", "status": "firing", "labels": {"host": "h"}}]})
+    signature = hmac.new(b"shared-secret", body, hashlib.sha256).hexdigest()
+    assert daemon.post("generic", body).status_code == 401
+    tampered = body.replace(b"ManualOnly", b"ManualOnlx")
+    assert daemon.post("generic", tampered, headers={"X-Suture-Signature": signature}).status_code == 401
+    assert daemon.cli("incidents", "list") == []
+    ok = daemon.post("generic", body, headers={"X-Suture-Signature": f"sha256={signature}"})
+    assert ok.status_code == 202
+
+
+def test_two_daemons_on_one_postgres_execute_each_run_once(daemon_factory: Any, tmp_path: Path) -> None:
+    """Two daemon processes on one PostgreSQL database: every queued run is executed by exactly one worker."""
+    import uuid
+
+    import psycopg
+
+    from tests.conftest import PG_ADMIN_URL
+
+    name = f"suture_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    try:
+        first = daemon_factory(url)
+        port = free_port()
+        config = write_config(tmp_path / "second", url, port=port)
+        second = DaemonProcess(config, port).start()
+        try:
+            alerts = [am_alert(fingerprint=f"m{i}", mountpoint="/") for i in range(40)]
+            for i in range(0, 40, 10):
+                target = first if i % 20 == 0 else second
+                assert target.post("alertmanager", am_body(*alerts[i : i + 10])).status_code == 202
+            runs = wait_for(
+                lambda: (r := first.cli("runs", "list", "--status", "succeeded")) and len(r) == 40 and r,
+                timeout=30,
+            )
+            # A run executed twice would have two step results.
+            details = [first.cli("runs", "show", str(r["id"])) for r in runs]
+            assert [len(d["steps"]) for d in details] == [1] * 40
+        finally:
+            second.stop()
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
