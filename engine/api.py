@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import structlog
 from fastapi import FastAPI, Query, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -60,13 +61,27 @@ def create_app(services: Services) -> FastAPI:
         default_response_class=ORJSONResponse,
     )
     app.state.services = services
+    vendor_schemas: dict[str, Any] = {}
     for connector in CONNECTORS.values():
-        _add_alert_route(app, services, connector)
+        vendor_schemas.update(_add_alert_route(app, services, connector))
     _add_read_routes(app, services)
+
+    def openapi() -> dict[str, Any]:
+        # Vendor bodies are read raw (for size limits and exact storage), so FastAPI does not
+        # see their models: add their nested schemas to the document ourselves.
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            document.setdefault("components", {}).setdefault("schemas", {}).update(vendor_schemas)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
-def _add_alert_route(app: FastAPI, services: Services, connector: Connector) -> None:
+def _add_alert_route(app: FastAPI, services: Services, connector: Connector) -> dict[str, Any]:
     source = connector.source
     schema = connector.body_model.model_json_schema(ref_template="#/components/schemas/{model}")
     defs = schema.pop("$defs", {})
@@ -134,12 +149,7 @@ def _add_alert_route(app: FastAPI, services: Services, connector: Connector) -> 
             },
         },
     )(receive)
-    if defs:
-        app.openapi_schema = None
-        _extra_schemas.update(defs)
-
-
-_extra_schemas: dict[str, Any] = {}
+    return dict(defs)
 
 
 def _check_token(token_env: str | None, header: str | None) -> Response | None:

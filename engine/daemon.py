@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -22,6 +25,8 @@ from engine.worker import PlaybookResolver, WorkerPool
 log = structlog.get_logger("suture.daemon")
 
 PAUSED_KEY = "paused"
+#: How long past its playbook timeout a run on another host may go silent before it is abandoned.
+STALE_MARGIN = timedelta(minutes=5)
 
 
 def load_checked_catalog(config: Config, store: Store | None) -> Catalog:
@@ -52,19 +57,42 @@ class Daemon:
         self._reload_lock = threading.Lock()
 
     def recover(self) -> dict[str, list[int]]:
-        """Runs a dead daemon left `running` are re-queued (idempotent) or marked interrupted."""
-        flags: dict[tuple[str, int], bool] = {}
-        for run in self.store.list_runs(status="running", limit=10_000):
-            key = (run["playbook"], run["playbook_version"])
-            if key not in flags:
-                try:
-                    flags[key] = self.resolver.get(*key).idempotent
-                except Exception:  # noqa: BLE001 - an unknown playbook is simply not re-run
-                    flags[key] = False
-        outcome = self.store.recover_interrupted(flags)
+        """Runs a dead daemon left `running` are re-queued (idempotent) or marked interrupted.
+
+        A run is abandoned when the process holding it is gone (same host), or when it has shown
+        no life for longer than its playbook's timeout plus a margin (another host).
+        """
+        abandoned: dict[int, bool] = {}
+        now = datetime.now(UTC)
+        for run in self.store.running_runs():
+            try:
+                playbook = self.resolver.get(run["playbook"], run["playbook_version"])
+                idempotent, limit = playbook.idempotent, playbook.timeout + STALE_MARGIN
+            except Exception:  # noqa: BLE001 - an unknown playbook is simply not re-run
+                idempotent, limit = False, STALE_MARGIN
+            stale = run["heartbeat_at"] is None or now - run["heartbeat_at"] > limit
+            if stale or self._holder_is_dead(run["worker"]):
+                abandoned[run["id"]] = idempotent
+        outcome = self.store.recover_interrupted(abandoned)
         if outcome["requeued"] or outcome["interrupted"]:
             log.warning("runs_recovered", **outcome)
         return outcome
+
+    def _holder_is_dead(self, worker: str | None) -> bool:
+        host, _, rest = (worker or "").partition(":")
+        pid_text = rest.split(":", 1)[0]
+        if host != socket.gethostname() or not pid_text.isdigit():
+            return False
+        pid = int(pid_text)
+        if pid == os.getpid():
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
 
     def reload(self) -> bool:
         """SIGHUP: swap in the new catalog if it is valid, keep the old one otherwise."""
@@ -84,6 +112,7 @@ class Daemon:
         self.intake.start()
         self.pool.start()
         self.pool.wake()  # runs that were queued while we were down
+        self.scheduler.add_job(self.recover, "interval", seconds=60, id="recover", max_instances=1)
         self.scheduler.start()
         self._ready.set()
 

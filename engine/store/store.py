@@ -369,18 +369,33 @@ class Store:
                 )
             )
 
-    def recover_interrupted(self, idempotent: dict[tuple[str, int], bool]) -> dict[str, list[int]]:
-        """Runs left `running` by a dead daemon: re-queue the idempotent ones, mark the rest interrupted."""
+    def running_runs(self) -> list[dict[str, Any]]:
+        """Runs marked running, with who holds them and when they last showed life."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(
+                    runs.c.id, runs.c.playbook, runs.c.playbook_version, runs.c.worker, runs.c.heartbeat_at
+                ).where(runs.c.status == RunStatus.running.value)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def recover_interrupted(self, idempotent: dict[int, bool]) -> dict[str, list[int]]:
+        """Runs left `running` by a dead daemon: re-queue the idempotent ones, mark the rest interrupted.
+
+        `idempotent` maps the run ids judged abandoned to whether their playbook may run again.
+        """
         now = utcnow()
         outcome: dict[str, list[int]] = {"requeued": [], "interrupted": []}
+        if not idempotent:
+            return outcome
         with self.db.write() as conn:
             rows = conn.execute(
-                select(runs.c.id, runs.c.incident_id, runs.c.playbook, runs.c.playbook_version).where(
-                    runs.c.status == RunStatus.running.value
+                select(runs.c.id, runs.c.incident_id).where(
+                    and_(runs.c.status == RunStatus.running.value, runs.c.id.in_(sorted(idempotent)))
                 )
             ).all()
             for row in rows:
-                again = idempotent.get((row.playbook, row.playbook_version), False)
+                again = idempotent[row.id]
                 if again:
                     values: dict[str, Any] = {
                         "status": RunStatus.queued.value,
