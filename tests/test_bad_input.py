@@ -15,7 +15,8 @@ def _row_counts(db_url: str) -> tuple[int, int, int]:
     try:
         with engine.connect() as conn:
             return tuple(  # type: ignore[return-value]
-                conn.execute(select(func.count()).select_from(table)).scalar_one() for table in (events, alerts, incidents)
+                conn.execute(select(func.count()).select_from(table)).scalar_one()
+                for table in (events, alerts, incidents)
             )
     finally:
         engine.dispose()
@@ -28,7 +29,12 @@ BAD_BODIES = [
     pytest.param({**am_body(am_alert()), "alerts": []}, 422, "alerts", id="empty-alerts"),
     pytest.param({**am_body(am_alert()), "alerts": "nope"}, 422, "alerts", id="alerts-not-a-list"),
     pytest.param(am_body({**am_alert(), "status": "burning"}), 422, "alerts.0.status", id="bad-status"),
-    pytest.param(am_body({**am_alert(), "labels": {"alertname": "X", "severity": 5}}), 422, "alerts.0.labels", id="label-not-string"),
+    pytest.param(
+        am_body({**am_alert(), "labels": {"alertname": "X", "severity": 5}}),
+        422,
+        "alerts.0.labels",
+        id="label-not-string",
+    ),
     pytest.param(am_body({**am_alert(), "startsAt": "yesterday"}), 422, "alerts.0.startsAt", id="bad-time"),
     pytest.param({**am_body(am_alert()), "version": "3"}, 422, "version", id="wrong-version"),
 ]
