@@ -72,6 +72,17 @@ class SourceConfig(_Section):
         return value
 
 
+class PullSourceConfig(_Section):
+    """A monitoring API Suture polls when monitoring cannot push to it."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    kind: Literal["alertmanager", "prometheus"]
+    url: str = Field(pattern=r"^https?://")
+    interval: Duration = timedelta(seconds=30)
+    timeout: Duration = timedelta(seconds=10)
+    token_env: str | None = None
+
+
 class WorkersConfig(_Section):
     concurrency: int = Field(default=8, ge=1, le=256)
     output_limit_bytes: int = Field(default=64 * 1024, ge=256)
@@ -125,6 +136,7 @@ class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    pull: list[PullSourceConfig] = Field(default_factory=list)
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
     ssh: SshConfig = Field(default_factory=SshConfig)
     inventory: list[InventoryEntry] = Field(default_factory=list)

@@ -18,6 +18,7 @@ from engine.catalog import Catalog, load_catalog
 from engine.config import Config
 from engine.errors import CatalogError
 from engine.intake import CatalogView, Intake
+from engine.scheduler import schedule_polls
 from engine.store import Store, open_database
 from engine.templating import Renderer
 from engine.worker import PlaybookResolver, WorkerPool
@@ -113,6 +114,7 @@ class Daemon:
         self.pool.start()
         self.pool.wake()  # runs that were queued while we were down
         self.scheduler.add_job(self.recover, "interval", seconds=60, id="recover", max_instances=1)
+        schedule_polls(self.scheduler, self.config, self.store, self.intake)
         self.scheduler.start()
         self._ready.set()
 

@@ -429,6 +429,16 @@ class Store:
                 )
         return outcome
 
+    def open_incidents_of_source(self, source: str) -> list[dict[str, Any]]:
+        """What a poll of `source` must still see firing; anything it no longer sees is resolved."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(
+                    incidents.c.fingerprint, incidents.c.alertname, incidents.c.starts_at, incidents.c.labels
+                ).where(and_(incidents.c.status == IncidentStatus.open.value, incidents.c.source == source))
+            )
+            return [dict(r._mapping) for r in rows]
+
     def count_runs(self, status: RunStatus) -> int:
         with self.db.read() as conn:
             return int(

@@ -1,0 +1,115 @@
+"""Periodic jobs: polling monitoring APIs that cannot push, and reconciling Zabbix.
+
+A poll returns what is firing now. Everything firing goes through intake like a webhook
+(so dedup and classification are the same); open incidents of that source that the poll
+no longer returns are resolved, which is how a pulled alert that disappears is closed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import orjson
+import structlog
+from apscheduler.schedulers.base import BaseScheduler
+
+from engine.config import Config
+from engine.errors import SutureError
+from engine.intake import Intake
+from engine.models import Alert, AlertStatus
+from engine.store import Store
+
+log = structlog.get_logger("suture.scheduler")
+
+Fetch = Callable[[], list[Alert]]
+COMMIT_WAIT_SECONDS = 30.0
+
+
+class PollJob:
+    """One pull source: fetch the active alerts, submit them, resolve what vanished."""
+
+    def __init__(self, source: str, fetch: Fetch, store: Store, intake: Intake) -> None:
+        self.source = source
+        self.fetch = fetch
+        self.store = store
+        self.intake = intake
+
+    def __call__(self) -> None:
+        try:
+            active = self.fetch()
+        except SutureError as exc:
+            # A failed poll resolves nothing: an unreachable API is not a recovery.
+            log.warning("poll_failed", source=self.source, error=str(exc))
+            return
+        seen = {alert.fingerprint for alert in active}
+        now = datetime.now(UTC)
+        gone = [
+            Alert(
+                source=self.source,
+                name=row["alertname"],
+                fingerprint=row["fingerprint"],
+                status=AlertStatus.resolved,
+                labels=row["labels"],
+                starts_at=row["starts_at"],
+                ends_at=now,
+            )
+            for row in self.store.open_incidents_of_source(self.source)
+            if row["fingerprint"] not in seen
+        ]
+        alerts = active + gone
+        if not alerts:
+            return
+        body = orjson.dumps(
+            {"poll": self.source, "alerts": [a.model_dump(mode="json") for a in alerts]}
+        ).decode()
+        submission = self.intake.prepare(self.source, body, alerts)
+        receipt = self.intake.submit(submission).result(timeout=COMMIT_WAIT_SECONDS)
+        log.info("poll_stored", source=self.source, active=len(active), resolved=len(receipt.resolved))
+
+
+def schedule_polls(scheduler: BaseScheduler, config: Config, store: Store, intake: Intake) -> list[PollJob]:
+    """Add one interval job per pull source, and the Zabbix reconcile when its API is configured."""
+    zabbix = config.sources.get("zabbix")
+    reconcile_zabbix = zabbix is not None and bool(zabbix.url and zabbix.api_token_env)
+    if not config.pull and not reconcile_zabbix:
+        return []
+    from connectors import pull  # requests is only imported by daemons that poll
+
+    jobs: list[tuple[PollJob, float]] = []
+    for source in config.pull:
+        token = os.environ.get(source.token_env) if source.token_env else None
+        fetcher = pull.fetch_alertmanager if source.kind == "alertmanager" else pull.fetch_prometheus
+
+        def fetch(
+            url: str = source.url,
+            name: str = source.name,
+            timeout: float = source.timeout.total_seconds(),
+            token: str | None = token,
+            fetcher: Callable[..., list[Alert]] = fetcher,
+        ) -> list[Alert]:
+            return fetcher(url, source=name, token=token, timeout=timeout)
+
+        jobs.append((PollJob(source.name, fetch, store, intake), source.interval.total_seconds()))
+
+    if reconcile_zabbix and zabbix is not None and zabbix.api_token_env:
+        api_token = os.environ.get(zabbix.api_token_env, "")
+
+        def fetch_zabbix() -> list[Alert]:
+            assert zabbix is not None and zabbix.url
+            return pull.fetch_zabbix_problems(zabbix.url, token=api_token, timezone=zabbix.timezone)
+
+        jobs.append((PollJob("zabbix", fetch_zabbix, store, intake), zabbix.interval.total_seconds()))
+
+    for job, seconds in jobs:
+        scheduler.add_job(
+            job,
+            "interval",
+            seconds=seconds,
+            id=f"poll-{job.source}",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+    return [job for job, _ in jobs]
