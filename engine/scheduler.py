@@ -7,9 +7,11 @@ no longer returns are resolved, which is how a pulled alert that disappears is c
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import structlog
@@ -30,20 +32,25 @@ COMMIT_WAIT_SECONDS = 30.0
 class PollJob:
     """One pull source: fetch the active alerts, submit them, resolve what vanished."""
 
-    def __init__(self, source: str, fetch: Fetch, store: Store, intake: Intake) -> None:
+    def __init__(
+        self, source: str, fetch: Fetch, store: Store, intake: Intake, fetch_present: Fetch | None = None
+    ) -> None:
         self.source = source
         self.fetch = fetch
+        #: What still exists even if not to be acted on (silenced, inhibited): never resolved.
+        self.fetch_present = fetch_present
         self.store = store
         self.intake = intake
 
     def __call__(self) -> None:
         try:
             active = self.fetch()
+            present = self.fetch_present() if self.fetch_present is not None else active
         except SutureError as exc:
             # A failed poll resolves nothing: an unreachable API is not a recovery.
             log.warning("poll_failed", source=self.source, error=str(exc))
             return
-        seen = {alert.fingerprint for alert in active}
+        seen = {alert.fingerprint for alert in active} | {alert.fingerprint for alert in present}
         now = datetime.now(UTC)
         gone = [
             Alert(
@@ -80,18 +87,22 @@ def schedule_polls(scheduler: BaseScheduler, config: Config, store: Store, intak
     jobs: list[tuple[PollJob, float]] = []
     for source in config.pull:
         token = os.environ.get(source.token_env) if source.token_env else None
-        fetcher = pull.fetch_alertmanager if source.kind == "alertmanager" else pull.fetch_prometheus
-
-        def fetch(
-            url: str = source.url,
-            name: str = source.name,
-            timeout: float = source.timeout.total_seconds(),
-            token: str | None = token,
-            fetcher: Callable[..., list[Alert]] = fetcher,
-        ) -> list[Alert]:
-            return fetcher(url, source=name, token=token, timeout=timeout)
-
-        jobs.append((PollJob(source.name, fetch, store, intake), source.interval.total_seconds()))
+        options: dict[str, Any] = {
+            "source": source.name,
+            "token": token,
+            "timeout": source.timeout.total_seconds(),
+        }
+        if source.kind == "alertmanager":
+            fetch = functools.partial(pull.fetch_alertmanager, source.url, **options)
+            present = functools.partial(
+                pull.fetch_alertmanager, source.url, include_suppressed=True, **options
+            )
+            job = PollJob(source.name, fetch, store, intake, fetch_present=present)
+        else:
+            job = PollJob(
+                source.name, functools.partial(pull.fetch_prometheus, source.url, **options), store, intake
+            )
+        jobs.append((job, source.interval.total_seconds()))
 
     if reconcile_zabbix and zabbix is not None and zabbix.api_token_env:
         api_token = os.environ.get(zabbix.api_token_env, "")

@@ -31,7 +31,8 @@ def test_first_matching_code_wins_in_file_then_list_order(tmp_path: Path) -> Non
         tmp_path,
         {
             "b.yaml": "- {code: B-001, title: b, severity: low, match: {alertname: 'Disk.*'}}\n",
-            "a.yaml": "- {code: A-001, title: a, severity: high, match: {alertname: DiskFull, labels: {mp: /}}}\n"
+            "a.yaml": "- {code: A-001, title: a, severity: high,"
+            " match: {alertname: DiskFull, labels: {mp: /}}}\n"
             "- {code: A-002, title: a2, severity: low, match: {alertname: DiskFull}}\n",
         },
     )

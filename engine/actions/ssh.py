@@ -41,6 +41,8 @@ LOCAL_GRACE = 1.0
 #: After the exit status, how long we wait for the end of output (a daemon it started may hold stdout).
 EOF_LINGER = 2.0
 _CHUNK = 32768
+_POLL = 0.05
+_SPURIOUS_BACKOFF = 0.005
 _NETWORK_ERRORS = (paramiko.SSHException, OSError, EOFError)
 
 
@@ -323,14 +325,23 @@ def _collect(
 
 
 def _drain(channel: paramiko.Channel, out: _Sink, err: _Sink, deadline: float) -> bool:
-    """Read stdout and stderr together until the command is done; False if the deadline came first."""
+    """Read stdout and stderr together until the command is done; False if the deadline came first.
+
+    channel.fileno() ORs the two streams through paramiko's OrPipe, whose set/clear race between
+    the transport thread and ours: a wake-up can be lost, or the pipe left readable with nothing
+    to read. So each wait is capped at _POLL, and an empty wake-up backs off instead of spinning.
+    """
     linger_until: float | None = None
+    woke = False
     while True:
         finished = channel.closed or (channel.eof_received and channel.exit_status_ready())
+        got = False
         while channel.recv_ready():
             out.feed(channel.recv(_CHUNK))
+            got = True
         while channel.recv_stderr_ready():
             err.feed(channel.recv_stderr(_CHUNK))
+            got = True
         if finished:
             return True
         now = time.monotonic()
@@ -341,11 +352,13 @@ def _drain(channel: paramiko.Channel, out: _Sink, err: _Sink, deadline: float) -
                 return True
         if now >= deadline:
             return False
-        wait = min(deadline, linger_until or deadline) - now
+        wait = min(deadline, linger_until or deadline, now + _POLL) - now
         if channel.eof_received:
             channel.status_event.wait(wait)  # the pipe stays readable after EOF: do not spin on it
-        else:
-            select.select([channel], [], [], wait)
+            continue
+        if woke and not got:
+            time.sleep(min(wait, _SPURIOUS_BACKOFF))
+        woke = bool(select.select([channel], [], [], wait)[0])
 
 
 def _left(deadline: float) -> float:

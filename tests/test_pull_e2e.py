@@ -1,0 +1,68 @@
+"""Pulling from a monitoring API that cannot push: the daemon polls a real loopback server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.support.httpserver import TestHttpServer, respond, running_http_server
+
+
+def _gettable(fingerprint: str, alertname: str = "ManualOnly", instance: str = "db-1:9100") -> dict[str, Any]:
+    """One alert as Alertmanager's /api/v2/alerts returns it."""
+    return {
+        "labels": {"alertname": alertname, "instance": instance, "job": "node"},
+        "annotations": {"summary": "pulled"},
+        "startsAt": "2026-11-23T09:00:00.000Z",
+        "endsAt": "2026-11-23T12:00:00.000Z",
+        "updatedAt": "2026-11-23T09:00:30.000Z",
+        "fingerprint": fingerprint,
+        "generatorURL": "http://prometheus.local/graph",
+        "receivers": [{"name": "suture"}],
+        "status": {"state": "active", "silencedBy": [], "inhibitedBy": []},
+    }
+
+
+@pytest.fixture
+def alertmanager_api() -> Iterator[TestHttpServer]:
+    with running_http_server() as server:
+        yield server
+
+
+def test_polled_alerts_open_incidents_and_vanished_ones_resolve(
+    daemon_factory: Any, alertmanager_api: TestHttpServer, tmp_path: Path
+) -> None:
+    """Two alerts in the API open two incidents; when one disappears from the poll its incident resolves."""
+    alertmanager_api.default = respond(200, json=[_gettable("aa01"), _gettable("aa02", instance="db-2:9100")])
+    daemon = daemon_factory(
+        f"sqlite:///{tmp_path / 'pull.db'}",
+        pull=[{"name": "am-dc1", "kind": "alertmanager", "url": alertmanager_api.url, "interval": "300ms"}],
+    )
+    opened = wait_for(lambda: len(daemon.cli("incidents", "list", "--status", "open")) == 2)
+    assert opened
+    incidents = daemon.cli("incidents", "list")
+    assert {i["code"] for i in incidents} == {"MAN-001"}
+    assert {i["target"] for i in incidents} == {"db-1:9100", "db-2:9100"}
+    assert all(i["source"] == "am-dc1" for i in incidents)
+    first_poll = alertmanager_api.requests[0]
+    assert first_poll.path.startswith("/api/v2/alerts")
+
+    alertmanager_api.default = respond(200, json=[_gettable("aa01")])
+    wait_for(
+        lambda: (
+            [i["fingerprint"] for i in daemon.cli("incidents", "list", "--status", "resolved")] == ["aa02"]
+        )
+    )
+    still = daemon.cli("incidents", "list", "--status", "open")
+    assert [i["fingerprint"] for i in still] == ["aa01"]
+    assert still[0]["occurrences"] >= 2  # every poll counts as a sighting
+
+    # An API that fails resolves nothing: unreachable is not recovered.
+    alertmanager_api.default = respond(500)
+    before = len(alertmanager_api.requests)
+    wait_for(lambda: len(alertmanager_api.requests) >= before + 2)
+    assert [i["fingerprint"] for i in daemon.cli("incidents", "list", "--status", "open")] == ["aa01"]
