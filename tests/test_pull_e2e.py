@@ -66,3 +66,23 @@ def test_polled_alerts_open_incidents_and_vanished_ones_resolve(
     before = len(alertmanager_api.requests)
     wait_for(lambda: len(alertmanager_api.requests) >= before + 2)
     assert [i["fingerprint"] for i in daemon.cli("incidents", "list", "--status", "open")] == ["aa01"]
+
+
+def test_silenced_alert_is_not_resolved_by_the_poll(
+    daemon_factory: Any, alertmanager_api: TestHttpServer, tmp_path: Path
+) -> None:
+    """An alert that gets silenced leaves the active list but is still present: its incident stays open."""
+    everything = "/api/v2/alerts?active=true&silenced=true&inhibited=true"
+    alertmanager_api.default = respond(200, json=[_gettable("bb01"), _gettable("bb02", instance="db-2:9100")])
+    daemon = daemon_factory(
+        f"sqlite:///{tmp_path / 'silence.db'}",
+        pull=[{"name": "am-dc2", "kind": "alertmanager", "url": alertmanager_api.url, "interval": "300ms"}],
+    )
+    wait_for(lambda: len(daemon.cli("incidents", "list", "--status", "open")) == 2)
+    silenced = _gettable("bb02", instance="db-2:9100")
+    silenced["status"] = {"state": "suppressed", "silencedBy": ["s-1"], "inhibitedBy": []}
+    alertmanager_api.script(everything, [respond(200, json=[_gettable("bb01"), silenced])] * 200)
+    alertmanager_api.default = respond(200, json=[_gettable("bb01")])
+    before = len(alertmanager_api.requests)
+    wait_for(lambda: len(alertmanager_api.requests) >= before + 6)
+    assert sorted(i["fingerprint"] for i in daemon.cli("incidents", "list", "--status", "open")) == ["bb01", "bb02"]
