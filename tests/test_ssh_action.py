@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from engine.actions import ssh as ssh_module
 from engine.actions.base import ActionContext, RunResources
 from engine.actions.ssh import SshAction, resolve_destination, wrap_command
 from engine.config import Config, InventoryEntry, SshConfig
@@ -71,7 +70,7 @@ def count_connections(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
         opened.append(address)
         return real(address, *args, **kwargs)
 
-    monkeypatch.setattr(ssh_module.socket, "create_connection", counting)
+    monkeypatch.setattr(socket, "create_connection", counting)  # ssh.py looks it up at call time
     return opened
 
 
@@ -93,14 +92,14 @@ def test_command_runs_and_returns_output(sshd: SshServer, tmp_path: Path) -> Non
     assert marker.read_text() == "hello\n"
 
 
-def test_nonzero_exit_is_a_permanent_failure(sshd: SshServer) -> None:
-    """A nonzero exit gives ok=False, the status, stderr and a not-retryable error."""
+def test_nonzero_exit_fails_and_may_be_retried(sshd: SshServer) -> None:
+    """A nonzero exit gives ok=False, the status and stderr; a step with `retries:` may try again."""
     result = run(make_config(sshd), "echo oops >&2; exit 3")
     assert not result.ok
     assert result.exit_code == 3
     assert result.stderr == "oops\n"
     assert result.error == "command exited with status 3"
-    assert not result.retryable and not result.timed_out
+    assert result.retryable and not result.timed_out
     assert result.registered["exit_code"] == 3
 
 
@@ -234,18 +233,14 @@ def test_command_ignoring_term_is_stopped_locally_and_killed_remotely(sshd: SshS
         pytest.fail(f"remote `sleep {marker}` survived timeout -k")
 
 
-def test_reused_connection_is_fast(sshd: SshServer) -> None:
-    """With TCP_NODELAY a command on a reused connection takes a few ms, not the 40+ ms Nagle stall."""
+def test_connection_sets_tcp_nodelay(sshd: SshServer) -> None:
+    """The SSH socket has TCP_NODELAY, avoiding the ~40 ms Nagle/delayed-ACK stall per command."""
     resources = RunResources()
-    config = make_config(sshd)
-    assert run(config, "true", resources=resources).ok
-    times = []
-    for _ in range(15):
-        began = time.perf_counter()
-        assert run(config, "true", resources=resources).ok
-        times.append(time.perf_counter() - began)
+    assert run(make_config(sshd), "true", resources=resources).ok
+    [client] = [value for value in resources.cache.values() if hasattr(value, "get_transport")]
+    sock = client.get_transport().sock
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     resources.close()
-    assert sorted(times)[len(times) // 2] < 0.03, times
 
 
 def test_chatty_command_completes_with_capped_output(sshd: SshServer) -> None:

@@ -320,7 +320,9 @@ def _collect(
             **common,
         )
     if status != 0:
-        return ActionResult(ok=False, error=f"command exited with status {status}", **common)
+        # Retryable: a step only retries when its author wrote `retries:`, and for a command
+        # that is what they mean (e.g. a package lock held by a concurrent apt run).
+        return ActionResult(ok=False, error=f"command exited with status {status}", retryable=True, **common)
     return ActionResult(ok=True, **common)
 
 
