@@ -1,7 +1,7 @@
 """Alembic environment: the connection is handed in by engine.store.db.Database.upgrade()."""
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from engine.store.tables import metadata
 
@@ -9,7 +9,7 @@ config = context.config
 connection = config.attributes.get("connection")
 
 
-def _run(conn: object) -> None:
+def _run(conn: Connection) -> None:
     context.configure(
         connection=conn,
         target_metadata=metadata,

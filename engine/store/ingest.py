@@ -86,7 +86,7 @@ def apply_batch(conn: Connection, batch: list[Submission], now: datetime) -> lis
                 body=submission.body,
                 alert_count=len(submission.alerts),
             )
-        ).inserted_primary_key[0]
+        ).inserted_primary_key[0]  # type: ignore[index]
         receipt = Receipt(event_id=event_id, alerts=len(submission.alerts))
         for item in submission.alerts:
             alert = item.alert
@@ -220,7 +220,7 @@ def _apply_one(
             last_seen=now,
             due_at=due_at(item.severity, now),
         )
-    ).inserted_primary_key[0]
+    ).inserted_primary_key[0]  # type: ignore[index]
     known = _Known(incident_id, IncidentStatus.open.value, alert.starts_at, fingerprint)
     open_by_fp[fingerprint] = known
     by_instance[(fingerprint, alert.starts_at)] = known
@@ -279,7 +279,7 @@ def _enqueue(conn: Connection, item: ClassifiedAlert, incident_id: int, now: dat
                 queued_at=now,
                 context=run_context(item, incident_id, now),
             )
-        ).inserted_primary_key[0]
+        ).inserted_primary_key[0]  # type: ignore[index]
     )
 
 

@@ -129,15 +129,15 @@ class Store:
                     )
                 )
             }
-            for entry in catalog.codes:
-                version, sha = latest.get(entry.code.code, (0, ""))
-                if sha != entry.sha256:
+            for code_entry in catalog.codes:
+                version, sha = latest.get(code_entry.code.code, (0, ""))
+                if sha != code_entry.sha256:
                     conn.execute(
                         insert(codes).values(
-                            code=entry.code.code,
+                            code=code_entry.code.code,
                             version=version + 1,
-                            sha256=entry.sha256,
-                            body=entry.code.model_dump(mode="json", by_alias=True),
+                            sha256=code_entry.sha256,
+                            body=code_entry.code.model_dump(mode="json", by_alias=True),
                             loaded_at=now,
                         )
                     )
@@ -297,7 +297,7 @@ class Store:
                     context=context,
                     worker="cli" if status is RunStatus.running else None,
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key[0]  # type: ignore[index]
         return int(run_id)
 
     def claim_run(self, worker: str) -> dict[str, Any] | None:
