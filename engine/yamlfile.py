@@ -70,7 +70,7 @@ def _build(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path) -> Any:
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.SafeLoader(" ").construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = yaml.SafeLoader(" ").construct_object(key_node, deep=True)
             if isinstance(key, (dict, list)):
                 raise YamlSyntaxError(path, key_node.start_mark.line + 1, "a key must be a plain value")
             if key in result:
@@ -80,7 +80,7 @@ def _build(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path) -> Any:
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, (*loc, i), lines, path) for i, item in enumerate(node.value)]
-    return yaml.SafeLoader(" ").construct_object(node, deep=True)  # type: ignore[no-untyped-call]
+    return yaml.SafeLoader(" ").construct_object(node, deep=True)
 
 
 def describe_validation_error(doc: LocatedYaml, error: ValidationError, prefix: Loc = ()) -> list[str]:
