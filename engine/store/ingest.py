@@ -7,12 +7,11 @@ redelivery; otherwise it opens a new incident. A resolved alert closes the open 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, insert, or_, select, update
 
 from engine.models import Alert, AlertStatus, IncidentStatus, Mode, RunStatus, Severity, due_at
 from engine.store.tables import alerts, audit_log, events, incidents, runs
@@ -61,41 +60,55 @@ class Receipt:
         }
 
 
-@dataclass
-class _Known:
-    id: int
+@dataclass(eq=False)
+class _Incident:
+    """An incident this batch touches: stored already (`id`) or to be inserted (`row`)."""
+
     status: str
     starts_at: datetime | None
     fingerprint: str
+    id: int | None = None
+    row: dict[str, Any] | None = None
+    bumps: int = 0
 
 
-def apply_batch(conn: Connection, batch: list[Submission], now: datetime) -> list[Receipt]:
-    """Store every submission of the batch; the caller commits once for all of them."""
-    receipts: list[Receipt] = []
-    fingerprints = {c.alert.fingerprint for s in batch for c in s.alerts}
-    open_by_fp, resolved_by_instance = _lookup(conn, fingerprints, batch)
-    bumps: dict[int, int] = defaultdict(int)
-    alert_rows: list[dict[str, Any]] = []
-    audit_rows: list[dict[str, Any]] = []
+@dataclass
+class _Pending:
+    """What one submission did, by object, until the ids of new rows are known."""
 
-    for submission in batch:
-        event_id = conn.execute(
-            insert(events).values(
-                source=submission.source,
-                received_at=now,
-                body=submission.body,
-                alert_count=len(submission.alerts),
-            )
-        ).inserted_primary_key[0]  # type: ignore[index]
-        receipt = Receipt(event_id=event_id, alerts=len(submission.alerts))
-        for item in submission.alerts:
-            alert = item.alert
-            incident_id = _apply_one(
-                conn, item, now, open_by_fp, resolved_by_instance, bumps, receipt, audit_rows
-            )
-            alert_rows.append(
+    event_id: int
+    alerts: int
+    opened: list[_Incident] = field(default_factory=list)
+    updated: list[_Incident] = field(default_factory=list)
+    resolved: list[_Incident] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Batch:
+    """Decide per alert in memory, then write each table with one multi-row statement."""
+
+    def __init__(self, conn: Connection, now: datetime, batch: list[Submission]) -> None:
+        self.conn = conn
+        self.now = now
+        self.open_by_fp, self.by_instance = _lookup(conn, batch)
+        self.new_incidents: list[_Incident] = []
+        self.bumped: set[_Incident] = set()
+        self.resolutions: list[dict[str, Any]] = []
+        self.new_runs: list[tuple[_Incident, dict[str, Any]]] = []
+        self.alert_rows: list[tuple[dict[str, Any], _Incident | None]] = []
+        self.audit_rows: list[tuple[dict[str, Any], _Incident, dict[str, Any] | None]] = []
+
+    def apply(self, item: ClassifiedAlert, pending: _Pending) -> None:
+        alert = item.alert
+        incident = (
+            self._resolve(item, pending)
+            if alert.status is AlertStatus.resolved
+            else self._fire(item, pending)
+        )
+        self.alert_rows.append(
+            (
                 {
-                    "event_id": event_id,
+                    "event_id": pending.event_id,
                     "source": alert.source,
                     "fingerprint": alert.fingerprint,
                     "name": alert.name,
@@ -104,144 +117,221 @@ def apply_batch(conn: Connection, batch: list[Submission], now: datetime) -> lis
                     "annotations": alert.annotations,
                     "starts_at": alert.starts_at,
                     "ends_at": alert.ends_at,
-                    "received_at": now,
+                    "received_at": self.now,
                     "code": item.code,
-                    "incident_id": incident_id,
-                }
+                    "incident_id": None,
+                },
+                incident,
             )
-        receipts.append(receipt)
-
-    if bumps:
-        conn.execute(
-            update(incidents)
-            .where(incidents.c.id == bindparam("b_id"))
-            .values(occurrences=incidents.c.occurrences + bindparam("b_n"), last_seen=now),
-            [{"b_id": incident_id, "b_n": n} for incident_id, n in bumps.items()],
         )
-    if alert_rows:
-        conn.execute(insert(alerts), alert_rows)
-    if audit_rows:
-        conn.execute(insert(audit_log), audit_rows)
-    return receipts
+
+    def _resolve(self, item: ClassifiedAlert, pending: _Pending) -> _Incident | None:
+        alert = item.alert
+        current = self.open_by_fp.pop(alert.fingerprint, None)
+        if current is None:
+            return self.by_instance.get((alert.fingerprint, alert.starts_at))
+        ends = alert.ends_at
+        values = {
+            "status": IncidentStatus.resolved.value,
+            "resolved_at": ends if ends is not None and ends <= self.now else self.now,
+            "resolution": "alert_resolved",
+            "last_seen": self.now,
+        }
+        if current.row is not None:
+            current.row.update(values)
+        else:
+            self.resolutions.append({"r_id": current.id, **values})
+        current.status = IncidentStatus.resolved.value
+        pending.resolved.append(current)
+        self._audit(current, None, "incident_resolved", "alert resolved at the source")
+        return current
+
+    def _fire(self, item: ClassifiedAlert, pending: _Pending) -> _Incident:
+        alert = item.alert
+        known = self.open_by_fp.get(alert.fingerprint) or self.by_instance.get(
+            (alert.fingerprint, alert.starts_at)
+        )
+        if known is not None:
+            # Open: a repeat. Resolved with the same startsAt: a late redelivery. Count it only.
+            known.bumps += 1
+            self.bumped.add(known)
+            pending.updated.append(known)
+            return known
+        incident = _Incident(
+            status=IncidentStatus.open.value,
+            starts_at=alert.starts_at,
+            fingerprint=alert.fingerprint,
+            row={
+                "code": item.code,
+                "title": item.title,
+                "status": IncidentStatus.open.value,
+                "severity": item.severity.value,
+                "target": item.target,
+                "source": alert.source,
+                "fingerprint": alert.fingerprint,
+                "alertname": alert.name,
+                "starts_at": alert.starts_at,
+                "labels": alert.labels,
+                "annotations": alert.annotations,
+                "occurrences": 1,
+                "opened_at": self.now,
+                "last_seen": self.now,
+                "due_at": due_at(item.severity, self.now),
+                "resolved_at": None,
+                "resolution": None,
+            },
+        )
+        self.new_incidents.append(incident)
+        self.open_by_fp[alert.fingerprint] = incident
+        self.by_instance[(alert.fingerprint, alert.starts_at)] = incident
+        pending.opened.append(incident)
+        target = item.target or "unknown target"
+        self._audit(incident, None, "incident_opened", f"{item.code} opened for {target}")
+        if item.playbook is not None and item.mode in (Mode.auto, Mode.approval):
+            status = RunStatus.queued if item.mode is Mode.auto else RunStatus.awaiting_approval
+            run = {
+                "incident_id": None,
+                "playbook": item.playbook[0],
+                "playbook_version": item.playbook[1],
+                "status": status.value,
+                "trigger": item.mode.value,
+                "dry_run": item.dry_run,
+                "queued_at": self.now,
+                "context": run_context(item, 0, self.now),
+            }
+            self.new_runs.append((incident, run))
+            pending.runs.append(run)
+            kind = "run_queued" if item.mode is Mode.auto else "run_awaiting_approval"
+            self._audit(incident, run, kind, f"of {item.playbook[0]}@{item.playbook[1]}")
+        return incident
+
+    def _audit(self, incident: _Incident, run: dict[str, Any] | None, kind: str, message: str) -> None:
+        row = {"at": self.now, "actor": "suture", "kind": kind, "message": message, "detail": None}
+        self.audit_rows.append((row, incident, run))
+
+    def write(self) -> None:
+        conn, now = self.conn, self.now
+        if self.new_incidents:
+            rows = []
+            for incident in self.new_incidents:
+                assert incident.row is not None
+                incident.row["occurrences"] += incident.bumps
+                rows.append(incident.row)
+            ids = _insert_returning(conn, incidents, rows)
+            for incident, new_id in zip(self.new_incidents, ids, strict=True):
+                incident.id = new_id
+        stored_bumps = {i.id: i.bumps for i in self.bumped if i.row is None}
+        if stored_bumps:
+            conn.execute(
+                update(incidents)
+                .where(incidents.c.id == bindparam("b_id"))
+                .values(occurrences=incidents.c.occurrences + bindparam("b_n"), last_seen=now),
+                [{"b_id": incident_id, "b_n": n} for incident_id, n in stored_bumps.items()],
+            )
+        if self.resolutions:
+            conn.execute(
+                update(incidents)
+                .where(incidents.c.id == bindparam("r_id"))
+                .values(
+                    status=bindparam("status"),
+                    resolved_at=bindparam("resolved_at"),
+                    resolution=bindparam("resolution"),
+                    last_seen=bindparam("last_seen"),
+                ),
+                self.resolutions,
+            )
+            # A run that succeeded before the monitoring system saw the problem go away was effective.
+            conn.execute(
+                update(runs)
+                .where(
+                    and_(runs.c.incident_id == bindparam("r_id"), runs.c.status == RunStatus.succeeded.value)
+                )
+                .values(effective=True),
+                [{"r_id": r["r_id"]} for r in self.resolutions],
+            )
+        if self.new_runs:
+            for incident, run in self.new_runs:
+                run["incident_id"] = incident.id
+                run["context"]["incident"]["id"] = incident.id
+            run_ids = _insert_returning(conn, runs, [run for _, run in self.new_runs])
+            for (_, run), run_id in zip(self.new_runs, run_ids, strict=True):
+                run["id"] = run_id
+        if self.alert_rows:
+            for row, owner in self.alert_rows:
+                row["incident_id"] = owner.id if owner is not None else None
+            conn.execute(insert(alerts), [row for row, _ in self.alert_rows])
+        if self.audit_rows:
+            for row, subject, queued in self.audit_rows:
+                row["incident_id"] = subject.id
+                row["run_id"] = queued["id"] if queued is not None else None
+                if queued is not None:
+                    row["message"] = f"run {queued['id']} {row['message']}"
+            conn.execute(insert(audit_log), [row for row, _, _ in self.audit_rows])
+
+
+def apply_batch(conn: Connection, batch: list[Submission], now: datetime) -> list[Receipt]:
+    """Store every submission of the batch; the caller commits once for all of them."""
+    event_ids = _insert_returning(
+        conn,
+        events,
+        [
+            {"source": s.source, "received_at": now, "body": s.body, "alert_count": len(s.alerts)}
+            for s in batch
+        ],
+    )
+    work = _Batch(conn, now, batch)
+    pendings = []
+    for submission, event_id in zip(batch, event_ids, strict=True):
+        pending = _Pending(event_id=event_id, alerts=len(submission.alerts))
+        for item in submission.alerts:
+            work.apply(item, pending)
+        pendings.append(pending)
+    work.write()
+    return [
+        Receipt(
+            event_id=p.event_id,
+            alerts=p.alerts,
+            opened=[int(i.id) for i in p.opened if i.id is not None],
+            updated=[int(i.id) for i in p.updated if i.id is not None],
+            resolved=[int(i.id) for i in p.resolved if i.id is not None],
+            runs_queued=[int(r["id"]) for r in p.runs],
+        )
+        for p in pendings
+    ]
+
+
+def _insert_returning(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert many rows in one statement and return their ids in the order given."""
+    if not rows:
+        return []
+    result = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
+    return [int(value) for value in result.scalars().all()]
 
 
 def _lookup(
-    conn: Connection, fingerprints: set[str], batch: list[Submission]
-) -> tuple[dict[str, _Known], dict[tuple[str, datetime | None], _Known]]:
-    open_by_fp: dict[str, _Known] = {}
-    by_instance: dict[tuple[str, datetime | None], _Known] = {}
-    starts = {c.alert.starts_at for s in batch for c in s.alerts if c.alert.starts_at is not None}
-    ordered = sorted(fingerprints)
-    for i in range(0, len(ordered), _CHUNK):
-        chunk = ordered[i : i + _CHUNK]
+    conn: Connection, batch: list[Submission]
+) -> tuple[dict[str, _Incident], dict[tuple[str, datetime | None], _Incident]]:
+    open_by_fp: dict[str, _Incident] = {}
+    by_instance: dict[tuple[str, datetime | None], _Incident] = {}
+    fingerprints = sorted({c.alert.fingerprint for s in batch for c in s.alerts})
+    starts = sorted({c.alert.starts_at for s in batch for c in s.alerts if c.alert.starts_at is not None})
+    for i in range(0, len(fingerprints), _CHUNK):
         condition = incidents.c.status == IncidentStatus.open.value
         if starts:
-            condition = or_(condition, incidents.c.starts_at.in_(sorted(starts)))
+            condition = or_(condition, incidents.c.starts_at.in_(starts))
         rows = conn.execute(
             select(incidents.c.id, incidents.c.status, incidents.c.starts_at, incidents.c.fingerprint).where(
-                and_(incidents.c.fingerprint.in_(chunk), condition)
+                and_(incidents.c.fingerprint.in_(fingerprints[i : i + _CHUNK]), condition)
             )
         )
         for row in rows:
-            known = _Known(row.id, row.status, row.starts_at, row.fingerprint)
+            known = _Incident(
+                status=row.status, starts_at=row.starts_at, fingerprint=row.fingerprint, id=row.id
+            )
             if known.status == IncidentStatus.open.value:
                 open_by_fp[known.fingerprint] = known
             by_instance.setdefault((known.fingerprint, known.starts_at), known)
     return open_by_fp, by_instance
-
-
-def _apply_one(
-    conn: Connection,
-    item: ClassifiedAlert,
-    now: datetime,
-    open_by_fp: dict[str, _Known],
-    by_instance: dict[tuple[str, datetime | None], _Known],
-    bumps: dict[int, int],
-    receipt: Receipt,
-    audit_rows: list[dict[str, Any]],
-) -> int | None:
-    alert = item.alert
-    fingerprint = alert.fingerprint
-    current = open_by_fp.get(fingerprint)
-
-    if alert.status is AlertStatus.resolved:
-        if current is None:
-            known = by_instance.get((fingerprint, alert.starts_at))
-            return known.id if known else None
-        resolved_at = alert.ends_at if alert.ends_at is not None and alert.ends_at <= now else now
-        conn.execute(
-            update(incidents)
-            .where(incidents.c.id == current.id)
-            .values(
-                status=IncidentStatus.resolved.value,
-                resolved_at=resolved_at,
-                resolution="alert_resolved",
-                last_seen=now,
-            )
-        )
-        # A run that succeeded before the monitoring system saw the problem go away was effective.
-        conn.execute(
-            update(runs)
-            .where(and_(runs.c.incident_id == current.id, runs.c.status == RunStatus.succeeded.value))
-            .values(effective=True)
-        )
-        current.status = IncidentStatus.resolved.value
-        del open_by_fp[fingerprint]
-        receipt.resolved.append(current.id)
-        audit_rows.append(_audit(now, current.id, None, "incident_resolved", "alert resolved at the source"))
-        return current.id
-
-    if current is not None:
-        bumps[current.id] += 1
-        receipt.updated.append(current.id)
-        return current.id
-    known = by_instance.get((fingerprint, alert.starts_at))
-    if known is not None:
-        # A redelivered or late firing alert of an instance that already resolved: count it only.
-        bumps[known.id] += 1
-        receipt.updated.append(known.id)
-        return known.id
-
-    incident_id = conn.execute(
-        insert(incidents).values(
-            code=item.code,
-            title=item.title,
-            status=IncidentStatus.open.value,
-            severity=item.severity.value,
-            target=item.target,
-            source=alert.source,
-            fingerprint=fingerprint,
-            alertname=alert.name,
-            starts_at=alert.starts_at,
-            labels=alert.labels,
-            annotations=alert.annotations,
-            occurrences=1,
-            opened_at=now,
-            last_seen=now,
-            due_at=due_at(item.severity, now),
-        )
-    ).inserted_primary_key[0]  # type: ignore[index]
-    known = _Known(incident_id, IncidentStatus.open.value, alert.starts_at, fingerprint)
-    open_by_fp[fingerprint] = known
-    by_instance[(fingerprint, alert.starts_at)] = known
-    receipt.opened.append(incident_id)
-    audit_rows.append(
-        _audit(
-            now,
-            incident_id,
-            None,
-            "incident_opened",
-            f"{item.code} opened for {item.target or 'unknown target'}",
-        )
-    )
-    if item.playbook is not None and item.mode in (Mode.auto, Mode.approval):
-        run_id = _enqueue(conn, item, incident_id, now)
-        receipt.runs_queued.append(run_id)
-        kind = "run_queued" if item.mode is Mode.auto else "run_awaiting_approval"
-        audit_rows.append(
-            _audit(now, incident_id, run_id, kind, f"run {run_id} of {item.playbook[0]}@{item.playbook[1]}")
-        )
-    return incident_id
 
 
 def run_context(item: ClassifiedAlert, incident_id: int, now: datetime) -> dict[str, Any]:
@@ -261,37 +351,4 @@ def run_context(item: ClassifiedAlert, incident_id: int, now: datetime) -> dict[
         },
         "code": {"code": item.code, "title": item.title, "severity": item.severity.value},
         "incident": {"id": incident_id, "opened_at": now.isoformat(), "fingerprint": alert.fingerprint},
-    }
-
-
-def _enqueue(conn: Connection, item: ClassifiedAlert, incident_id: int, now: datetime) -> int:
-    assert item.playbook is not None
-    status = RunStatus.queued if item.mode is Mode.auto else RunStatus.awaiting_approval
-    return int(
-        conn.execute(
-            insert(runs).values(
-                incident_id=incident_id,
-                playbook=item.playbook[0],
-                playbook_version=item.playbook[1],
-                status=status.value,
-                trigger=item.mode.value,
-                dry_run=item.dry_run,
-                queued_at=now,
-                context=run_context(item, incident_id, now),
-            )
-        ).inserted_primary_key[0]  # type: ignore[index]
-    )
-
-
-def _audit(
-    now: datetime, incident_id: int | None, run_id: int | None, kind: str, message: str
-) -> dict[str, Any]:
-    return {
-        "at": now,
-        "actor": "suture",
-        "kind": kind,
-        "incident_id": incident_id,
-        "run_id": run_id,
-        "message": message,
-        "detail": None,
     }
