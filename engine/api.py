@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import structlog
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -29,6 +29,7 @@ from engine.timeparse import parse_since
 log = structlog.get_logger("suture.api")
 
 COMMIT_WAIT_SECONDS = 10.0
+MAX_ID = 2**62  # larger ids cannot exist; refusing them keeps SQLite's INTEGER from overflowing
 SIGNATURE_HEADERS = {"grafana": "X-Grafana-Alerting-Signature"}
 DEFAULT_SIGNATURE_HEADER = "X-Suture-Signature"
 
@@ -126,7 +127,8 @@ def _add_alert_route(app: FastAPI, services: Services, connector: Connector) -> 
             )
         except (StoreUnavailable, TimeoutError) as exc:
             metrics.WEBHOOKS_REJECTED.labels(source, "unavailable").inc()
-            return _error(503, f"alerts not stored, retry later: {exc or 'commit timed out'}")
+            log.error("alerts_not_stored", source=source, error=str(exc) or "commit timed out")
+            return _error(503, "alerts not stored: the database is unavailable, retry later")
         metrics.ALERTS_RECEIVED.labels(source).inc(len(alerts))
         metrics.INCIDENTS_OPENED.inc(len(receipt.opened))
         metrics.INGEST_SECONDS.labels(source).observe(time.perf_counter() - started)
@@ -181,6 +183,20 @@ def _check_limits(config: Config, alerts: list[Any]) -> None:
         raise InvalidPayload(
             "alerts", f"at most {server.max_alerts_per_body} alerts per body (got {len(alerts)})"
         )
+    # PostgreSQL cannot store NUL in text or JSONB: refused everywhere, so both backends agree.
+    for index, alert in enumerate(alerts):
+        for field, value in (("fingerprint", alert.fingerprint), ("name", alert.name)):
+            if len(value.encode()) > server.max_label_bytes:
+                raise InvalidPayload(
+                    f"alerts.{index}.{field}",
+                    f"longer than server.max_label_bytes ({server.max_label_bytes})",
+                )
+            if "\x00" in value:
+                raise InvalidPayload(f"alerts.{index}.{field}", "contains a NUL character")
+        for kind in ("labels", "annotations"):
+            for key, value in getattr(alert, kind).items():
+                if "\x00" in key or "\x00" in value:
+                    raise InvalidPayload(f"alerts.{index}.{kind}.{key}", "contains a NUL character")
     limits = {
         "labels": ("max_label_bytes", server.max_label_bytes),
         "annotations": ("max_annotation_bytes", server.max_annotation_bytes),
@@ -223,7 +239,7 @@ def _add_read_routes(app: FastAPI, services: Services) -> None:
         code: str | None = None,
         since: str | None = None,
         limit: int = Query(100, ge=1, le=1000),
-        cursor: int | None = None,
+        cursor: int | None = Query(None, ge=1, le=MAX_ID),
     ) -> Any:
         items = store.list_incidents(
             status=status, code=code, since=parse_since(since), limit=limit, before_id=cursor
@@ -231,7 +247,7 @@ def _add_read_routes(app: FastAPI, services: Services) -> None:
         return _page(items, limit)
 
     @app.get("/api/v1/incidents/{incident_id}")
-    def get_incident(incident_id: int) -> Any:
+    def get_incident(incident_id: int = Path(ge=1, le=MAX_ID)) -> Any:
         return store.get_incident(incident_id)
 
     @app.get("/api/v1/runs")
@@ -240,7 +256,7 @@ def _add_read_routes(app: FastAPI, services: Services) -> None:
         playbook: str | None = None,
         since: str | None = None,
         limit: int = Query(100, ge=1, le=1000),
-        cursor: int | None = None,
+        cursor: int | None = Query(None, ge=1, le=MAX_ID),
     ) -> Any:
         items = store.list_runs(
             status=status, playbook=playbook, since=parse_since(since), limit=limit, before_id=cursor
@@ -248,7 +264,7 @@ def _add_read_routes(app: FastAPI, services: Services) -> None:
         return _page(items, limit)
 
     @app.get("/api/v1/runs/{run_id}")
-    def get_run(run_id: int) -> Any:
+    def get_run(run_id: int = Path(ge=1, le=MAX_ID)) -> Any:
         return store.get_run(run_id)
 
     @app.get("/api/v1/codes")
@@ -288,6 +304,6 @@ def _add_read_routes(app: FastAPI, services: Services) -> None:
             return _error(503, "not ready")
         return ORJSONResponse({"status": "ready"})
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -85,7 +85,7 @@ class Intake:
             "alert": alert.model_dump(mode="json"),
         }
         try:
-            return self._renderer.render(template, context).strip()[:255]
+            return self._renderer.render(template, context).strip()
         except TemplateError as exc:
             log.warning("target_template_failed", fingerprint=alert.fingerprint, error=str(exc))
             return _fallback_target(alert)
@@ -178,5 +178,5 @@ class Intake:
 def _fallback_target(alert: Alert) -> str:
     for key in ("instance", "host", "hostname", "target", "node"):
         if value := alert.labels.get(key):
-            return value.split(":")[0][:255] if key == "instance" else value[:255]
+            return value.split(":")[0] if key == "instance" else value
     return ""

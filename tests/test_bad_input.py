@@ -37,6 +37,7 @@ BAD_BODIES = [
     ),
     pytest.param(am_body({**am_alert(), "startsAt": "yesterday"}), 422, "alerts.0.startsAt", id="bad-time"),
     pytest.param({**am_body(am_alert()), "version": "3"}, 422, "version", id="wrong-version"),
+    pytest.param(am_body(am_alert(note="x\u0000y")), 422, "alerts.0.labels.note", id="nul-in-label"),
 ]
 
 
@@ -68,4 +69,14 @@ def test_valid_body_after_bad_ones_still_works(daemon: DaemonProcess, db_url: st
     """A refused body leaves the daemon healthy: the next valid body is committed."""
     assert daemon.post("alertmanager", b"{").status_code == 400
     assert daemon.post("alertmanager", am_body(am_alert())).status_code == 202
+    assert _row_counts(db_url) == (1, 1, 1)
+
+
+def test_long_identifiers_are_stored_whole(daemon: DaemonProcess, db_url: str) -> None:
+    """A 300-character fingerprint and alertname are legal: stored whole on every backend, not 5xx."""
+    alert = am_alert("A" * 300, fingerprint="f" * 300)
+    response = daemon.post("alertmanager", am_body(alert))
+    assert response.status_code == 202, response.text
+    [incident] = daemon.cli("incidents", "list")
+    assert incident["fingerprint"] == "f" * 300 and incident["code"] == "UNCLASSIFIED"
     assert _row_counts(db_url) == (1, 1, 1)

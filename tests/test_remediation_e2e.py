@@ -58,6 +58,14 @@ CODES = """
   target: "{{ labels.instance }}"
   playbook: undefined-name
   mode: auto
+- code: DRY-001
+  title: Rehearsal of the remediate playbook
+  severity: low
+  match: {alertname: Rehearse}
+  target: "{{ labels.instance }}"
+  playbook: remediate
+  mode: auto
+  dry_run: true
 - code: FIXFAIL-001
   title: Verification fails, rollback runs
   severity: low
@@ -342,3 +350,20 @@ def test_manual_run_and_dry_run_from_cli(daemon: DaemonProcess, hook: TestHttpSe
     assert marker.exists() and len(hook.requests) == 1
     manual = [r for r in daemon.cli("runs", "list") if r["trigger"] == "manual"]
     assert sorted(r["dry_run"] for r in manual) == [False, True]
+
+
+def test_dry_run_code_records_rendered_steps_and_executes_nothing(
+    daemon: DaemonProcess, hook: TestHttpServer, tmp_path: Path
+) -> None:
+    """A code with `dry_run: true` records every rendered step as dry_run; no file, no HTTP request."""
+    marker = tmp_path / "rehearsed.flag"
+    run = _finished(daemon, _fire(daemon, "Rehearse", "dry1", marker=str(marker), hook=hook.url_for("/chat")))
+    assert run["status"] == "succeeded" and run["dry_run"] is True
+    assert [(s["phase"], s["status"]) for s in run["steps"]] == [
+        ("steps", "dry_run"),
+        ("steps", "dry_run"),
+        ("verify", "dry_run"),
+    ]
+    assert run["steps"][0]["params"]["command"] == f"touch {marker} && echo created on sshhost"
+    assert not marker.exists() and hook.requests == []
+    assert daemon.cli("incidents", "show", str(run["incident_id"]))["remediated_at"] is None

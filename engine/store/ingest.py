@@ -211,23 +211,8 @@ class _Batch:
 
     def write(self) -> None:
         conn, now = self.conn, self.now
-        if self.new_incidents:
-            rows = []
-            for incident in self.new_incidents:
-                assert incident.row is not None
-                incident.row["occurrences"] += incident.bumps
-                rows.append(incident.row)
-            ids = _insert_returning(conn, incidents, rows)
-            for incident, new_id in zip(self.new_incidents, ids, strict=True):
-                incident.id = new_id
-        stored_bumps = {i.id: i.bumps for i in self.bumped if i.row is None}
-        if stored_bumps:
-            conn.execute(
-                update(incidents)
-                .where(incidents.c.id == bindparam("b_id"))
-                .values(occurrences=incidents.c.occurrences + bindparam("b_n"), last_seen=now),
-                [{"b_id": incident_id, "b_n": n} for incident_id, n in stored_bumps.items()],
-            )
+        # Resolve before inserting: a fingerprint resolved and firing again in one batch must not
+        # meet its old incident still open in the one-open-incident-per-fingerprint index.
         if self.resolutions:
             conn.execute(
                 update(incidents)
@@ -248,6 +233,23 @@ class _Batch:
                 )
                 .values(effective=True),
                 [{"r_id": r["r_id"]} for r in self.resolutions],
+            )
+        if self.new_incidents:
+            rows = []
+            for incident in self.new_incidents:
+                assert incident.row is not None
+                incident.row["occurrences"] += incident.bumps
+                rows.append(incident.row)
+            ids = _insert_returning(conn, incidents, rows)
+            for incident, new_id in zip(self.new_incidents, ids, strict=True):
+                incident.id = new_id
+        stored_bumps = {i.id: i.bumps for i in self.bumped if i.row is None}
+        if stored_bumps:
+            conn.execute(
+                update(incidents)
+                .where(incidents.c.id == bindparam("b_id"))
+                .values(occurrences=incidents.c.occurrences + bindparam("b_n"), last_seen=now),
+                [{"b_id": incident_id, "b_n": n} for incident_id, n in stored_bumps.items()],
             )
         if self.new_runs:
             for incident, run in self.new_runs:
