@@ -109,15 +109,25 @@ def serve(config_path: str) -> None:
 
 @main.command()
 @config_option
+@json_option
 @handle_errors
-def validate(config_path: str) -> None:
+def validate(config_path: str, as_json: bool) -> None:
     """Check codes/ and playbooks/; print every problem as file:line: message."""
     from engine.daemon import load_checked_catalog
 
     config = load_config(config_path)
     store = _open_store(config, upgrade=True) if _database_exists(config) else None
-    catalog = load_checked_catalog(config, store)
-    click.echo(f"ok: {len(catalog.codes)} codes, {len(catalog.playbooks)} playbook versions")
+    try:
+        catalog = load_checked_catalog(config, store)
+    except CatalogError as exc:
+        if not as_json:
+            raise
+        _dump({"ok": False, "problems": exc.problems})
+        sys.exit(1)
+    if as_json:
+        _dump({"ok": True, "codes": len(catalog.codes), "playbook_versions": len(catalog.playbooks)})
+    else:
+        click.echo(f"ok: {len(catalog.codes)} codes, {len(catalog.playbooks)} playbook versions")
 
 
 def _database_exists(config: Config) -> bool:
@@ -134,12 +144,19 @@ def db() -> None:
 
 @db.command("upgrade")
 @config_option
+@json_option
 @handle_errors
-def db_upgrade(config_path: str) -> None:
+def db_upgrade(config_path: str, as_json: bool) -> None:
     """Apply migrations up to the newest schema."""
+    from engine.store.db import current_revision
+
     config = load_config(config_path)
-    _open_store(config, upgrade=True)
-    click.echo("database is up to date")
+    store = _open_store(config, upgrade=True)
+    revision = current_revision(store.db)
+    if as_json:
+        _dump({"ok": True, "revision": revision})
+    else:
+        click.echo(f"database is up to date (revision {revision})")
 
 
 @main.group()

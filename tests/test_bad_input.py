@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
 from sqlalchemy import create_engine, func, select
 
@@ -80,3 +83,21 @@ def test_long_identifiers_are_stored_whole(daemon: DaemonProcess, db_url: str) -
     [incident] = daemon.cli("incidents", "list")
     assert incident["fingerprint"] == "f" * 300 and incident["code"] == "UNCLASSIFIED"
     assert _row_counts(db_url) == (1, 1, 1)
+
+
+def test_database_unavailable_answers_503_and_stores_nothing(daemon_factory: object, tmp_path: Path) -> None:
+    """While another process holds SQLite's write lock: 503 and nothing stored; afterwards 202."""
+    db_file = tmp_path / "locked.db"
+    daemon = daemon_factory(f"sqlite:///{db_file}")  # type: ignore[operator]
+    holder = sqlite3.connect(db_file, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        response = daemon.post("alertmanager", am_body(am_alert()))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert response.status_code == 503
+    assert response.json() == {"error": "alerts not stored: the database is unavailable, retry later"}
+    assert _row_counts(f"sqlite:///{db_file}") == (0, 0, 0)
+    assert daemon.post("alertmanager", am_body(am_alert())).status_code == 202
+    assert _row_counts(f"sqlite:///{db_file}") == (1, 1, 1)

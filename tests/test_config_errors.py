@@ -68,9 +68,12 @@ def _site(tmp_path: Path) -> Path:
 
 def test_validate_accepts_the_test_catalog(tmp_path: Path) -> None:
     """`suture validate` on a good catalog prints a summary and exits 0."""
-    result = run_cli("validate", config=_site(tmp_path))
+    config = _site(tmp_path)
+    result = run_cli("validate", config=config)
     assert result.returncode == 0
     assert result.stdout.startswith("ok: 4 codes, 2 playbook versions")
+    assert run_cli("validate", "--json", config=config) == {"ok": True, "codes": 4, "playbook_versions": 2}
+    assert run_cli("db", "upgrade", "--json", config=config) == {"ok": True, "revision": "0001"}
 
 
 def test_validate_reports_every_problem_with_file_and_line(tmp_path: Path) -> None:
@@ -108,9 +111,12 @@ def test_validate_reports_every_problem_with_file_and_line(tmp_path: Path) -> No
         "  match: {alertname: V}\n"  # 28
         "  playbook: noop@7\n"  # 29
     )
+    as_json = run_cli("validate", "--json", config=config, check=False)
+    assert as_json["ok"] is False and len(as_json["problems"]) == 6
     result = run_cli("validate", config=config, check=False)
     assert result.returncode == 1
     lines = result.stderr.splitlines()
+    assert lines[:-1] == as_json["problems"]
     assert (
         f"{codes}:4: bad regular expression 'Node((': missing ), unterminated subpattern at position 5"
         in lines

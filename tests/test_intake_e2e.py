@@ -165,3 +165,34 @@ def test_generic_source(daemon: DaemonProcess) -> None:
     assert response.status_code == 202, response.text
     [incident] = _incidents(daemon)
     assert incident["code"] == "MAN-001" and incident["target"] == "db-1"
+
+
+def _zabbix(event_id: str, host: str, value: str = "1", when: str = "2026.11.23 10:15:02") -> dict[str, str]:
+    """The parameters Suture's Zabbix media type sends, as Zabbix expands them."""
+    return {
+        "event_id": event_id,
+        "event_value": value,
+        "event_name": "High CPU on " + host,
+        "trigger_name": "High CPU utilization",
+        "event_severity": "High",
+        "host": host,
+        "host_ip": "{HOST.IP}",  # left unexpanded by Zabbix: counts as absent
+        "trigger_id": "13501",
+        "tags": '[{"tag": "service", "value": "web"}]',
+        "event_time": when,
+        **({"recovery_time": "2026.11.23 10:20:00"} if value == "0" else {}),
+    }
+
+
+def test_zabbix_problem_and_recovery_per_host(daemon: DaemonProcess) -> None:
+    """Zabbix problems on two hosts with one trigger open two incidents; a recovery resolves only its own."""
+    assert daemon.post("zabbix", _zabbix("9001", "web-1")).status_code == 202
+    assert daemon.post("zabbix", _zabbix("9002", "web-2")).status_code == 202
+    assert daemon.post("zabbix", _zabbix("9001", "web-1", value="0")).status_code == 202
+    incidents = {i["fingerprint"]: i for i in _incidents(daemon)}
+    assert set(incidents) == {"zabbix-9001", "zabbix-9002"}
+    assert incidents["zabbix-9001"]["status"] == "resolved"
+    assert incidents["zabbix-9002"]["status"] == "open"
+    assert incidents["zabbix-9002"]["target"] == "web-2"
+    shown = daemon.cli("incidents", "show", str(incidents["zabbix-9002"]["id"]))
+    assert shown["labels"]["service"] == "web" and "host_ip" not in shown["labels"]

@@ -74,6 +74,14 @@ class Database:
         self.engine.dispose()
 
 
+def current_revision(db: Database) -> str | None:
+    """The Alembic revision the database is at."""
+    from alembic.runtime.migration import MigrationContext
+
+    with db.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
 def _short(exc: Exception) -> str:
     return str(getattr(exc, "orig", exc)).splitlines()[0]
 
