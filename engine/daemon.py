@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -116,6 +117,10 @@ class Daemon:
         self.scheduler.add_job(self.recover, "interval", seconds=60, id="recover", max_instances=1)
         schedule_polls(self.scheduler, self.config, self.store, self.intake)
         self.scheduler.start()
+        # Everything loaded so far lives as long as the daemon: keep it out of the collector's
+        # full passes, which otherwise pause intake for ~60 ms about once a second under load.
+        gc.collect()
+        gc.freeze()
         self._ready.set()
 
     def stop(self) -> None:

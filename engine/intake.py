@@ -26,6 +26,7 @@ from engine.templating import Renderer
 log = structlog.get_logger("suture.intake")
 
 MAX_BATCH = 256
+TARGET_CACHE_SIZE = 8192
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Intake:
         self.store = store
         self.view = view
         self._renderer = Renderer()
+        self._targets: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         self._on_runs_queued = on_runs_queued
         self._queue: queue.Queue[tuple[Submission, Future[Receipt]] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -79,16 +81,26 @@ class Intake:
         )
 
     def _target(self, template: str, alert: Alert) -> str:
+        """Render a code's target template; a repeat of the same labels reuses the last answer."""
+        labels_only = "annotations" not in template and "alert" not in template
+        key = (template, tuple(alert.labels.items()))
+        if labels_only and (cached := self._targets.get(key)) is not None:
+            return cached
         context = {
             "labels": alert.labels,
             "annotations": alert.annotations,
             "alert": alert.model_dump(mode="json"),
         }
         try:
-            return self._renderer.render(template, context).strip()
+            target = self._renderer.render(template, context).strip()
         except TemplateError as exc:
             log.warning("target_template_failed", fingerprint=alert.fingerprint, error=str(exc))
-            return _fallback_target(alert)
+            target = _fallback_target(alert)
+        if labels_only:
+            if len(self._targets) >= TARGET_CACHE_SIZE:
+                self._targets.clear()
+            self._targets[key] = target
+        return target
 
     def prepare(self, source: str, body: str, alerts: list[Alert]) -> Submission:
         return Submission(source=source, body=body, alerts=[self.classify(a) for a in alerts])

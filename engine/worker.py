@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -28,6 +29,8 @@ from engine.templating import Renderer
 
 log = structlog.get_logger("suture.worker")
 
+PERSIST_ATTEMPTS = 5
+
 
 class PlaybookResolver:
     """A playbook version: from the catalog in force, or from the immutable stored body."""
@@ -43,6 +46,18 @@ class PlaybookResolver:
 
     def _from_store(self, name: str, version: int) -> Playbook:
         return Playbook.model_validate(yaml.safe_load(self._store.playbook_body(name, version)))
+
+
+def _persist(write: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    """Write a run's history, riding out a busy database: what a step did must not be lost."""
+    for attempt in range(PERSIST_ATTEMPTS):
+        try:
+            write(*args, **kwargs)
+            return
+        except StoreUnavailable:
+            if attempt == PERSIST_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 class WorkerPool:
@@ -127,9 +142,11 @@ class WorkerPool:
                 playbook,
                 run["context"],
                 dry_run=bool(run["dry_run"]),
-                record=lambda step: self.store.record_step(run_id, step),
+                record=lambda step: _persist(self.store.record_step, run_id, step),
             )
-            self.store.finish_run(run_id, outcome.status, outcome.error, remediated=outcome.remediated)
+            _persist(
+                self.store.finish_run, run_id, outcome.status, outcome.error, remediated=outcome.remediated
+            )
             metrics.RUNS_FINISHED.labels(outcome.status.value).inc()
             bound.info("run_finished", status=outcome.status.value, error=outcome.error)
             return outcome.status

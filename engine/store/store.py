@@ -226,12 +226,17 @@ class Store:
                     select(runs).where(runs.c.incident_id == incident_id).order_by(runs.c.id)
                 )
             ]
-            result["timeline"] = [
-                {"at": r.at, "kind": r.kind, "message": r.message, "actor": r.actor, "run_id": r.run_id}
-                for r in conn.execute(
-                    select(audit_log).where(audit_log.c.incident_id == incident_id).order_by(audit_log.c.id)
-                )
-            ]
+            result["timeline"] = _timeline(
+                row,
+                [
+                    {"at": r.at, "kind": r.kind, "message": r.message, "actor": r.actor, "run_id": r.run_id}
+                    for r in conn.execute(
+                        select(audit_log)
+                        .where(audit_log.c.incident_id == incident_id)
+                        .order_by(audit_log.c.id)
+                    )
+                ],
+            )
         return result
 
     # -------------------------------------------------------------- runs
@@ -462,6 +467,31 @@ class Store:
             ).rowcount
             if not done:
                 conn.execute(insert(state).values(key=key, value=value, updated_at=utcnow()))
+
+
+def _timeline(incident: Row[Any], entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Opening and closing come from the incident row itself (intake writes no audit row for
+    them: one row less per alert in a storm); everything else from the audit log, in time order."""
+    opened = {
+        "at": incident.opened_at,
+        "kind": "incident_opened",
+        "message": f"{incident.code} opened for {incident.target or 'unknown target'}",
+        "actor": incident.source,
+        "run_id": None,
+    }
+    timeline = list(entries)
+    if incident.resolved_at is not None and incident.resolution == "alert_resolved":
+        timeline.append(
+            {
+                "at": incident.resolved_at,
+                "kind": "incident_resolved",
+                "message": "alert resolved at the source",
+                "actor": incident.source,
+                "run_id": None,
+            }
+        )
+    # The source's end time may predate Suture hearing of the problem: opening always comes first.
+    return [opened, *sorted(timeline, key=lambda entry: entry["at"])]
 
 
 def is_finished(status: str) -> bool:

@@ -21,27 +21,58 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 
 class UtcDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes on every backend (SQLite keeps naive UTC text)."""
+    """Aware UTC datetimes on every backend.
+
+    SQLite keeps them as text in SQLAlchemy's own DATETIME format (sorted and compared as
+    text), formatted here directly: a batch of alerts binds the same `now` thousands of
+    times, so the last value's text is remembered.
+    """
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(32))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        if dialect.name != "sqlite":
+            return value.astimezone(UTC)
+        last_value, last_text = _memo.pair  # one read of one tuple: never a mixed pair
+        if last_value is value:
+            return last_text
+        utc = value.astimezone(UTC)
+        text = (
+            f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d} "
+            f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}.{utc.microsecond:06d}"
+        )
+        _memo.pair = (value, text)
+        return text
 
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class _Memo:
+    """The last datetime bound on SQLite and its text, swapped as one tuple."""
+
+    pair: tuple[Any, str] = (None, "")
+
+
+_memo = _Memo()
 
 
 Json: Any = JSON().with_variant(JSONB(), "postgresql")

@@ -1,0 +1,109 @@
+"""`python -m bench [ingest|latency|storm|footprint|all] [--json] [--quick]`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import scenarios
+from bench.report import Figure, table
+
+CHOICES = ("ingest", "latency", "storm", "footprint", "all")
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds the whole machine was busy, CPU seconds of this process and its reaped children)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)  # minus idle and iowait
+    own = os.times()
+    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system + own.children_user + own.children_system
+
+
+def run(which: str, sizes: scenarios.Sizes, work: Path, info: dict[str, Any]) -> list[Figure]:
+    """Run the scenarios; `info["foreign_cpu_cores"]` gets, per scenario, the average number of cores
+    that processes outside the benchmark used meanwhile (other work on the machine skews the figures)."""
+    figures: list[Figure] = []
+    storms: list[scenarios.StormOutcome] = []
+    wanted = CHOICES[:-1] if which == "all" else (which,)
+    foreign: dict[str, float] = info.setdefault("foreign_cpu_cores", {})
+    for name in wanted:
+        began = time.monotonic()
+        busy0, own0 = _cpu_seconds()
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        if name == "ingest":
+            figures += scenarios.ingest(sizes, work)
+        elif name == "latency":
+            figures += scenarios.latency(sizes, work)
+        elif name == "storm":
+            storm_figures, storms = scenarios.storm(sizes, work)
+            figures += storm_figures
+        else:
+            figures += scenarios.footprint(sizes, work, storms)
+        wall = time.monotonic() - began
+        busy1, own1 = _cpu_seconds()
+        foreign[name] = round(max(0.0, (busy1 - busy0) - (own1 - own0)) / wall, 2)
+        print(f"bench: {name} done in {wall:.1f} s", file=sys.stderr, flush=True)
+    return figures
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "loadavg_before": os.getloadavg(),
+        "platform": platform.platform(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("scenario", nargs="?", default="all", choices=CHOICES)
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, databases)")
+    args = parser.parse_args(argv)
+    sizes = scenarios.QUICK if args.quick else scenarios.FULL
+    info = machine()
+    tmp = tempfile.mkdtemp(prefix="suture-bench-")
+    if args.keep:
+        print(f"bench: working in {tmp}", file=sys.stderr)
+    began = time.monotonic()
+    try:
+        figures = run(args.scenario, sizes, Path(tmp), info)
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    info["seconds"] = round(time.monotonic() - began, 1)
+    info["loadavg_after"] = os.getloadavg()
+    if args.json:
+        document = {
+            "scenario": args.scenario,
+            "quick": args.quick,
+            "sizes": sizes.__dict__,
+            "machine": info,
+            "figures": [f.as_json() for f in figures],
+            "all_met": all(f.met is not False for f in figures),
+        }
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(table(figures))
+        others = ", ".join(f"{k} {v:.2f}" for k, v in info["foreign_cpu_cores"].items())
+        print(f"\nCPU cores used by other processes meanwhile (average): {others}")
+        print(
+            f"{info['cpus']} CPUs, Python {info['python']}, {info['seconds']} s, "
+            f"load average before {info['loadavg_before'][0]:.2f}, after {info['loadavg_after'][0]:.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

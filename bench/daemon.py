@@ -1,0 +1,189 @@
+"""Start and stop the servers under test: the real `suture serve` and the ceiling app.
+
+Each server is a subprocess on a free loopback port with its own temporary directory, its
+log in a file there, and a SQLite database the benchmark reads back with `sqlite3`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Auto code for latency and storm: a single `wait: 0s` step.
+AUTO_ALERTNAME = "BenchAlert"
+#: Manual code for the ingest figures: classified and stored, never runs anything, so
+#: repeated ingest runs do not queue work that would compete with the next measurement.
+INGEST_ALERTNAME = "BenchIngest"
+
+BENCH_CODES = f"""\
+- code: BENCH-001
+  title: Benchmark alert with an automatic no-op playbook
+  severity: low
+  match: {{source: alertmanager, alertname: {AUTO_ALERTNAME}}}
+  target: "{{{{ labels.instance.split(':')[0] }}}}"
+  playbook: bench-noop
+  mode: auto
+- code: BENCH-002
+  title: Benchmark alert, stored only
+  severity: low
+  match: {{source: alertmanager, alertname: {INGEST_ALERTNAME}}}
+  target: "{{{{ labels.instance.split(':')[0] }}}}"
+  playbook: bench-noop
+  mode: manual
+"""
+
+BENCH_PLAYBOOK = """\
+name: bench-noop
+version: 1
+description: One step that waits zero seconds; measures the engine, not the action.
+steps:
+  - name: nothing
+    wait: 0s
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_site(folder: Path, port: int, concurrency: int = 8) -> Path:
+    """config.yaml, codes/ and playbooks/ for one daemon; returns the config path."""
+    (folder / "codes").mkdir(parents=True, exist_ok=True)
+    (folder / "playbooks").mkdir(parents=True, exist_ok=True)
+    (folder / "codes" / "bench.yaml").write_text(BENCH_CODES)
+    (folder / "playbooks" / "bench-noop.yaml").write_text(BENCH_PLAYBOOK)
+    config: dict[str, Any] = {
+        "database": {"url": "sqlite:///suture.db"},
+        "server": {"host": "127.0.0.1", "port": port},
+        "catalog": {"codes_dir": "codes", "playbooks_dir": "playbooks"},
+        "workers": {"concurrency": concurrency},
+        "logging": {"level": "warning", "format": "json"},
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def _proc_status(pid: int, key: str) -> int:
+    """A /proc/<pid>/status field in bytes (VmRSS, VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def _http_status(port: int, path: str, timeout: float = 1.0) -> int | None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+class Server:
+    """A server subprocess on loopback; `ready_seconds` is spawn to first 200 on `ready_path`."""
+
+    def __init__(self, folder: Path, argv: list[str], port: int, db_path: Path, ready_path: str) -> None:
+        self.folder = folder
+        self.argv = argv
+        self.port = port
+        self.db_path = db_path
+        self.ready_path = ready_path
+        self.log_path = folder / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ready_seconds = float("nan")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 30.0) -> Server:
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONPATH": path}
+        with self.log_path.open("ab") as log:
+            began = time.perf_counter()
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.folder
+            )
+        deadline = began + timeout
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.argv[2:]} exited with {self.proc.returncode}:\n{self.log()}")
+            if _http_status(self.port, self.ready_path) == 200:
+                self.ready_seconds = time.perf_counter() - began
+                return self
+            time.sleep(0.005)
+        self.stop()
+        raise RuntimeError(f"server not ready within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+    def rss(self) -> int:
+        return _proc_status(self.pid, "VmRSS")
+
+    def peak_rss(self) -> int:
+        return _proc_status(self.pid, "VmHWM")
+
+    @contextmanager
+    def db(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection to the server's database (WAL: reads while it writes)."""
+        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def suture(folder: Path, concurrency: int = 8) -> Server:
+    """The real daemon, not yet started: `python -m engine serve --config <folder>/config.yaml`."""
+    port = free_port()
+    config = write_site(folder, port, concurrency)
+    argv = [sys.executable, "-m", "engine", "serve", "--config", str(config)]
+    return Server(folder, argv, port, folder / "suture.db", "/readyz")
+
+
+def ceiling(folder: Path) -> Server:
+    """The bare FastAPI + SQLite app (bench/ceiling.py), not yet started."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    db_path = folder / "ceiling.db"
+    argv = [sys.executable, "-m", "bench.ceiling", "--port", str(port), "--db", str(db_path)]
+    return Server(folder, argv, port, db_path, "/healthz")
