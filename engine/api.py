@@ -16,12 +16,13 @@ from fastapi import FastAPI, Path, Query, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors import CONNECTORS, Connector
 from connectors.signatures import bearer_token_ok, verify_hmac_sha256
 from engine import metrics
 from engine.config import Config, SourceConfig
-from engine.errors import InvalidPayload, NotFound, StoreUnavailable
+from engine.errors import Conflict, InvalidPayload, NotFound, StoreUnavailable
 from engine.intake import Intake
 from engine.store import Store
 from engine.timeparse import parse_since
@@ -45,6 +46,15 @@ class Services:
     store: Store
     intake: Intake
     ready: Callable[[], bool]
+    wake_workers: Callable[[], None] = lambda: None
+
+
+class Decision(BaseModel):
+    """Who approves or rejects a run, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+    by: str | None = Field(default=None, max_length=128)
+    reason: str | None = Field(default=None, max_length=2000)
 
 
 def _error(status: int, message: str, field: str | None = None) -> ORJSONResponse:
@@ -225,6 +235,10 @@ def _add_read_routes(app: FastAPI, services: Services) -> None:
     async def _not_found(_request: Request, exc: NotFound) -> Response:
         return _error(404, str(exc))
 
+    @app.exception_handler(Conflict)
+    async def _conflict(_request: Request, exc: Conflict) -> Response:
+        return _error(409, str(exc))
+
     @app.exception_handler(StoreUnavailable)
     async def _unavailable(_request: Request, exc: StoreUnavailable) -> Response:
         return _error(503, str(exc))
@@ -266,6 +280,21 @@ def _add_read_routes(app: FastAPI, services: Services) -> None:
     @app.get("/api/v1/runs/{run_id}")
     def get_run(run_id: int = Path(ge=1, le=MAX_ID)) -> Any:
         return store.get_run(run_id)
+
+    @app.post("/api/v1/runs/{run_id}/approve")
+    def approve_run(run_id: int = Path(ge=1, le=MAX_ID), body: Decision | None = None) -> Any:
+        run = store.decide_run(run_id, approve=True, by=(body.by if body else None) or "api")
+        services.wake_workers()
+        return run
+
+    @app.post("/api/v1/runs/{run_id}/reject")
+    def reject_run(run_id: int = Path(ge=1, le=MAX_ID), body: Decision | None = None) -> Any:
+        return store.decide_run(
+            run_id,
+            approve=False,
+            by=(body.by if body else None) or "api",
+            reason=body.reason if body else None,
+        )
 
     @app.get("/api/v1/codes")
     def list_codes() -> Any:

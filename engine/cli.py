@@ -308,6 +308,70 @@ def _step_line(step: dict[str, Any]) -> str:
     return line
 
 
+@main.command()
+@click.argument("run_id", type=int)
+@click.option("--by", default=None, help="Who approves (default: $USER).")
+@config_option
+@json_option
+@handle_errors
+def approve(run_id: int, by: str | None, config_path: str, as_json: bool) -> None:
+    """Approve a run awaiting approval: it is queued and the daemon executes it."""
+    who = by or _user()
+    run = _open_store(load_config(config_path)).decide_run(run_id, approve=True, by=who)
+    if as_json:
+        _dump(run)
+    else:
+        click.echo(f"run {run_id} approved by {who}: queued")
+
+
+@main.command()
+@click.argument("run_id", type=int)
+@click.option("--by", default=None, help="Who rejects (default: $USER).")
+@click.option("--reason", default=None, help="Why, for the incident history.")
+@config_option
+@json_option
+@handle_errors
+def reject(run_id: int, by: str | None, reason: str | None, config_path: str, as_json: bool) -> None:
+    """Reject a run awaiting approval; it never executes."""
+    who = by or _user()
+    run = _open_store(load_config(config_path)).decide_run(run_id, approve=False, by=who, reason=reason)
+    if as_json:
+        _dump(run)
+    else:
+        click.echo(f"run {run_id} rejected by {who}")
+
+
+@main.command()
+@config_option
+@handle_errors
+def pause(config_path: str) -> None:
+    """Stop starting automatic runs (global kill switch); running ones finish."""
+    from engine.daemon import PAUSED_KEY
+
+    _open_store(load_config(config_path)).set_state(PAUSED_KEY, True)
+    click.echo("paused: no new run will start until `suture resume`")
+
+
+@main.command()
+@config_option
+@handle_errors
+def resume(config_path: str) -> None:
+    """Start executing queued runs again."""
+    from engine.daemon import PAUSED_KEY
+
+    _open_store(load_config(config_path)).set_state(PAUSED_KEY, False)
+    click.echo("resumed")
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name is not an error worth stopping for
+        return "cli"
+
+
 @main.command("run")
 @click.argument("playbook")
 @click.option("--alert", "alert_file", required=True, type=click.Path(exists=True, dir_okay=False))

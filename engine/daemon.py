@@ -131,7 +131,9 @@ class Daemon:
         self.db.dispose()
 
     def app(self) -> Any:
-        services = Services(self.config, self.store, self.intake, ready=self._ready.is_set)
+        services = Services(
+            self.config, self.store, self.intake, ready=self._ready.is_set, wake_workers=self.pool.wake
+        )
         return create_app(services)
 
     def serve(self) -> None:

@@ -31,6 +31,10 @@ class NotFound(SutureError):
     """A requested object does not exist."""
 
 
+class Conflict(SutureError):
+    """The object is not in a state that allows the request (e.g. approving a finished run)."""
+
+
 class InvalidPayload(SutureError):
     """An inbound body is not valid for its source; `field` names what is wrong."""
 

@@ -78,7 +78,8 @@ class DaemonProcess:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = config_path.parent / f"serve-{port}.log"
-        self.env = {**os.environ, **(env or {})}
+        # The daemon runs the code under test, whatever `suture` is installed on the machine.
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> DaemonProcess:
@@ -142,6 +143,7 @@ def run_cli(*args: str, config: Path, check: bool = True) -> Any:
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     if check and result.returncode != 0:
         raise AssertionError(f"suture {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")

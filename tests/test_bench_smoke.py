@@ -40,6 +40,7 @@ EXPECTED = {
 
 
 def test_bench_all_quick_json() -> None:
+    """Every scenario runs at tiny size and reports every figure; the storm stores exactly its alerts."""
     done = subprocess.run(
         [sys.executable, "-m", "bench", "all", "--quick", "--json"],
         cwd=ROOT,

@@ -240,3 +240,44 @@ def test_two_daemons_on_one_postgres_execute_each_run_once(daemon_factory: Any, 
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_approval_through_cli_and_api(daemon_factory: Any, tmp_path: Path) -> None:
+    """Approved (CLI) runs execute; rejected (API) ones never do; a finished run cannot be approved."""
+    daemon = daemon_factory(f"sqlite:///{tmp_path / 'approve.db'}", workers={"poll_interval": "200ms"})
+    first = daemon.post("alertmanager", am_body(am_alert("NeedsApproval", fingerprint="ap1"))).json()
+    second = daemon.post("alertmanager", am_body(am_alert("NeedsApproval", fingerprint="ap2"))).json()
+    [approved_id], [rejected_id] = first["runs_queued"], second["runs_queued"]
+    time.sleep(0.5)
+    assert _run_status(daemon, approved_id) == "awaiting_approval"
+
+    approved = daemon.cli("approve", str(approved_id), "--by", "alice")
+    assert approved["status"] in ("queued", "running", "succeeded")
+    wait_for(lambda: _run_status(daemon, approved_id) == "succeeded")
+
+    import httpx
+
+    url = f"{daemon.url}/api/v1/runs/{rejected_id}/reject"
+    response = httpx.post(url, json={"by": "bob", "reason": "not during the sale"}, timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "rejected"
+    time.sleep(0.5)
+    rejected = daemon.cli("runs", "show", str(rejected_id))
+    assert rejected["steps"] == [] and rejected["error"] == "rejected by bob: not during the sale"
+    again = httpx.post(f"{daemon.url}/api/v1/runs/{approved_id}/approve", timeout=10)
+    assert again.status_code == 409 and "not awaiting_approval" in again.json()["error"]
+    timeline = daemon.cli("incidents", "show", str(rejected["incident_id"]))["timeline"]
+    assert ("run_rejected", "bob") in [(t["kind"], t["actor"]) for t in timeline]
+
+
+def test_pause_holds_queued_runs_until_resume(daemon_factory: Any, tmp_path: Path) -> None:
+    """`suture pause` stops automatic runs from starting; `suture resume` lets them run."""
+    from tests.conftest import run_cli
+
+    daemon = daemon_factory(f"sqlite:///{tmp_path / 'pause.db'}", workers={"poll_interval": "200ms"})
+    assert run_cli("pause", config=daemon.config_path).returncode == 0
+    [run_id] = daemon.post("alertmanager", am_body(am_alert(fingerprint="pz1"))).json()["runs_queued"]
+    time.sleep(1.0)
+    assert _run_status(daemon, run_id) == "queued"
+    assert run_cli("resume", config=daemon.config_path).returncode == 0
+    wait_for(lambda: _run_status(daemon, run_id) == "succeeded")

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Row, and_, func, insert, select, update
 
 from engine.catalog import Catalog
-from engine.errors import NotFound
+from engine.errors import Conflict, NotFound
 from engine.models import FINISHED_RUN_STATUSES, IncidentStatus, RunStatus
 from engine.store.db import Database
 from engine.store.ingest import Receipt, Submission, apply_batch
@@ -383,6 +383,33 @@ class Store:
                 ).where(runs.c.status == RunStatus.running.value)
             )
             return [dict(r._mapping) for r in rows]
+
+    def decide_run(self, run_id: int, *, approve: bool, by: str, reason: str | None = None) -> dict[str, Any]:
+        """Approve (queue) or reject a run awaiting approval; anything else is refused."""
+        now = utcnow()
+        new_status = RunStatus.queued if approve else RunStatus.rejected
+        with self.db.write() as conn:
+            row = conn.execute(select(runs.c.status, runs.c.incident_id).where(runs.c.id == run_id)).first()
+            if row is None:
+                raise NotFound(f"run {run_id} not found")
+            if row.status != RunStatus.awaiting_approval.value:
+                raise Conflict(f"run {run_id} is {row.status}, not awaiting_approval")
+            values: dict[str, Any] = {"status": new_status.value}
+            if not approve:
+                values.update(finished_at=now, error=f"rejected by {by}" + (f": {reason}" if reason else ""))
+            conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+            verb = "approved" if approve else "rejected"
+            conn.execute(
+                insert(audit_log).values(
+                    at=now,
+                    actor=by,
+                    kind=f"run_{verb}",
+                    incident_id=row.incident_id,
+                    run_id=run_id,
+                    message=f"run {run_id} {verb} by {by}" + (f": {reason}" if reason else ""),
+                )
+            )
+        return self.get_run(run_id)
 
     def recover_interrupted(self, idempotent: dict[int, bool]) -> dict[str, list[int]]:
         """Runs left `running` by a dead daemon: re-queue the idempotent ones, mark the rest interrupted.
