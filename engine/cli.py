@@ -206,27 +206,14 @@ def incidents_list(
 @handle_errors
 def incidents_show(incident_id: int, config_path: str, as_json: bool) -> None:
     """One incident with its alerts, runs and timeline."""
+    from engine.store.store import INCIDENT_FIELDS
+
     store = _open_store(load_config(config_path))
     incident = store.get_incident(incident_id)
     if as_json:
         _dump(incident)
         return
-    for key in (
-        "id",
-        "code",
-        "title",
-        "status",
-        "severity",
-        "target",
-        "fingerprint",
-        "occurrences",
-        "opened_at",
-        "last_seen",
-        "due_at",
-        "resolved_at",
-        "resolution",
-        "remediated_at",
-    ):
+    for key in INCIDENT_FIELDS:
         click.echo(f"{key + ':':15} {_cell(incident[key])}")
     click.echo(f"{'labels:':15} {json.dumps(incident['labels'], ensure_ascii=False)}")
     click.echo("\nRuns:")
@@ -275,24 +262,14 @@ def runs_list(
 @handle_errors
 def runs_show(run_id: int, config_path: str, as_json: bool) -> None:
     """One run with every step: rendered parameters, status, output."""
+    from engine.store.store import RUN_FIELDS
+
     store = _open_store(load_config(config_path))
     run = store.get_run(run_id)
     if as_json:
         _dump(run)
         return
-    for key in (
-        "id",
-        "incident_id",
-        "playbook",
-        "playbook_version",
-        "status",
-        "trigger",
-        "dry_run",
-        "queued_at",
-        "started_at",
-        "finished_at",
-        "error",
-    ):
+    for key in RUN_FIELDS:
         click.echo(f"{key + ':':17} {_cell(run[key])}")
     for step in run["steps"]:
         click.echo(_step_line(step))

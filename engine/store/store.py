@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy import ColumnElement, Row, Table, and_, func, insert, select, update
 
 from engine.catalog import Catalog
 from engine.errors import Conflict, NotFound
@@ -178,18 +178,15 @@ class Store:
         limit: int = 100,
         before_id: int | None = None,
     ) -> list[dict[str, Any]]:
-        query = select(*[incidents.c[name] for name in INCIDENT_FIELDS])
-        if status:
-            query = query.where(incidents.c.status == status)
-        if code:
-            query = query.where(incidents.c.code == code)
-        if since:
-            query = query.where(incidents.c.opened_at >= since)
-        if before_id:
-            query = query.where(incidents.c.id < before_id)
-        query = query.order_by(incidents.c.id.desc()).limit(limit)
-        with self.db.read() as conn:
-            return [_row(r, INCIDENT_FIELDS) for r in conn.execute(query)]
+        return self._newest_first(
+            incidents,
+            INCIDENT_FIELDS,
+            {"status": status, "code": code},
+            incidents.c.opened_at,
+            since,
+            limit,
+            before_id,
+        )
 
     def get_incident(self, incident_id: int) -> dict[str, Any]:
         with self.db.read() as conn:
@@ -250,18 +247,38 @@ class Store:
         limit: int = 100,
         before_id: int | None = None,
     ) -> list[dict[str, Any]]:
-        query = select(*[runs.c[name] for name in RUN_FIELDS])
-        if status:
-            query = query.where(runs.c.status == status)
-        if playbook:
-            query = query.where(runs.c.playbook == playbook)
+        return self._newest_first(
+            runs,
+            RUN_FIELDS,
+            {"status": status, "playbook": playbook},
+            runs.c.queued_at,
+            since,
+            limit,
+            before_id,
+        )
+
+    def _newest_first(
+        self,
+        table: Table,
+        fields: Sequence[str],
+        equals: dict[str, str | None],
+        time_column: ColumnElement[datetime],
+        since: datetime | None,
+        limit: int,
+        before_id: int | None,
+    ) -> list[dict[str, Any]]:
+        """A page of rows, newest first; `before_id` is the cursor the API hands out."""
+        query = select(*[table.c[name] for name in fields])
+        for column, value in equals.items():
+            if value:
+                query = query.where(table.c[column] == value)
         if since:
-            query = query.where(runs.c.queued_at >= since)
+            query = query.where(time_column >= since)
         if before_id:
-            query = query.where(runs.c.id < before_id)
-        query = query.order_by(runs.c.id.desc()).limit(limit)
+            query = query.where(table.c.id < before_id)
+        query = query.order_by(table.c.id.desc()).limit(limit)
         with self.db.read() as conn:
-            return [_row(r, RUN_FIELDS) for r in conn.execute(query)]
+            return [_row(r, fields) for r in conn.execute(query)]
 
     def get_run(self, run_id: int) -> dict[str, Any]:
         with self.db.read() as conn:
