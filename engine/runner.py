@@ -22,8 +22,25 @@ log = structlog.get_logger("suture.runner")
 StepRecord = dict[str, Any]
 Recorder = Callable[[StepRecord], None]
 
+
+class _DryValue:
+    """Stands for a response body a dry run never received: any field of it is itself, falsy."""
+
+    def __getattr__(self, _name: str) -> _DryValue:
+        return self
+
+    def __getitem__(self, _key: Any) -> _DryValue:
+        return self
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        return ""
+
+
 #: What a registered step exposes in a dry run, so later templates still render.
-_DRY_REGISTERED = {"stdout": "", "stderr": "", "exit_code": 0, "status": 0, "body": "", "json": None}
+_DRY_REGISTERED = {"stdout": "", "stderr": "", "exit_code": 0, "status": 0, "body": "", "json": _DryValue()}
 
 
 @dataclass
@@ -86,6 +103,8 @@ class _Execution:
         self.resources = RunResources()
         self.outcome = RunOutcome(status=RunStatus.succeeded)
         self.seq = 0
+        #: Steps that failed with `on_failure: continue`; the run says so even when it succeeds.
+        self.continued: list[str] = []
 
     def run(self) -> RunOutcome:
         try:
@@ -97,10 +116,20 @@ class _Execution:
             self._phase("verify", self.playbook.verify, verifying=True)
         except _PhaseFailed as failure:
             return self._failed(failure)
-        self.outcome.remediated = not self.dry_run
+        if self.continued:
+            self.outcome.error = self.renderer.redact(
+                f"{len(self.continued)} step(s) failed and were continued past: {'; '.join(self.continued)}"
+            )
+        # Only verification can vouch for a fix that went past a failed step.
+        self.outcome.remediated = not self.dry_run and (not self.continued or bool(self.playbook.verify))
         return self.outcome
 
     def _failed(self, failure: _PhaseFailed) -> RunOutcome:
+        outcome = self._decide(failure)
+        outcome.error = self.renderer.redact(outcome.error)
+        return outcome
+
+    def _decide(self, failure: _PhaseFailed) -> RunOutcome:
         self.outcome.error = str(failure)
         if failure.timed_out and not failure.rollback:
             self.outcome.status = RunStatus.timed_out
@@ -132,33 +161,36 @@ class _Execution:
                     self._emit(phase, name, step, "skipped", {"when": step.when}, None, time.monotonic(), 1)
                     continue
             executed += 1
-            ok, result = self._step(phase, name, step)
+            ok, result, timed_out = self._step(phase, name, step)
             if ok:
                 continue
             message = f"{'verification' if verifying else 'step'} {name!r} failed: {result}"
-            timed_out = result.startswith("timed out") or "timed out" in result
             if phase == "rollback":
                 raise _PhaseFailed(message, timed_out=timed_out)
             if verifying:
                 raise _PhaseFailed(message, rollback=True)
+            if time.monotonic() >= self.deadline:
+                # The playbook's own deadline ends the run, whatever the step's on_failure says.
+                raise _PhaseFailed(message, timed_out=True)
             if step.on_failure is OnFailure.continue_:
+                self.continued.append(message)
                 continue
             raise _PhaseFailed(message, timed_out=timed_out, rollback=step.on_failure is OnFailure.rollback)
         return executed
 
-    def _step(self, phase: str, name: str, step: Step) -> tuple[bool, str]:
-        """Run one step with its retries; returns (ok, error text)."""
+    def _step(self, phase: str, name: str, step: Step) -> tuple[bool, str, bool]:
+        """Run one step with its retries; returns (ok, error text, timed out)."""
         started_wall = time.monotonic()
         try:
             params = self._render(step)
         except TemplateError as exc:
             self._emit(phase, name, step, "failed", {}, None, started_wall, 1, error=str(exc))
-            return False, str(exc)
+            return False, str(exc), False
         shown = _params_for_record(step, params)
         if self.dry_run:
             self._emit(phase, name, step, "dry_run", shown, None, started_wall, 1)
             self._register(step, ActionResult(ok=True, registered=dict(_DRY_REGISTERED)))
-            return True, ""
+            return True, "", False
         action = get_action(step.action)
         attempts = step.retries + 1
         delay = step.retry_delay.total_seconds()
@@ -177,7 +209,7 @@ class _Execution:
                     attempt,
                     error="playbook timeout reached before this step",
                 )
-                return False, f"timed out: playbook timeout {self.playbook.timeout} reached"
+                return False, f"timed out: playbook timeout {self.playbook.timeout} reached", True
             budget = min(self._step_timeout(step), remaining)
             ctx = ActionContext(
                 config=self.config,
@@ -196,7 +228,7 @@ class _Execution:
             self._emit(phase, name, step, status, shown, result, began, attempt)
             if result.ok:
                 self._register(step, result)
-                return True, ""
+                return True, "", False
             if not result.retryable or attempt == attempts:
                 break
             wait = float(result.registered.get("retry_after") or delay)
@@ -204,7 +236,9 @@ class _Execution:
             delay *= step.retry_backoff
         self._register(step, result)
         error = result.error or "failed"
-        return False, (f"timed out: {error}" if result.timed_out and "timed out" not in error else error)
+        if result.timed_out and "timed out" not in error:
+            error = f"timed out: {error}"
+        return False, error, result.timed_out
 
     def _step_timeout(self, step: Step) -> float:
         if step.timeout is not None:
