@@ -98,9 +98,6 @@ class Catalog:
         number = int(version) if version.isdigit() else self.latest_version(name)
         return self.playbooks.get((name, number)) if number is not None else None
 
-    def code(self, name: str) -> Code | None:
-        return next((entry.code for entry in self.codes if entry.code.code == name), None)
-
 
 def content_hash(data: Any) -> str:
     """Hash of the parsed content, so comments and layout can change without a new version."""

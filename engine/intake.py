@@ -126,12 +126,6 @@ class Intake:
             self._queue.put((submission, future))
         return future
 
-    def ingest_now(self, submission: Submission) -> Receipt:
-        """Write synchronously, without the writer thread (CLI and tests)."""
-        receipt = self.store.ingest([submission])[0]
-        self._after_commit([receipt])
-        return receipt
-
     def _run(self) -> None:
         while True:
             first = self._queue.get()

@@ -77,20 +77,6 @@ class RunStatus(StrEnum):
     skipped = "skipped"
 
 
-FINISHED_RUN_STATUSES = frozenset(
-    {
-        RunStatus.succeeded,
-        RunStatus.failed,
-        RunStatus.rolled_back,
-        RunStatus.timed_out,
-        RunStatus.interrupted,
-        RunStatus.rejected,
-        RunStatus.expired,
-        RunStatus.skipped,
-    }
-)
-
-
 class Mode(StrEnum):
     auto = "auto"
     approval = "approval"

@@ -124,6 +124,10 @@ class WorkerPool:
             self.wake()  # there may be more: let the next idle worker look
             self.execute(run, worker)
 
+    def _record(self, run_id: int, step: dict[str, Any]) -> None:
+        _persist(self.store.record_step, run_id, step)
+        metrics.STEP_SECONDS.labels(step["action"]).observe(step["duration_ms"] / 1000)
+
     def execute(self, run: dict[str, Any], worker: str) -> RunStatus:
         """Execute one claimed run to its final status and store every step."""
         run_id = run["id"]
@@ -142,7 +146,7 @@ class WorkerPool:
                 playbook,
                 run["context"],
                 dry_run=bool(run["dry_run"]),
-                record=lambda step: _persist(self.store.record_step, run_id, step),
+                record=lambda step: self._record(run_id, step),
             )
             _persist(
                 self.store.finish_run, run_id, outcome.status, outcome.error, remediated=outcome.remediated

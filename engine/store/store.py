@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Table, and_, func, insert, select, update
+from sqlalchemy import ColumnElement, Row, Table, and_, insert, select, update
 
 from engine.catalog import Catalog
 from engine.errors import Conflict, NotFound
-from engine.models import FINISHED_RUN_STATUSES, IncidentStatus, RunStatus
+from engine.models import IncidentStatus, RunStatus
 from engine.store.db import Database
 from engine.store.ingest import Receipt, Submission, apply_batch
 from engine.store.tables import (
@@ -154,18 +154,6 @@ class Store:
         if body is None:
             raise NotFound(f"playbook {name}@{version} is not stored")
         return str(body)
-
-    def list_playbook_versions(self) -> list[dict[str, Any]]:
-        with self.db.read() as conn:
-            rows = conn.execute(
-                select(
-                    playbook_versions.c.name,
-                    playbook_versions.c.version,
-                    playbook_versions.c.sha256,
-                    playbook_versions.c.loaded_at,
-                ).order_by(playbook_versions.c.name, playbook_versions.c.version)
-            )
-            return [dict(r._mapping) for r in rows]
 
     # --------------------------------------------------------- incidents
 
@@ -488,15 +476,6 @@ class Store:
             )
             return [dict(r._mapping) for r in rows]
 
-    def count_runs(self, status: RunStatus) -> int:
-        with self.db.read() as conn:
-            return int(
-                conn.execute(
-                    select(func.count()).select_from(runs).where(runs.c.status == status.value)
-                ).scalar()
-                or 0
-            )
-
     # ------------------------------------------------------------- state
 
     def get_state(self, key: str, default: Any = None) -> Any:
@@ -538,8 +517,4 @@ def _timeline(incident: Row[Any], entries: list[dict[str, Any]]) -> list[dict[st
     return [opened, *sorted(timeline, key=lambda entry: entry["at"])]
 
 
-def is_finished(status: str) -> bool:
-    return RunStatus(status) in FINISHED_RUN_STATUSES
-
-
-__all__ = ["Store", "IncidentStatus", "is_finished", "utcnow"]
+__all__ = ["Store", "utcnow"]
