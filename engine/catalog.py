@@ -208,7 +208,7 @@ def _check_code(
             re.compile(pattern)
         except re.error as exc:
             problems.append(f"{doc.where((index, *loc))}: bad regular expression {pattern!r}: {exc}")
-    if (error := check_template(code.target)) is not None:
+    if code.target is not None and (error := check_template(code.target)) is not None:
         problems.append(f"{doc.where((index, 'target'))}: target: {error}")
     name, pin = code.playbook_name, code.playbook_pin
     if name is not None:

@@ -8,6 +8,7 @@ SQLite's lock (see shared/PERFORMANCE.md: one writer with grouped commits has th
 from __future__ import annotations
 
 import queue
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -74,7 +75,7 @@ class Intake:
             code=code.code,
             title=code.title,
             severity=code.severity,
-            target=self._target(code.target, alert),
+            target=self._target(code.target, alert) if code.target else _fallback_target(alert),
             mode=code.mode,
             playbook=(entry.playbook.name, entry.playbook.version) if entry else None,
             dry_run=code.dry_run,
@@ -82,6 +83,9 @@ class Intake:
 
     def _target(self, template: str, alert: Alert) -> str:
         """Render a code's target template; a repeat of the same labels reuses the last answer."""
+        simple = _simple_target(template, alert.labels)
+        if simple is not None:
+            return simple
         labels_only = "annotations" not in template and "alert" not in template
         key = (template, tuple(alert.labels.items()))
         if labels_only and (cached := self._targets.get(key)) is not None:
@@ -179,6 +183,19 @@ class Intake:
             )
         if self._on_runs_queued is not None and any(r.runs_queued for r in receipts):
             self._on_runs_queued()
+
+
+#: `{{ labels.x }}` and `{{ labels.x.split(':')[0] }}`: the shapes nearly every code uses,
+#: evaluated directly (same result as the sandboxed render) because intake renders per alert.
+_SIMPLE_TARGET = re.compile(r"^\{\{\s*labels\.([A-Za-z_][A-Za-z0-9_]*)(\.split\(':'\)\[0\])?\s*\}\}$")
+
+
+def _simple_target(template: str, labels: dict[str, str]) -> str | None:
+    match = _SIMPLE_TARGET.match(template)
+    if match is None or match.group(1) not in labels:
+        return None  # not simple, or missing: let the real render decide (and report)
+    value = labels[match.group(1)]
+    return (value.split(":")[0] if match.group(2) else value).strip()
 
 
 def _fallback_target(alert: Alert) -> str:

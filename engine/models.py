@@ -200,7 +200,9 @@ class Code(_Strict):
     title: str
     severity: Severity
     match: Match
-    target: str = "{{ labels.instance | default(labels.host | default('')) }}"
+    #: The host the incident is about; without it: `instance` minus its port, else `host`,
+    #: `hostname`, `target` or `node`.
+    target: str | None = None
     playbook: str | None = None
     mode: Mode = Mode.manual
     dry_run: bool = False

@@ -307,6 +307,23 @@ def _insert_returning(conn: Connection, table: Table, rows: list[dict[str, Any]]
     return [int(value) for value in result.scalars().all()]
 
 
+_COLUMNS = (incidents.c.id, incidents.c.status, incidents.c.starts_at, incidents.c.fingerprint)
+# Built once: constructing an IN clause over hundreds of values on every batch cost a fifth of
+# the writer's time; expanding parameters only fill in the placeholders.
+_OPEN_BY_FINGERPRINT = select(*_COLUMNS).where(
+    and_(
+        incidents.c.fingerprint.in_(bindparam("fingerprints", expanding=True)),
+        incidents.c.status == IncidentStatus.open.value,
+    )
+)
+_BY_INSTANCE = select(*_COLUMNS).where(
+    and_(
+        incidents.c.fingerprint.in_(bindparam("fingerprints", expanding=True)),
+        incidents.c.starts_at.in_(bindparam("starts", expanding=True)),
+    )
+)
+
+
 def _lookup(
     conn: Connection, batch: list[Submission]
 ) -> tuple[dict[str, _Incident], dict[tuple[str, datetime | None], _Incident]]:
@@ -319,23 +336,14 @@ def _lookup(
     by_instance: dict[tuple[str, datetime | None], _Incident] = {}
     fingerprints = sorted({c.alert.fingerprint for s in batch for c in s.alerts})
     starts = sorted({c.alert.starts_at for s in batch for c in s.alerts if c.alert.starts_at is not None})
-    columns = (incidents.c.id, incidents.c.status, incidents.c.starts_at, incidents.c.fingerprint)
     found: dict[int, _Incident] = {}
     for i in range(0, len(fingerprints), _CHUNK):
         chunk = fingerprints[i : i + _CHUNK]
-        queries = [
-            select(*columns).where(
-                and_(incidents.c.fingerprint.in_(chunk), incidents.c.status == IncidentStatus.open.value)
-            )
-        ]
+        results = [conn.execute(_OPEN_BY_FINGERPRINT, {"fingerprints": chunk})]
         if starts:
-            queries.append(
-                select(*columns).where(
-                    and_(incidents.c.fingerprint.in_(chunk), incidents.c.starts_at.in_(starts))
-                )
-            )
-        for query in queries:
-            for row in conn.execute(query):
+            results.append(conn.execute(_BY_INSTANCE, {"fingerprints": chunk, "starts": starts}))
+        for result in results:
+            for row in result:
                 if row.id not in found:
                     found[row.id] = _Incident(
                         status=row.status, starts_at=row.starts_at, fingerprint=row.fingerprint, id=row.id
