@@ -87,3 +87,28 @@ def test_silenced_alert_is_not_resolved_by_the_poll(
     wait_for(lambda: len(alertmanager_api.requests) >= before + 6)
     still_open = daemon.cli("incidents", "list", "--status", "open")
     assert sorted(i["fingerprint"] for i in still_open) == ["bb01", "bb02"]
+
+
+def test_zabbix_reconcile_opens_missed_problems_and_resolves_gone_ones(
+    daemon_factory: Any, alertmanager_api: TestHttpServer, tmp_path: Path
+) -> None:
+    """problem.get sees two problems whose webhooks were lost, then one: one incident open, one resolved."""
+    from tests.test_pull import ZBX_AGENT, ZBX_INTERFACES, ZBX_LOAD, ZBX_PATH, ZBX_TRIGGERS, rpc
+
+    zabbix = alertmanager_api  # one scriptable loopback server standing in for the Zabbix API
+    first_poll = [rpc([ZBX_LOAD, ZBX_AGENT], 1), rpc(ZBX_TRIGGERS, 2), rpc(ZBX_INTERFACES, 3)]
+    second_poll = [rpc([ZBX_AGENT], 1), rpc(ZBX_TRIGGERS, 2), rpc(ZBX_INTERFACES, 3)]
+    zabbix.script(ZBX_PATH, first_poll + second_poll)  # afterwards polls fail, which changes nothing
+    daemon = daemon_factory(
+        f"sqlite:///{tmp_path / 'zabbix.db'}",
+        env={"ZABBIX_API_TOKEN": "api-token"},
+        sources={
+            "zabbix": {"url": zabbix.url + ZBX_PATH, "api_token_env": "ZABBIX_API_TOKEN", "interval": "300ms"}
+        },
+    )
+    wait_for(lambda: len(zabbix.requests) >= 7, timeout=15)
+    incidents = {i["fingerprint"]: i for i in daemon.cli("incidents", "list")}
+    assert incidents["zabbix-4711"]["status"] == "resolved"
+    assert incidents["zabbix-4702"]["status"] == "open"
+    assert incidents["zabbix-4702"]["source"] == "zabbix"
+    assert all(r.header("Authorization") == "Bearer api-token" for r in zabbix.requests)
