@@ -79,6 +79,7 @@ class Intake:
             mode=code.mode,
             playbook=(entry.playbook.name, entry.playbook.version) if entry else None,
             dry_run=code.dry_run,
+            policy=code.policy,
         )
 
     def _target(self, template: str, alert: Alert) -> str:

@@ -13,7 +13,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, and_, bindparam, insert, select, update
 
-from engine.models import Alert, AlertStatus, IncidentStatus, Mode, RunStatus, Severity, due_at
+from engine import policy
+from engine.models import Alert, AlertStatus, IncidentStatus, Mode, Policy, RunStatus, Severity, due_at
 from engine.store.tables import alerts, audit_log, events, incidents, runs
 
 _CHUNK = 400  # bound parameters per IN (...) list
@@ -31,6 +32,7 @@ class ClassifiedAlert:
     mode: Mode
     playbook: tuple[str, int] | None
     dry_run: bool = False
+    policy: Policy | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class _Batch:
         self.conn = conn
         self.now = now
         self.open_by_fp, self.by_instance = _lookup(conn, batch)
+        self.recent_runs = _recent_runs(conn, batch, now)
         self.new_incidents: list[_Incident] = []
         self.bumped: set[_Incident] = set()
         self.resolutions: list[dict[str, Any]] = []
@@ -185,22 +188,38 @@ class _Batch:
         self.by_instance[(alert.fingerprint, alert.starts_at)] = incident
         pending.opened.append(incident)
         if item.playbook is not None and item.mode in (Mode.auto, Mode.approval):
-            status = RunStatus.queued if item.mode is Mode.auto else RunStatus.awaiting_approval
-            run = {
-                "incident_id": None,
-                "playbook": item.playbook[0],
-                "playbook_version": item.playbook[1],
-                "status": status.value,
-                "trigger": item.mode.value,
-                "dry_run": item.dry_run,
-                "queued_at": self.now,
-                "context": run_context(item, 0, self.now),
-            }
-            self.new_runs.append((incident, run))
-            pending.runs.append(run)
-            kind = "run_queued" if item.mode is Mode.auto else "run_awaiting_approval"
-            self._audit(incident, run, kind, f"of {item.playbook[0]}@{item.playbook[1]}")
+            self._enqueue(item, item.playbook, incident, pending)
         return incident
+
+    def _enqueue(
+        self, item: ClassifiedAlert, playbook: tuple[str, int], incident: _Incident, pending: _Pending
+    ) -> None:
+        status = RunStatus.queued if item.mode is Mode.auto else RunStatus.awaiting_approval
+        held: str | None = None
+        if item.policy is not None:
+            earlier = self.recent_runs.setdefault((item.code, item.target), [])
+            held = policy.refusal(item.policy, earlier, self.now)
+            if held is None:
+                earlier.append(self.now)
+        run = {
+            "incident_id": None,
+            "playbook": playbook[0],
+            "playbook_version": playbook[1],
+            "status": RunStatus.skipped.value if held else status.value,
+            "trigger": item.mode.value,
+            "dry_run": item.dry_run,
+            "queued_at": self.now,
+            "finished_at": self.now if held else None,
+            "error": held,
+            "context": run_context(item, 0, self.now),
+        }
+        self.new_runs.append((incident, run))
+        if held:
+            self._audit(incident, run, "run_skipped", f"not started: {held}")
+            return
+        pending.runs.append(run)
+        kind = "run_queued" if item.mode is Mode.auto else "run_awaiting_approval"
+        self._audit(incident, run, kind, f"of {playbook[0]}@{playbook[1]}")
 
     def _audit(self, incident: _Incident, run: dict[str, Any] | None, kind: str, message: str) -> None:
         row = {"at": self.now, "actor": "suture", "kind": kind, "message": message, "detail": None}
@@ -353,6 +372,35 @@ def _lookup(
             open_by_fp[known.fingerprint] = known
         by_instance.setdefault((known.fingerprint, known.starts_at), known)
     return open_by_fp, by_instance
+
+
+def _recent_runs(
+    conn: Connection, batch: list[Submission], now: datetime
+) -> dict[tuple[str, str], list[datetime]]:
+    """When runs were started for each (code, target) that a policy in this batch looks back on."""
+    spans = {
+        c.code: span
+        for s in batch
+        for c in s.alerts
+        if c.policy is not None and (span := policy.lookback(c.policy)) is not None
+    }
+    if not spans:
+        return {}
+    query = (
+        select(incidents.c.code, incidents.c.target, runs.c.queued_at)
+        .join(incidents, runs.c.incident_id == incidents.c.id)
+        .where(
+            and_(
+                incidents.c.code.in_(sorted(spans)),
+                runs.c.queued_at >= now - max(spans.values()),
+                runs.c.status != RunStatus.skipped.value,
+            )
+        )
+    )
+    recent: dict[tuple[str, str], list[datetime]] = {}
+    for row in conn.execute(query):
+        recent.setdefault((row.code, row.target), []).append(row.queued_at)
+    return recent
 
 
 def run_context(item: ClassifiedAlert, incident_id: int, now: datetime) -> dict[str, Any]:
