@@ -20,13 +20,7 @@ resolve its incident.
 - `fetch_prometheus`: `GET /api/v1/alerts`; only `firing` alerts (not `pending`); the
   fingerprint is computed from the labels (`connectors.base.label_fingerprint`), and
   `starts_at` is `activeAt`.
-- `fetch_zabbix_problems`: JSON-RPC `problem.get` (open problems), then `trigger.get`
-  (trigger name and host) and `hostinterface.get` (host IP). Each problem is turned into
-  the parameters Suture's webhook media type would have sent for that event and parsed
-  by `connectors.zabbix`, so poll and webhook give the same fingerprint
-  (`zabbix-<eventid>`), name, labels and annotations. Needs Zabbix 6.4 or later: it
-  authenticates with an API token in `Authorization: Bearer`, never with the old
-  `auth` field of the request.
+- Zabbix's reconcile poll lives in `connectors.zabbix_api` and uses the same transport.
 """
 
 from __future__ import annotations
@@ -34,8 +28,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -45,9 +38,7 @@ import urllib3
 from pydantic import Field, TypeAdapter, ValidationError
 
 from connectors.base import StrMap, Text, Timestamp, VendorModel, describe, dotted, json_type, vendor_alert
-from connectors.zabbix import IdText, ZabbixConnector
-from engine.config import SourceConfig
-from engine.errors import InvalidPayload, SutureError
+from engine.errors import SutureError
 from engine.models import Alert, AlertStatus
 
 __all__ = [
@@ -56,7 +47,6 @@ __all__ = [
     "PullError",
     "fetch_alertmanager",
     "fetch_prometheus",
-    "fetch_zabbix_problems",
 ]
 
 #: A larger answer is refused rather than read.
@@ -66,7 +56,7 @@ MAX_ALERTS = 10_000
 
 _CHUNK = 64 * 1024
 #: How much of an error answer's body goes into the message.
-_SNIPPET = 200
+SNIPPET = 200
 
 
 class PullError(SutureError):
@@ -90,7 +80,7 @@ def _display_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def _check_url(url: str, what: str) -> str:
+def check_url(url: str, what: str) -> str:
     """`url` if it is an http(s) URL with a host; PullError otherwise."""
     if not isinstance(url, str) or not url.strip():
         raise PullError(f"{what}: no URL configured")
@@ -104,7 +94,7 @@ def _check_url(url: str, what: str) -> str:
     return url.strip()
 
 
-def _check_token(token: str | None, what: str) -> str | None:
+def check_token(token: str | None, what: str) -> str | None:
     if token is None or token == "":
         return None
     if not isinstance(token, str):
@@ -114,7 +104,7 @@ def _check_token(token: str | None, what: str) -> str | None:
     return token
 
 
-def _check_timeout(timeout: float, what: str) -> float:
+def check_timeout(timeout: float, what: str) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise PullError(f"{what}: timeout must be a positive number of seconds")
     return float(timeout)
@@ -149,7 +139,7 @@ class _Secrets:
         return text
 
 
-def _request_json(
+def request_json(
     method: str,
     url: str,
     *,
@@ -219,7 +209,7 @@ def _read_answer(
             f"{what}: {method} {shown} answered HTTP {status} redirecting to {target}; "
             "configure the final URL"
         )
-    limit = MAX_RESPONSE_BYTES if 200 <= status < 300 else 4 * _SNIPPET
+    limit = MAX_RESPONSE_BYTES if 200 <= status < 300 else 4 * SNIPPET
     declared = response.headers.get("Content-Length", "")
     if 200 <= status < 300 and declared.strip().isdigit() and int(declared) > limit:
         raise PullError(
@@ -252,7 +242,7 @@ def _read_answer(
         ) from None
     raw = b"".join(chunks)
     if not 200 <= status < 300:
-        snippet = " ".join(raw[:_SNIPPET].decode("utf-8", "replace").split())
+        snippet = " ".join(raw[:SNIPPET].decode("utf-8", "replace").split())
         detail = f": {secrets.scrub(snippet)}" if snippet else ""
         raise PullError(f"{what}: {method} {shown} answered HTTP {status}{detail}")
     try:
@@ -295,7 +285,7 @@ _ERRNO = re.compile(r"\[Errno -?\d+\] ([^\"')(]+)")
 M = TypeVar("M")
 
 
-def _shape(adapter: TypeAdapter[M], payload: Any, what: str, place: str) -> M:
+def shape(adapter: TypeAdapter[M], payload: Any, what: str, place: str) -> M:
     """Validate with pydantic; the first problem becomes a PullError naming the field."""
     try:
         return adapter.validate_python(payload)
@@ -305,7 +295,7 @@ def _shape(adapter: TypeAdapter[M], payload: Any, what: str, place: str) -> M:
         raise PullError(f"{what}: unexpected answer: {field or place}: {describe(first)}") from None
 
 
-def _count(items: Any, what: str, place: str) -> list[Any]:
+def count(items: Any, what: str, place: str) -> list[Any]:
     if not isinstance(items, list):
         raise PullError(f"{what}: unexpected answer: {place} must be a list, got {json_type(items)}")
     if len(items) > MAX_ALERTS:
@@ -350,21 +340,21 @@ def fetch_alertmanager(
     `endsAt` of an active alert is only Alertmanager's expiry estimate: ends_at is None.
     """
     what = f"Alertmanager poll {source!r}"
-    base = _check_url(url, what)
+    base = check_url(url, what)
     suppressed = "true" if include_suppressed else "false"
     params = {"active": "true", "silenced": suppressed, "inhibited": suppressed}
     if receiver:
         params["receiver"] = receiver
-    payload = _request_json(
+    payload = request_json(
         "GET",
         base.rstrip("/") + "/api/v2/alerts",
         what=what,
-        token=_check_token(token, what),
-        timeout=_check_timeout(timeout, what),
+        token=check_token(token, what),
+        timeout=check_timeout(timeout, what),
         session=session,
         params=params,
     )
-    items = _shape(_GETTABLE_ALERTS, _count(payload, what, "the alert list"), what, "alerts")
+    items = shape(_GETTABLE_ALERTS, count(payload, what, "the alert list"), what, "alerts")
     return [
         vendor_alert(
             source,
@@ -409,20 +399,20 @@ def fetch_prometheus(
     polls and restarts. `starts_at` is `activeAt`, when the alert became pending.
     """
     what = f"Prometheus poll {source!r}"
-    base = _check_url(url, what)
-    payload = _request_json(
+    base = check_url(url, what)
+    payload = request_json(
         "GET",
         base.rstrip("/") + "/api/v1/alerts",
         what=what,
-        token=_check_token(token, what),
-        timeout=_check_timeout(timeout, what),
+        token=check_token(token, what),
+        timeout=check_timeout(timeout, what),
         session=session,
     )
     if not isinstance(payload, dict):
         raise PullError(f"{what}: unexpected answer: must be a JSON object, got {json_type(payload)}")
     if payload.get("status") != "success":
         detail = ": ".join(
-            str(payload.get(key))[:_SNIPPET] for key in ("errorType", "error") if payload.get(key)
+            str(payload.get(key))[:SNIPPET] for key in ("errorType", "error") if payload.get(key)
         )
         raise PullError(
             f"{what}: Prometheus answered status {str(payload.get('status'))[:40]!r}"
@@ -431,7 +421,7 @@ def fetch_prometheus(
     data = payload.get("data")
     if not isinstance(data, dict):
         raise PullError(f"{what}: unexpected answer: data must be an object, got {json_type(data)}")
-    items = _shape(_RULE_ALERTS, _count(data.get("alerts"), what, "data.alerts"), what, "data.alerts")
+    items = shape(_RULE_ALERTS, count(data.get("alerts"), what, "data.alerts"), what, "data.alerts")
     return [
         vendor_alert(
             source,
@@ -446,244 +436,3 @@ def fetch_prometheus(
         for item in items
         if item.state == "firing"
     ]
-
-
-# ---------------------------------------------------------------------- Zabbix
-
-#: What Zabbix expands {EVENT.SEVERITY} to, by severity number (the default names).
-ZABBIX_SEVERITY_NAMES = {
-    "0": "Not classified",
-    "1": "Information",
-    "2": "Warning",
-    "3": "Average",
-    "4": "High",
-    "5": "Disaster",
-}
-#: {HOST.IP} is the host's main interface of the first of these types: agent, SNMP, JMX, IPMI.
-_INTERFACE_PRIORITY = ("1", "2", "4", "3")
-
-
-class _Problem(VendorModel):
-    """One problem of `problem.get` (source 0, object 0: a trigger's problem event)."""
-
-    eventid: IdText
-    objectid: IdText
-    clock: IdText
-    name: Text = ""
-    severity: IdText = "0"
-    tags: list[Any] = Field(default_factory=list)
-
-
-class _Host(VendorModel):
-    hostid: IdText = ""
-    host: Text = ""
-
-
-class _Trigger(VendorModel):
-    triggerid: IdText
-    description: Text = ""
-    hosts: list[_Host] = Field(default_factory=list)
-
-
-class _Interface(VendorModel):
-    hostid: IdText
-    ip: Text = ""
-    type: IdText = ""
-    main: IdText = ""
-
-
-_PROBLEMS = TypeAdapter(list[_Problem])
-_TRIGGERS = TypeAdapter(list[_Trigger])
-_INTERFACES = TypeAdapter(list[_Interface])
-_ZABBIX = ZabbixConnector()
-_WEBHOOK_SETTINGS = SourceConfig()
-
-
-class _JsonRpc:
-    """Zabbix API calls over one session, each bounded like any other request."""
-
-    def __init__(self, url: str, *, what: str, token: str, timeout: float, session: requests.Session) -> None:
-        self.url, self.what, self.token, self.timeout, self.session = url, what, token, timeout, session
-        self._next_id = 0
-
-    def call(self, method: str, params: dict[str, Any]) -> Any:
-        self._next_id += 1
-        request = {"jsonrpc": "2.0", "method": method, "params": params, "id": self._next_id}
-        answer = _request_json(
-            "POST",
-            self.url,
-            what=f"{self.what} {method}",
-            token=self.token,
-            timeout=self.timeout,
-            session=self.session,
-            body=json.dumps(request).encode("utf-8"),
-            headers={"Content-Type": "application/json-rpc"},
-        )
-        if not isinstance(answer, dict):
-            raise PullError(
-                f"{self.what} {method}: unexpected answer: must be a JSON-RPC object, got {json_type(answer)}"
-            )
-        if "error" in answer:
-            raise PullError(f"{self.what} {method}: Zabbix API error: {_rpc_error(answer['error'])}")
-        if "result" not in answer:
-            raise PullError(f"{self.what} {method}: unexpected answer: neither result nor error")
-        return answer["result"]
-
-
-def _rpc_error(error: Any) -> str:
-    if not isinstance(error, dict):
-        return str(error)[:_SNIPPET]
-    message = " ".join(str(error.get(key, "")).strip() for key in ("message", "data")).strip()
-    text = f"{message[: 2 * _SNIPPET] or 'no message'} (code {error.get('code')})"
-    lowered = message.lower()
-    if any(word in lowered for word in ("not authorized", "session terminated", "re-login", "api token")):
-        text += "; Suture sends an API token as Authorization: Bearer, which needs Zabbix 6.4 or later"
-    return text
-
-
-def fetch_zabbix_problems(
-    url: str,
-    *,
-    source: str = "zabbix",
-    token: str,
-    timezone: str = "UTC",
-    timeout: float = 10.0,
-    session: requests.Session | None = None,
-) -> list[Alert]:
-    """The problems open in Zabbix now, each as the firing alert its webhook would have made.
-
-    `url` is the API endpoint (`https://zabbix.example.com/api_jsonrpc.php`); `token` a
-    Zabbix 6.4+ API token (Users → API tokens) of a user with read access to the host
-    groups concerned. `timezone` is accepted for symmetry with the webhook source but
-    changes nothing: problem.get gives `clock` in Unix seconds.
-
-    Mapping, as the webhook media type would send it: fingerprint `zabbix-<eventid>`;
-    `trigger_name` the trigger's description with its macros expanded; `event_name` the
-    problem name; `event_severity` the default name of the severity number; `host` the
-    trigger's (first) host; `host_ip` that host's main interface, agent before SNMP, JMX
-    and IPMI; `trigger_id` the problem's objectid; `tags` its tags; `event_time` its clock.
-    """
-    what = f"Zabbix poll {source!r}"
-    endpoint = _check_url(url, what)
-    checked = _check_token(token, what)
-    if checked is None:
-        raise PullError(f"{what}: a Zabbix API token is required")
-    limit = _check_timeout(timeout, what)
-    own_session = session is None
-    client = requests.Session() if session is None else session
-    try:
-        rpc = _JsonRpc(endpoint, what=what, token=checked, timeout=limit, session=client)
-        return _zabbix_poll(rpc, source)
-    finally:
-        if own_session:
-            client.close()
-
-
-def _zabbix_poll(rpc: _JsonRpc, source: str) -> list[Alert]:
-    what = rpc.what
-    raw = rpc.call(
-        "problem.get",
-        {
-            "output": "extend",
-            "selectTags": "extend",
-            "recent": False,
-            "sortfield": ["eventid"],
-            "sortorder": "DESC",
-            "limit": MAX_ALERTS + 1,
-        },
-    )
-    problems = _shape(
-        _PROBLEMS, _count(raw, f"{what} problem.get", "result"), f"{what} problem.get", "result"
-    )
-    if not problems:
-        return []
-
-    trigger_ids = sorted({problem.objectid for problem in problems})
-    raw = rpc.call(
-        "trigger.get",
-        {
-            "triggerids": trigger_ids,
-            "output": ["triggerid", "description"],
-            "selectHosts": ["hostid", "host"],
-            "expandDescription": True,
-        },
-    )
-    triggers = {
-        trigger.triggerid: trigger
-        for trigger in _shape(_TRIGGERS, _list(raw, f"{what} trigger.get"), f"{what} trigger.get", "result")
-    }
-
-    host_ids = sorted({trigger.hosts[0].hostid for trigger in triggers.values() if trigger.hosts} - {""})
-    addresses: dict[str, str] = {}
-    if host_ids:
-        raw = rpc.call(
-            "hostinterface.get",
-            {"hostids": host_ids, "output": ["hostid", "ip", "type", "main"], "filter": {"main": "1"}},
-        )
-        interfaces = _shape(
-            _INTERFACES, _list(raw, f"{what} hostinterface.get"), f"{what} hostinterface.get", "result"
-        )
-        addresses = _main_addresses(interfaces)
-
-    received_at = datetime.now(UTC)
-    alerts = []
-    for problem in problems:
-        trigger = triggers.get(problem.objectid)
-        params = _webhook_params(problem, trigger, addresses, what)
-        try:
-            (alert,) = _ZABBIX.parse(params, _WEBHOOK_SETTINGS, received_at)
-        except InvalidPayload as exc:
-            raise PullError(f"{what}: problem {problem.eventid}: {exc.field}: {exc.message}") from None
-        alerts.append(alert if alert.source == source else alert.model_copy(update={"source": source}))
-    return alerts
-
-
-def _list(raw: Any, what: str) -> list[Any]:
-    if not isinstance(raw, list):
-        raise PullError(f"{what}: unexpected answer: result must be a list, got {json_type(raw)}")
-    return raw
-
-
-def _main_addresses(interfaces: Iterable[_Interface]) -> dict[str, str]:
-    """hostid to the IP {HOST.IP} resolves to: the main interface of the highest-priority type."""
-    best: dict[str, tuple[int, str]] = {}
-    for interface in interfaces:
-        if interface.main != "1" or interface.type not in _INTERFACE_PRIORITY:
-            continue
-        rank = _INTERFACE_PRIORITY.index(interface.type)
-        if interface.hostid not in best or rank < best[interface.hostid][0]:
-            best[interface.hostid] = (rank, interface.ip)
-    return {hostid: ip for hostid, (_, ip) in best.items()}
-
-
-def _webhook_params(
-    problem: _Problem, trigger: _Trigger | None, addresses: Mapping[str, str], what: str
-) -> dict[str, Any]:
-    """The body Suture's Zabbix media type would have POSTed for this problem."""
-    where = f"{what}: problem {problem.eventid}"
-    if not problem.clock.isdigit():
-        raise PullError(f"{where}: clock must be Unix seconds, got {problem.clock[:40]!r}")
-    try:
-        started = datetime.fromtimestamp(int(problem.clock), UTC)
-    except (OverflowError, OSError, ValueError):
-        raise PullError(f"{where}: clock {problem.clock[:40]!r} is out of range") from None
-    severity = ZABBIX_SEVERITY_NAMES.get(problem.severity)
-    if severity is None:
-        raise PullError(f"{where}: severity must be 0 to 5, got {problem.severity[:40]!r}")
-    params: dict[str, Any] = {
-        "event_id": problem.eventid,
-        "event_value": "1",
-        "event_name": problem.name,
-        "event_severity": severity,
-        "trigger_id": problem.objectid,
-        "tags": json.dumps(problem.tags),
-        "event_time": started.isoformat(),
-    }
-    if trigger is not None:
-        params["trigger_name"] = trigger.description
-        if trigger.hosts:
-            host = trigger.hosts[0]
-            params["host"] = host.host
-            if host.hostid in addresses:
-                params["host_ip"] = addresses[host.hostid]
-    return params

@@ -82,7 +82,7 @@ def schedule_polls(scheduler: BaseScheduler, config: Config, store: Store, intak
     reconcile_zabbix = zabbix is not None and bool(zabbix.url and zabbix.api_token_env)
     if not config.pull and not reconcile_zabbix:
         return []
-    from connectors import pull  # requests is only imported by daemons that poll
+    from connectors import pull, zabbix_api  # requests is only imported by daemons that poll
 
     jobs: list[tuple[PollJob, float]] = []
     for source in config.pull:
@@ -109,7 +109,7 @@ def schedule_polls(scheduler: BaseScheduler, config: Config, store: Store, intak
 
         def fetch_zabbix() -> list[Alert]:
             assert zabbix is not None and zabbix.url
-            return pull.fetch_zabbix_problems(zabbix.url, token=api_token, timezone=zabbix.timezone)
+            return zabbix_api.fetch_zabbix_problems(zabbix.url, token=api_token, timezone=zabbix.timezone)
 
         jobs.append((PollJob("zabbix", fetch_zabbix, store, intake), zabbix.interval.total_seconds()))
 

@@ -23,8 +23,8 @@ from connectors.pull import (
     PullError,
     fetch_alertmanager,
     fetch_prometheus,
-    fetch_zabbix_problems,
 )
+from connectors.zabbix_api import fetch_zabbix_problems
 from engine.config import SourceConfig
 from engine.models import AlertStatus
 from tests.support.httpserver import TestHttpServer, redirect, respond, running_http_server, slow
