@@ -193,27 +193,25 @@ def _check_limits(config: Config, alerts: list[Any]) -> None:
         raise InvalidPayload(
             "alerts", f"at most {server.max_alerts_per_body} alerts per body (got {len(alerts)})"
         )
-    # PostgreSQL cannot store NUL in text or JSONB: refused everywhere, so both backends agree.
+    limits = {
+        "labels": ("max_label_bytes", server.max_label_bytes),
+        "annotations": ("max_annotation_bytes", server.max_annotation_bytes),
+    }
+    # One pass over every value. NUL is refused on every backend because PostgreSQL cannot
+    # store it in text or JSONB, so both backends give the same answer.
     for index, alert in enumerate(alerts):
         for field, value in (("fingerprint", alert.fingerprint), ("name", alert.name)):
+            if "\x00" in value:
+                raise InvalidPayload(f"alerts.{index}.{field}", "contains a NUL character")
             if len(value.encode()) > server.max_label_bytes:
                 raise InvalidPayload(
                     f"alerts.{index}.{field}",
                     f"longer than server.max_label_bytes ({server.max_label_bytes})",
                 )
-            if "\x00" in value:
-                raise InvalidPayload(f"alerts.{index}.{field}", "contains a NUL character")
-        for kind in ("labels", "annotations"):
+        for kind, (setting, limit) in limits.items():
             for key, value in getattr(alert, kind).items():
                 if "\x00" in key or "\x00" in value:
                     raise InvalidPayload(f"alerts.{index}.{kind}.{key}", "contains a NUL character")
-    limits = {
-        "labels": ("max_label_bytes", server.max_label_bytes),
-        "annotations": ("max_annotation_bytes", server.max_annotation_bytes),
-    }
-    for index, alert in enumerate(alerts):
-        for kind, (setting, limit) in limits.items():
-            for key, value in getattr(alert, kind).items():
                 if len(key) > 256:
                     raise InvalidPayload(
                         f"alerts.{index}.{kind}", f"key longer than 256 characters: {key[:40]!r}..."
