@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -18,21 +14,18 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors import CONNECTORS, Connector
-from connectors.signatures import bearer_token_ok, verify_hmac_sha256
+from connectors import CONNECTORS
 from engine import metrics
-from engine.config import Config, SourceConfig
-from engine.errors import Conflict, InvalidPayload, NotFound, StoreUnavailable
+from engine.config import Config
+from engine.errors import Conflict, NotFound, StoreUnavailable
 from engine.intake import Intake
 from engine.store import Store
 from engine.timeparse import parse_since
+from engine.webhooks import WebhookFront, WebhookReceiver, error
 
 log = structlog.get_logger("suture.api")
 
-COMMIT_WAIT_SECONDS = 10.0
 MAX_ID = 2**62  # larger ids cannot exist; refusing them keeps SQLite's INTEGER from overflowing
-SIGNATURE_HEADERS = {"grafana": "X-Grafana-Alerting-Signature"}
-DEFAULT_SIGNATURE_HEADER = "X-Suture-Signature"
 
 
 class ORJSONResponse(JSONResponse):
@@ -58,10 +51,8 @@ class Decision(BaseModel):
 
 
 def _error(status: int, message: str, field: str | None = None) -> ORJSONResponse:
-    body: dict[str, Any] = {"error": message}
-    if field is not None:
-        body["field"] = field
-    return ORJSONResponse(body, status_code=status)
+    answer = error(status, message, field)
+    return ORJSONResponse(answer.body, status_code=answer.status)
 
 
 def create_app(services: Services) -> FastAPI:
@@ -73,8 +64,10 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     vendor_schemas: dict[str, Any] = {}
-    for connector in CONNECTORS.values():
-        vendor_schemas.update(_add_alert_route(app, services, connector))
+    receivers = [WebhookReceiver(services.config, services.intake, c) for c in CONNECTORS.values()]
+    for receiver in receivers:
+        vendor_schemas.update(_add_alert_route(app, receiver))
+    app.state.receivers = receivers
     _add_read_routes(app, services)
 
     def openapi() -> dict[str, Any]:
@@ -92,57 +85,21 @@ def create_app(services: Services) -> FastAPI:
     return app
 
 
-def _add_alert_route(app: FastAPI, services: Services, connector: Connector) -> dict[str, Any]:
-    source = connector.source
-    schema = connector.body_model.model_json_schema(ref_template="#/components/schemas/{model}")
+def create_asgi(services: Services) -> WebhookFront:
+    """What `suture serve` runs: the FastAPI app behind the webhook fast path."""
+    app = create_app(services)
+    return WebhookFront(app, app.state.receivers)
+
+
+def _add_alert_route(app: FastAPI, receiver: WebhookReceiver) -> dict[str, Any]:
+    """The documented route; `WebhookFront` serves the same receiver ahead of FastAPI."""
+    source = receiver.source
+    schema = receiver.connector.body_model.model_json_schema(ref_template="#/components/schemas/{model}")
     defs = schema.pop("$defs", {})
 
     async def receive(request: Request) -> Response:
-        started = time.perf_counter()
-        settings = services.config.source(source)
-        if not settings.enabled:
-            return _error(404, f"source {source} is disabled in config.yaml")
-        if (denied := _check_token(settings.token_env, request.headers.get("authorization"))) is not None:
-            metrics.WEBHOOKS_REJECTED.labels(source, "unauthorized").inc()
-            return denied
-        limit = services.config.server.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            metrics.WEBHOOKS_REJECTED.labels(source, "too_large").inc()
-            return _error(413, f"body is larger than server.max_body_bytes ({limit} bytes)")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                metrics.WEBHOOKS_REJECTED.labels(source, "too_large").inc()
-                return _error(413, f"body is larger than server.max_body_bytes ({limit} bytes)")
-        if (denied := _check_signature(source, settings, request, bytes(body))) is not None:
-            metrics.WEBHOOKS_REJECTED.labels(source, "bad_signature").inc()
-            return denied
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            metrics.WEBHOOKS_REJECTED.labels(source, "invalid").inc()
-            return _error(400, f"body is not valid JSON: {exc}", field="body")
-        try:
-            alerts = connector.parse(payload, settings, datetime.now(UTC))
-            _check_limits(services.config, alerts)
-        except InvalidPayload as exc:
-            metrics.WEBHOOKS_REJECTED.labels(source, "invalid").inc()
-            return _error(422, f"{exc.field}: {exc.message}", field=exc.field)
-        submission = services.intake.prepare(source, body.decode("utf-8", "replace"), alerts)
-        try:
-            receipt = await asyncio.wait_for(
-                asyncio.wrap_future(services.intake.submit(submission)), COMMIT_WAIT_SECONDS
-            )
-        except (StoreUnavailable, TimeoutError) as exc:
-            metrics.WEBHOOKS_REJECTED.labels(source, "unavailable").inc()
-            log.error("alerts_not_stored", source=source, error=str(exc) or "commit timed out")
-            return _error(503, "alerts not stored: the database is unavailable, retry later")
-        metrics.ALERTS_RECEIVED.labels(source).inc(len(alerts))
-        metrics.INCIDENTS_OPENED.inc(len(receipt.opened))
-        metrics.INGEST_SECONDS.labels(source).observe(time.perf_counter() - started)
-        return ORJSONResponse(receipt.as_json(), status_code=202)
+        answer = await receiver.receive(request.headers, request.stream())
+        return ORJSONResponse(answer.body, status_code=answer.status)
 
     receive.__name__ = f"receive_{source}"
     app.post(
@@ -162,64 +119,6 @@ def _add_alert_route(app: FastAPI, services: Services, connector: Connector) -> 
         },
     )(receive)
     return dict(defs)
-
-
-def _check_token(token_env: str | None, header: str | None) -> Response | None:
-    """Constant-time bearer check; the answer never says which part was wrong."""
-    expected = os.environ.get(token_env) if token_env else None
-    if not expected:
-        return None
-    return None if bearer_token_ok(expected, header) else _error(401, "unauthorized")
-
-
-def _check_signature(source: str, settings: SourceConfig, request: Request, body: bytes) -> Response | None:
-    """HMAC-SHA256 over the raw body (or `timestamp:body`) when a secret is configured."""
-    secret = os.environ.get(settings.signature_secret_env) if settings.signature_secret_env else None
-    if not secret:
-        return None
-    header = settings.signature_header or SIGNATURE_HEADERS.get(source, DEFAULT_SIGNATURE_HEADER)
-    given = request.headers.get(header)
-    timestamp = request.headers.get(settings.timestamp_header) if settings.timestamp_header else None
-    if not given or (settings.timestamp_header and not timestamp):
-        return _error(401, f"missing signature header {header}")
-    if not verify_hmac_sha256(secret.encode(), body, given, timestamp=timestamp):
-        return _error(401, "signature does not match the body")
-    return None
-
-
-def _check_limits(config: Config, alerts: list[Any]) -> None:
-    server = config.server
-    if len(alerts) > server.max_alerts_per_body:
-        raise InvalidPayload(
-            "alerts", f"at most {server.max_alerts_per_body} alerts per body (got {len(alerts)})"
-        )
-    limits = {
-        "labels": ("max_label_bytes", server.max_label_bytes),
-        "annotations": ("max_annotation_bytes", server.max_annotation_bytes),
-    }
-    # One pass over every value. NUL is refused on every backend because PostgreSQL cannot
-    # store it in text or JSONB, so both backends give the same answer.
-    for index, alert in enumerate(alerts):
-        for field, value in (("fingerprint", alert.fingerprint), ("name", alert.name)):
-            if "\x00" in value:
-                raise InvalidPayload(f"alerts.{index}.{field}", "contains a NUL character")
-            if len(value.encode()) > server.max_label_bytes:
-                raise InvalidPayload(
-                    f"alerts.{index}.{field}",
-                    f"longer than server.max_label_bytes ({server.max_label_bytes})",
-                )
-        for kind, (setting, limit) in limits.items():
-            for key, value in getattr(alert, kind).items():
-                if "\x00" in key or "\x00" in value:
-                    raise InvalidPayload(f"alerts.{index}.{kind}.{key}", "contains a NUL character")
-                if len(key) > 256:
-                    raise InvalidPayload(
-                        f"alerts.{index}.{kind}", f"key longer than 256 characters: {key[:40]!r}..."
-                    )
-                if len(value.encode()) > limit:
-                    raise InvalidPayload(
-                        f"alerts.{index}.{kind}.{key}", f"value longer than server.{setting} ({limit} bytes)"
-                    )
 
 
 def _page(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import structlog
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from engine.api import Services, create_app
+from engine.api import Services, create_asgi
 from engine.catalog import Catalog, load_catalog
 from engine.config import Config
 from engine.errors import CatalogError
@@ -134,7 +134,7 @@ class Daemon:
         services = Services(
             self.config, self.store, self.intake, ready=self._ready.is_set, wake_workers=self.pool.wake
         )
-        return create_app(services)
+        return create_asgi(services)
 
     def serve(self) -> None:
         app = self.app()

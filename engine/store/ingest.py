@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, literal_column, select, text, update
 
 from engine import policy
 from engine.models import Alert, AlertStatus, IncidentStatus, Mode, Policy, RunStatus, Severity, due_at
+from engine.store.bulk import insert_rows
 from engine.store.tables import alerts, audit_log, events, incidents, runs
 
 _CHUNK = 400  # bound parameters per IN (...) list
@@ -256,7 +257,7 @@ class _Batch:
                 assert incident.row is not None
                 incident.row["occurrences"] += incident.bumps
                 rows.append(incident.row)
-            ids = _insert_returning(conn, incidents, rows)
+            ids = insert_rows(conn, incidents, rows, ids=True)
             for incident, new_id in zip(self.new_incidents, ids, strict=True):
                 incident.id = new_id
         stored_bumps = {i.id: i.bumps for i in self.bumped if i.row is None}
@@ -271,31 +272,32 @@ class _Batch:
             for incident, run in self.new_runs:
                 run["incident_id"] = incident.id
                 run["context"]["incident"]["id"] = incident.id
-            run_ids = _insert_returning(conn, runs, [run for _, run in self.new_runs])
+            run_ids = insert_rows(conn, runs, [run for _, run in self.new_runs], ids=True)
             for (_, run), run_id in zip(self.new_runs, run_ids, strict=True):
                 run["id"] = run_id
         if self.alert_rows:
             for row, owner in self.alert_rows:
                 row["incident_id"] = owner.id if owner is not None else None
-            conn.execute(insert(alerts), [row for row, _ in self.alert_rows])
+            insert_rows(conn, alerts, [row for row, _ in self.alert_rows], ids=False)
         if self.audit_rows:
             for row, subject, queued in self.audit_rows:
                 row["incident_id"] = subject.id
                 row["run_id"] = queued["id"] if queued is not None else None
                 if queued is not None:
                     row["message"] = f"run {queued['id']} {row['message']}"
-            conn.execute(insert(audit_log), [row for row, _, _ in self.audit_rows])
+            insert_rows(conn, audit_log, [row for row, _, _ in self.audit_rows], ids=False)
 
 
 def apply_batch(conn: Connection, batch: list[Submission], now: datetime) -> list[Receipt]:
     """Store every submission of the batch; the caller commits once for all of them."""
-    event_ids = _insert_returning(
+    event_ids = insert_rows(
         conn,
         events,
         [
             {"source": s.source, "received_at": now, "body": s.body, "alert_count": len(s.alerts)}
             for s in batch
         ],
+        ids=True,
     )
     work = _Batch(conn, now, batch)
     pendings = []
@@ -318,22 +320,27 @@ def apply_batch(conn: Connection, batch: list[Submission], now: datetime) -> lis
     ]
 
 
-def _insert_returning(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert many rows in one statement and return their ids in the order given."""
-    if not rows:
-        return []
-    result = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
-    return [int(value) for value in result.scalars().all()]
-
-
 _COLUMNS = (incidents.c.id, incidents.c.status, incidents.c.starts_at, incidents.c.fingerprint)
 # Built once: constructing an IN clause over hundreds of values on every batch cost a fifth of
-# the writer's time; expanding parameters only fill in the placeholders.
+# the writer's time; expanding parameters only fill in the placeholders. `'open'` is a literal
+# so that the partial index `uq_incidents_open_fingerprint` applies to every plan.
 _OPEN_BY_FINGERPRINT = select(*_COLUMNS).where(
     and_(
         incidents.c.fingerprint.in_(bindparam("fingerprints", expanding=True)),
-        incidents.c.status == IncidentStatus.open.value,
+        incidents.c.status == literal_column(f"'{IncidentStatus.open.value}'"),
     )
+)
+# SQLite, without statistics, prefers `ix_incidents_status_opened_at` for a long IN list and
+# then reads every open incident: 15 ms per batch at 40k open incidents, growing with the
+# table. The partial unique index answers the same question with one probe per fingerprint.
+_OPEN_BY_FINGERPRINT_SQLITE = (
+    text(
+        "SELECT id, status, starts_at, fingerprint FROM incidents"
+        " INDEXED BY uq_incidents_open_fingerprint"
+        f" WHERE fingerprint IN :fingerprints AND status = '{IncidentStatus.open.value}'"
+    )
+    .bindparams(bindparam("fingerprints", expanding=True))
+    .columns(*_COLUMNS)
 )
 _BY_INSTANCE = select(*_COLUMNS).where(
     and_(
@@ -356,9 +363,10 @@ def _lookup(
     fingerprints = sorted({c.alert.fingerprint for s in batch for c in s.alerts})
     starts = sorted({c.alert.starts_at for s in batch for c in s.alerts if c.alert.starts_at is not None})
     found: dict[int, _Incident] = {}
+    open_query = _OPEN_BY_FINGERPRINT_SQLITE if conn.dialect.name == "sqlite" else _OPEN_BY_FINGERPRINT
     for i in range(0, len(fingerprints), _CHUNK):
         chunk = fingerprints[i : i + _CHUNK]
-        results = [conn.execute(_OPEN_BY_FINGERPRINT, {"fingerprints": chunk})]
+        results = [conn.execute(open_query, {"fingerprints": chunk})]
         if starts:
             results.append(conn.execute(_BY_INSTANCE, {"fingerprints": chunk, "starts": starts}))
         for result in results:
