@@ -33,7 +33,7 @@ class Database:
                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
                 pool_size=8,
                 max_overflow=16,
-                json_serializer=_json_dumps,
+                json_serializer=json_text,
                 json_deserializer=orjson.loads,
             )
             event.listen(self.engine, "connect", _sqlite_on_connect)
@@ -44,7 +44,7 @@ class Database:
                 pool_size=8,
                 max_overflow=16,
                 pool_pre_ping=True,
-                json_serializer=_json_dumps,
+                json_serializer=json_text,
                 json_deserializer=orjson.loads,
             )
 
@@ -105,7 +105,8 @@ def current_revision(db: Database) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def _json_dumps(value: Any) -> str:
+def json_text(value: Any) -> str:
+    """What JSON columns store: orjson, non-string keys allowed."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 

@@ -28,8 +28,7 @@ class UtcDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes on every backend.
 
     SQLite keeps them as text in SQLAlchemy's own DATETIME format (sorted and compared as
-    text), formatted here directly: a batch of alerts binds the same `now` thousands of
-    times, so the last value's text is remembered.
+    text), formatted here directly by `sqlite_utc_text`.
     """
 
     impl = DateTime(timezone=True)
@@ -47,16 +46,7 @@ class UtcDateTime(TypeDecorator[datetime]):
             value = value.replace(tzinfo=UTC)
         if dialect.name != "sqlite":
             return value.astimezone(UTC)
-        last_value, last_text = _memo.pair  # one read of one tuple: never a mixed pair
-        if last_value is value:
-            return last_text
-        utc = value.astimezone(UTC)
-        text = (
-            f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d} "
-            f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}.{utc.microsecond:06d}"
-        )
-        _memo.pair = (value, text)
-        return text
+        return sqlite_utc_text(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -66,13 +56,22 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class _Memo:
-    """The last datetime bound on SQLite and its text, swapped as one tuple."""
-
-    pair: tuple[Any, str] = (None, "")
+_TEXTS: dict[datetime, str] = {}
 
 
-_memo = _Memo()
+def sqlite_utc_text(value: datetime) -> str:
+    """An aware datetime as SQLite's DATETIME text in UTC, remembered: a batch of alerts binds
+    the same few times (its `now`, a shared startsAt) thousands of times."""
+    text = _TEXTS.get(value)
+    if text is None:
+        if len(_TEXTS) >= 4096:
+            _TEXTS.clear()
+        utc = value.astimezone(UTC) if value.tzinfo is not None else value
+        text = _TEXTS[value] = (
+            f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d} "
+            f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}.{utc.microsecond:06d}"
+        )
+    return text
 
 
 Json: Any = JSON().with_variant(JSONB(), "postgresql")
