@@ -141,10 +141,23 @@ class Server:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
 
     def rss(self) -> int:
-        return _proc_status(self.pid, "VmRSS")
+        """VmRSS of the server and its live child processes (Suture's intake helpers)."""
+        return sum(_proc_status(pid, "VmRSS") for pid in self.pids())
 
     def peak_rss(self) -> int:
-        return _proc_status(self.pid, "VmHWM")
+        """Sum of each live process's own peak (VmHWM): an upper bound of the peak together."""
+        return sum(_proc_status(pid, "VmHWM") for pid in self.pids())
+
+    def pids(self) -> list[int]:
+        pids = [self.pid]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited while we looked
+            if int(fields[1]) == self.pid:
+                pids.append(int(stat.parent.name))
+        return pids
 
     @contextmanager
     def db(self) -> Iterator[sqlite3.Connection]:

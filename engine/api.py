@@ -19,6 +19,7 @@ from engine import metrics
 from engine.config import Config
 from engine.errors import Conflict, NotFound, StoreUnavailable
 from engine.intake import Intake
+from engine.intake_helpers import HelperPool
 from engine.store import Store
 from engine.timeparse import parse_since
 from engine.webhooks import WebhookFront, WebhookReceiver, error
@@ -40,6 +41,7 @@ class Services:
     intake: Intake
     ready: Callable[[], bool]
     wake_workers: Callable[[], None] = lambda: None
+    helpers: HelperPool | None = None
 
 
 class Decision(BaseModel):
@@ -64,7 +66,10 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     vendor_schemas: dict[str, Any] = {}
-    receivers = [WebhookReceiver(services.config, services.intake, c) for c in CONNECTORS.values()]
+    receivers = [
+        WebhookReceiver(services.config, services.intake, c, services.helpers, services.wake_workers)
+        for c in CONNECTORS.values()
+    ]
     for receiver in receivers:
         vendor_schemas.update(_add_alert_route(app, receiver))
     app.state.receivers = receivers
@@ -99,7 +104,7 @@ def _add_alert_route(app: FastAPI, receiver: WebhookReceiver) -> dict[str, Any]:
 
     async def receive(request: Request) -> Response:
         answer = await receiver.receive(request.headers, request.stream())
-        return ORJSONResponse(answer.body, status_code=answer.status)
+        return Response(answer.render(), status_code=answer.status, media_type="application/json")
 
     receive.__name__ = f"receive_{source}"
     app.post(

@@ -19,8 +19,10 @@ from engine.catalog import Catalog, load_catalog
 from engine.config import Config
 from engine.errors import CatalogError
 from engine.intake import CatalogView, Intake
+from engine.intake_helpers import HelperPool
 from engine.scheduler import schedule_polls
 from engine.store import Store, open_database
+from engine.store.db import sqlite_file
 from engine.templating import Renderer
 from engine.worker import PlaybookResolver, WorkerPool
 
@@ -54,6 +56,9 @@ class Daemon:
             paused=lambda: bool(self.store.get_state(PAUSED_KEY)),
         )
         self.intake = Intake(self.store, CatalogView.of(catalog), on_runs_queued=self.pool.wake)
+        # Helpers need a database other processes can open: not an in-memory SQLite.
+        shared = not (self.db.is_sqlite and sqlite_file(self.db.url) is None)
+        self.helpers = HelperPool(config, catalog) if config.server.intake_helpers and shared else None
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self._ready = threading.Event()
         self._reload_lock = threading.Lock()
@@ -106,6 +111,8 @@ class Daemon:
                 return False
             self.store.sync_catalog(catalog)
             self.intake.view = CatalogView.of(catalog)
+            if self.helpers is not None:
+                self.helpers.update_catalog(catalog)
             log.info("catalog_reloaded", codes=len(catalog.codes), playbooks=len(catalog.playbooks))
             return True
 
@@ -126,13 +133,20 @@ class Daemon:
     def stop(self) -> None:
         self._ready.clear()
         self.scheduler.shutdown(wait=False)
+        if self.helpers is not None:
+            self.helpers.close()
         self.intake.stop()
         self.pool.stop()
         self.db.dispose()
 
     def app(self) -> Any:
         services = Services(
-            self.config, self.store, self.intake, ready=self._ready.is_set, wake_workers=self.pool.wake
+            self.config,
+            self.store,
+            self.intake,
+            ready=self._ready.is_set,
+            wake_workers=self.pool.wake,
+            helpers=self.helpers,
         )
         return create_asgi(services)
 

@@ -29,3 +29,6 @@ STEP_SECONDS = Histogram(
     buckets=(0.01, 0.1, 0.5, 1, 5, 30, 120),
 )
 WORKERS_BUSY = Gauge("suture_workers_busy", "Workers executing a run", registry=REGISTRY)
+INTAKE_HELPERS = Gauge(
+    "suture_intake_helpers", "Intake helper processes ready to take webhooks", registry=REGISTRY
+)

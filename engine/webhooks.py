@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -29,6 +29,10 @@ from engine.config import Config, SourceConfig
 from engine.errors import InvalidPayload, StoreUnavailable
 from engine.intake import Intake
 from engine.models import Alert
+from engine.store.ingest import Submission
+
+if TYPE_CHECKING:
+    from engine.intake_helpers import HelperPool
 
 log = structlog.get_logger("suture.api")
 
@@ -47,6 +51,26 @@ class Answer:
         return orjson.dumps(self.body, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z)
 
 
+@dataclass(frozen=True)
+class Rejected:
+    """A body refused before any write: the metric's reason and the answer."""
+
+    reason: str
+    answer: Answer
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one body, in the shape an intake helper process can send back."""
+
+    status: int
+    content: bytes
+    reason: str | None = None
+    alerts: int = 0
+    opened: int = 0
+    runs_queued: bool = False
+
+
 def error(status: int, message: str, field: str | None = None) -> Answer:
     body: dict[str, Any] = {"error": message}
     if field is not None:
@@ -57,10 +81,19 @@ def error(status: int, message: str, field: str | None = None) -> Answer:
 class WebhookReceiver:
     """The answer to one POST /api/v1/alerts/<source>; 202 only once the alerts are committed."""
 
-    def __init__(self, config: Config, intake: Intake, connector: Connector) -> None:
+    def __init__(
+        self,
+        config: Config,
+        intake: Intake,
+        connector: Connector,
+        helpers: HelperPool | None = None,
+        wake_workers: Callable[[], None] | None = None,
+    ) -> None:
         self.config = config
         self.intake = intake
         self.connector = connector
+        self.helpers = helpers
+        self.wake_workers = wake_workers
         self.source = source = connector.source
         self.path = f"/api/v1/alerts/{source}"
         # Labelled children looked up once: `.labels()` per request showed in profiles.
@@ -93,29 +126,69 @@ class WebhookReceiver:
         raw = bytes(body)
         if (denied := _signature_problem(source, settings, headers, raw)) is not None:
             return self._reject("bad_signature", denied)
-        try:
-            payload = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return self._reject("invalid", error(400, f"body is not valid JSON: {exc}", field="body"))
-        try:
-            alerts = self.connector.parse(payload, settings, datetime.now(UTC))
-            check_limits(config, alerts)
-        except InvalidPayload as exc:
-            return self._reject("invalid", error(422, f"{exc.field}: {exc.message}", field=exc.field))
-        submission = self.intake.prepare(source, raw.decode("utf-8", "replace"), alerts)
+        helper = self.helpers.pick() if self.helpers is not None else None
+        if helper is not None:
+            outcome = await helper.forward(source, raw)
+            if outcome is not None:
+                return self._relay(outcome, started)
+        return await self._ingest(raw, started)
+
+    async def _ingest(self, raw: bytes, started: float) -> Answer:
+        """Admit and commit in this process; the answer waits for the commit."""
+        admitted = admit(self.config, self.intake, self.connector, raw)
+        if isinstance(admitted, Rejected):
+            return self._reject(admitted.reason, admitted.answer)
         try:
             receipt = await asyncio.wait_for(
-                asyncio.wrap_future(self.intake.submit(submission)), COMMIT_WAIT_SECONDS
+                asyncio.wrap_future(self.intake.submit(admitted)), COMMIT_WAIT_SECONDS
             )
         except (StoreUnavailable, TimeoutError) as exc:
-            log.error("alerts_not_stored", source=source, error=str(exc) or "commit timed out")
-            return self._reject(
-                "unavailable", error(503, "alerts not stored: the database is unavailable, retry later")
-            )
-        self._received.inc(len(alerts))
+            log.error("alerts_not_stored", source=self.source, error=str(exc) or "commit timed out")
+            return self._reject("unavailable", UNAVAILABLE)
+        self._received.inc(len(admitted.alerts))
         metrics.INCIDENTS_OPENED.inc(len(receipt.opened))
         self._seconds.observe(time.perf_counter() - started)
         return Answer(202, receipt.as_json())
+
+    def _relay(self, outcome: Outcome, started: float) -> Answer:
+        """A helper's outcome, counted here: the metrics live in this process."""
+        if outcome.reason is not None:
+            self._rejected[outcome.reason].inc()
+        if outcome.status == 202:
+            self._received.inc(outcome.alerts)
+            metrics.INCIDENTS_OPENED.inc(outcome.opened)
+            self._seconds.observe(time.perf_counter() - started)
+            if outcome.runs_queued and self.wake_workers is not None:
+                self.wake_workers()
+        return Relayed(outcome.status, {}, outcome.content)
+
+
+@dataclass(frozen=True)
+class Relayed(Answer):
+    """An answer a helper process already rendered."""
+
+    content: bytes = b""
+
+    def render(self) -> bytes:
+        return self.content
+
+
+UNAVAILABLE = error(503, "alerts not stored: the database is unavailable, retry later")
+
+
+def admit(config: Config, intake: Intake, connector: Connector, raw: bytes) -> Submission | Rejected:
+    """From an authenticated body to a classified submission: JSON, vendor parse, limits."""
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Rejected("invalid", error(400, f"body is not valid JSON: {exc}", field="body"))
+    source = connector.source
+    try:
+        alerts = connector.parse(payload, config.source(source), datetime.now(UTC))
+        check_limits(config, alerts)
+    except InvalidPayload as exc:
+        return Rejected("invalid", error(422, f"{exc.field}: {exc.message}", field=exc.field))
+    return intake.prepare(source, raw.decode("utf-8", "replace"), alerts)
 
 
 class WebhookFront:

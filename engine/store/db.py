@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -11,7 +13,7 @@ from typing import Any
 import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, create_engine, event
+from sqlalchemy import Connection, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from engine.errors import StoreUnavailable
@@ -26,7 +28,9 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        self._write_lock: AbstractContextManager[Any] = threading.Lock() if self.is_sqlite else nullcontext()
+        self._write_lock: AbstractContextManager[Any] = (
+            WriteTurn(sqlite_file(url)) if self.is_sqlite else nullcontext()
+        )
         if self.is_sqlite:
             self.engine = create_engine(
                 url,
@@ -52,9 +56,9 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """A write transaction; on SQLite it takes the write lock up front (BEGIN IMMEDIATE).
 
-        On SQLite the threads of this process also queue on one lock: SQLite's busy handler
-        sleeps and retries, so a worker could starve behind the intake writer's back-to-back
-        transactions until the busy timeout; a lock hands the turn over at release instead.
+        On SQLite writers also queue on `WriteTurn`: SQLite's busy handler sleeps and retries,
+        so a worker could starve behind an intake writer's back-to-back transactions until
+        the busy timeout; a lock hands the turn over at release instead.
         """
         with self._write_lock:
             with self._transaction() as conn:
@@ -95,6 +99,60 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if isinstance(self._write_lock, WriteTurn):
+            self._write_lock.close()
+
+
+class WriteTurn:
+    """The threads of this process, then every process on the same SQLite file, one at a time.
+
+    The cross-process part is `flock` on `<database>-writer.lock`, so intake helpers, the
+    daemon and CLI commands take turns instead of sleeping in SQLite's busy handler. Without
+    a file (in-memory) or when the lock file cannot be opened, threads still queue here and
+    SQLite's own lock keeps writes correct.
+    """
+
+    def __init__(self, database: str | None) -> None:
+        self._threads = threading.Lock()
+        self._path = database + "-writer.lock" if database else None
+        self._fd: int | None = None
+
+    def _file(self) -> int | None:
+        if self._fd is None and self._path is not None:
+            try:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
+                self._path = None
+        return self._fd
+
+    def close(self) -> None:
+        with self._threads:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            if (fd := self._file()) is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+
+def sqlite_file(url: str) -> str | None:
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
 
 
 def current_revision(db: Database) -> str | None:
