@@ -33,6 +33,10 @@ PAUSED_KEY = "paused"
 STALE_MARGIN = timedelta(minutes=5)
 
 
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
 def load_checked_catalog(config: Config, store: Store | None) -> Catalog:
     """The catalog, cross-checked against the playbook versions already stored."""
     stored = store.stored_playbook_hashes() if store is not None else None
@@ -58,7 +62,7 @@ class Daemon:
         self.intake = Intake(self.store, CatalogView.of(catalog), on_runs_queued=self.pool.wake)
         # Helpers need a database other processes can open: not an in-memory SQLite.
         shared = not (self.db.is_sqlite and sqlite_file(self.db.url) is None)
-        self.helpers = HelperPool(config, catalog) if config.server.intake_helpers and shared else None
+        self.helpers = HelperPool(config) if config.server.intake_helpers and shared else None
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self._ready = threading.Event()
         self._reload_lock = threading.Lock()
@@ -111,8 +115,6 @@ class Daemon:
                 return False
             self.store.sync_catalog(catalog)
             self.intake.view = CatalogView.of(catalog)
-            if self.helpers is not None:
-                self.helpers.update_catalog(catalog)
             log.info("catalog_reloaded", codes=len(catalog.codes), playbooks=len(catalog.playbooks))
             return True
 
@@ -163,6 +165,9 @@ class Daemon:
             )
         )
         signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=self.reload, daemon=True).start())
+        # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the handler
+        # it found: make that an exit through `finally`, so helpers, writer and workers stop.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
         self.start()
         log.info("serving", host=self.config.server.host, port=self.config.server.port)
         try:

@@ -42,75 +42,14 @@ class CatalogView:
         return cls(catalog, Classifier(catalog))
 
 
-class Intake:
-    def __init__(
-        self, store: Store, view: CatalogView, on_runs_queued: Callable[[], None] | None = None
-    ) -> None:
+class IntakeWriter:
+    """The writer thread alone: what an intake helper process runs (the daemon classifies)."""
+
+    def __init__(self, store: Store, on_runs_queued: Callable[[], None] | None = None) -> None:
         self.store = store
-        self.view = view
-        self._renderer = Renderer()
-        self._targets: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         self._on_runs_queued = on_runs_queued
         self._queue: queue.Queue[tuple[Submission, Future[Receipt]] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
-
-    # ----------------------------------------------------------- classify
-
-    def classify(self, alert: Alert) -> ClassifiedAlert:
-        view = self.view
-        code = view.classifier.classify(alert)
-        if code is None:
-            return ClassifiedAlert(
-                alert=alert,
-                code=UNCLASSIFIED,
-                title=alert.name,
-                severity=Severity.medium,
-                target=_fallback_target(alert),
-                mode=Mode.manual,
-                playbook=None,
-            )
-        entry = view.catalog.playbook_for(code)
-        return ClassifiedAlert(
-            alert=alert,
-            code=code.code,
-            title=code.title,
-            severity=code.severity,
-            target=self._target(code.target, alert) if code.target else _fallback_target(alert),
-            mode=code.mode,
-            playbook=(entry.playbook.name, entry.playbook.version) if entry else None,
-            dry_run=code.dry_run,
-            policy=code.policy,
-        )
-
-    def _target(self, template: str, alert: Alert) -> str:
-        """Render a code's target template; a repeat of the same labels reuses the last answer."""
-        simple = _simple_target(template, alert.labels)
-        if simple is not None:
-            return simple
-        labels_only = "annotations" not in template and "alert" not in template
-        key = (template, tuple(alert.labels.items()))
-        if labels_only and (cached := self._targets.get(key)) is not None:
-            return cached
-        context = {
-            "labels": alert.labels,
-            "annotations": alert.annotations,
-            "alert": alert.model_dump(mode="json"),
-        }
-        try:
-            target = self._renderer.render(template, context).strip()
-        except TemplateError as exc:
-            log.warning("target_template_failed", fingerprint=alert.fingerprint, error=str(exc))
-            target = _fallback_target(alert)
-        if labels_only:
-            if len(self._targets) >= TARGET_CACHE_SIZE:
-                self._targets.clear()
-            self._targets[key] = target
-        return target
-
-    def prepare(self, source: str, body: str, alerts: list[Alert]) -> Submission:
-        return Submission(source=source, body=body, alerts=[self.classify(a) for a in alerts])
-
-    # ------------------------------------------------------------- writer
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="suture-intake-writer", daemon=True)
@@ -184,6 +123,72 @@ class Intake:
             )
         if self._on_runs_queued is not None and any(r.runs_queued for r in receipts):
             self._on_runs_queued()
+
+
+class Intake(IntakeWriter):
+    """Classification against the catalog in force, plus the writer."""
+
+    def __init__(
+        self, store: Store, view: CatalogView, on_runs_queued: Callable[[], None] | None = None
+    ) -> None:
+        super().__init__(store, on_runs_queued)
+        self.view = view
+        self._renderer = Renderer()
+        self._targets: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+
+    def classify(self, alert: Alert) -> ClassifiedAlert:
+        view = self.view
+        code = view.classifier.classify(alert)
+        if code is None:
+            return ClassifiedAlert(
+                alert=alert,
+                code=UNCLASSIFIED,
+                title=alert.name,
+                severity=Severity.medium,
+                target=_fallback_target(alert),
+                mode=Mode.manual,
+                playbook=None,
+            )
+        entry = view.catalog.playbook_for(code)
+        return ClassifiedAlert(
+            alert=alert,
+            code=code.code,
+            title=code.title,
+            severity=code.severity,
+            target=self._target(code.target, alert) if code.target else _fallback_target(alert),
+            mode=code.mode,
+            playbook=(entry.playbook.name, entry.playbook.version) if entry else None,
+            dry_run=code.dry_run,
+            policy=code.policy,
+        )
+
+    def _target(self, template: str, alert: Alert) -> str:
+        """Render a code's target template; a repeat of the same labels reuses the last answer."""
+        simple = _simple_target(template, alert.labels)
+        if simple is not None:
+            return simple
+        labels_only = "annotations" not in template and "alert" not in template
+        key = (template, tuple(alert.labels.items()))
+        if labels_only and (cached := self._targets.get(key)) is not None:
+            return cached
+        context = {
+            "labels": alert.labels,
+            "annotations": alert.annotations,
+            "alert": alert.model_dump(mode="json"),
+        }
+        try:
+            target = self._renderer.render(template, context).strip()
+        except TemplateError as exc:
+            log.warning("target_template_failed", fingerprint=alert.fingerprint, error=str(exc))
+            target = _fallback_target(alert)
+        if labels_only:
+            if len(self._targets) >= TARGET_CACHE_SIZE:
+                self._targets.clear()
+            self._targets[key] = target
+        return target
+
+    def prepare(self, source: str, body: str, alerts: list[Alert]) -> Submission:
+        return Submission(source=source, body=body, alerts=[self.classify(a) for a in alerts])
 
 
 #: `{{ labels.x }}` and `{{ labels.x.split(':')[0] }}`: the shapes nearly every code uses,

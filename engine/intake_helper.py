@@ -1,31 +1,32 @@
 """One intake helper process: `python -m engine.intake_helper FD`, started by `HelperPool`.
 
-It reads bodies the daemon already authenticated from the socket FD, admits and commits them
-with its own intake writer, and answers each one after its commit. It exits at end of file:
-when the daemon retires it, stops, or dies. Signals are left to the daemon, which owns it.
+It reads submissions the daemon already authenticated, parsed and classified from the socket
+FD, commits them with its own intake writer, and answers each one after its commit. It exits
+at end of file: when the daemon retires it, stops, or dies. Signals are left to the daemon.
 """
 
 from __future__ import annotations
 
 import functools
 import gc
+import os
 import pickle
 import signal
 import socket
 import sys
 import threading
+from collections.abc import MutableMapping
 from concurrent.futures import Future
 from typing import IO, Any
 
 import structlog
 
-from connectors import CONNECTORS
-from engine.intake import CatalogView, Intake
-from engine.intake_helpers import FRAME, frame
+from engine.intake import IntakeWriter
+from engine.intake_helpers import FRAME, frame, unwire
 from engine.logging import configure_logging
 from engine.store import Store, open_database
 from engine.store.ingest import Receipt
-from engine.webhooks import UNAVAILABLE, Answer, Outcome, Rejected, admit, error
+from engine.webhooks import UNAVAILABLE, Answer, Outcome
 
 log = structlog.get_logger("suture.intake")
 
@@ -59,56 +60,48 @@ class Replies:
 
 def serve(sock: socket.socket) -> None:
     stream = sock.makefile("rb")
-    init = read_frame(stream)
-    if init is None or init[0] != "init":
+    config = read_frame(stream)
+    if config is None:
         return
-    _, config, catalog = init
     configure_logging(config.logging.level, config.logging.format)
+    # Every line this process logs says so: `"intake_helper": <pid>`.
+    structlog.configure(processors=[_mark_helper, *structlog.get_config()["processors"]])
     db = open_database(config.database_url)  # the daemon has migrated it already
-    intake = Intake(Store(db), CatalogView.of(catalog))
-    intake.start()
+    writer = IntakeWriter(Store(db))
+    writer.start()
     replies = Replies(sock)
     gc.collect()
     gc.freeze()
-    replies.send(("ready",))
+    replies.send("ready")
     try:
         while (message := read_frame(stream)) is not None:
-            if message[0] == "catalog":
-                intake.view = CatalogView.of(message[1])
-                continue
-            _, request, source, raw = message
-            try:
-                admitted = admit(config, intake, CONNECTORS[source], raw)
-            except Exception:  # noqa: BLE001 - the daemon's own last resort, as for FastAPI
-                log.exception("webhook_failed", source=source)
-                replies.send(("answer", request, Outcome(500, error(500, "internal error").render())))
-                continue
-            if isinstance(admitted, Rejected):
-                outcome = Outcome(admitted.answer.status, admitted.answer.render(), reason=admitted.reason)
-                replies.send(("answer", request, outcome))
-                continue
-            intake.submit(admitted).add_done_callback(
-                functools.partial(_answer, replies, request, source, len(admitted.alerts))
+            request, wired = message
+            submission = unwire(wired)
+            writer.submit(submission).add_done_callback(
+                functools.partial(_answer, replies, request, submission.source)
             )
     finally:
-        intake.stop()
+        writer.stop()
         db.dispose()
 
 
-def _answer(replies: Replies, request: int, source: str, count: int, done: Future[Receipt]) -> None:
-    replies.send(("answer", request, _committed(done, source, count)))
+def _mark_helper(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    event["intake_helper"] = os.getpid()
+    return event
 
 
-def _committed(done: Future[Receipt], source: str, count: int) -> Outcome:
+def _answer(replies: Replies, request: int, source: str, done: Future[Receipt]) -> None:
+    replies.send((request, _committed(done, source)))
+
+
+def _committed(done: Future[Receipt], source: str) -> Outcome:
     try:
         receipt = done.result()
     except Exception as exc:  # noqa: BLE001 - StoreUnavailable, or anything the commit raised
         log.error("alerts_not_stored", source=source, error=str(exc) or "commit failed")
         return Outcome(503, UNAVAILABLE.render(), reason="unavailable")
     content = Answer(202, receipt.as_json()).render()
-    return Outcome(
-        202, content, alerts=count, opened=len(receipt.opened), runs_queued=bool(receipt.runs_queued)
-    )
+    return Outcome(202, content, opened=len(receipt.opened), runs_queued=bool(receipt.runs_queued))
 
 
 def main(argv: list[str]) -> int:

@@ -2,11 +2,10 @@
 
 The event loop and the intake writer share one GIL, so one process tops out at one core
 (bench ingest: about 96 µs of CPU per alert, parse and classify on the loop, the commit on
-the writer). A helper is a process with its own intake (JSON, vendor parse, limits,
-classify, group commit). The daemon still answers HTTP and checks token, size and
-signature, then forwards the raw body over a socket pair and relays the helper's answer, so
-202 still means committed. Each body goes to whichever of "here" and the ready helpers has
-the fewest bodies in flight.
+the writer). A helper is a process with its own intake writer and group commit. The daemon
+still answers HTTP, authenticates, parses and classifies, then sends the classified
+submission over a socket pair and relays the helper's answer after its commit, so 202 still
+means committed.
 
 Helpers start when webhooks arrive faster than `server.intake_helpers_above` per second and
 leave after `IDLE_SECONDS` without a body, so an idle daemon is a single process. A helper
@@ -28,8 +27,9 @@ from typing import Any
 import structlog
 
 from engine import metrics
-from engine.catalog import Catalog
 from engine.config import Config
+from engine.models import Alert
+from engine.store.ingest import ClassifiedAlert, Submission
 from engine.webhooks import COMMIT_WAIT_SECONDS, UNAVAILABLE, Outcome
 
 log = structlog.get_logger("suture.intake")
@@ -44,6 +44,35 @@ RESPAWN_PAUSE_SECONDS = 30.0
 def frame(message: Any) -> bytes:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     return FRAME.pack(len(data)) + data
+
+
+def wire(submission: Submission) -> tuple[Any, ...]:
+    """A submission as plain values: pickling the pydantic alerts themselves costs twice as much."""
+    return (
+        submission.source,
+        submission.body,
+        [
+            (
+                item.alert.__dict__,
+                item.code,
+                item.title,
+                item.severity,
+                item.target,
+                item.mode,
+                item.playbook,
+                item.dry_run,
+                item.policy,
+            )
+            for item in submission.alerts
+        ],
+    )
+
+
+def unwire(wired: tuple[Any, ...]) -> Submission:
+    """`wire` undone; the alerts were validated by the daemon, so they are not validated again."""
+    source, body, items = wired
+    construct = Alert.model_construct
+    return Submission(source, body, [ClassifiedAlert(construct(**fields), *rest) for fields, *rest in items])
 
 
 class HelperGone(Exception):
@@ -73,33 +102,30 @@ class Helper:
         self.pending: dict[int, asyncio.Future[Outcome]] = {}
         self._ids = itertools.count(1)
 
-    async def forward(self, source: str, raw: bytes) -> Outcome | None:
-        """The helper's outcome for this body; None if the helper died first (take it here)."""
+    async def forward(self, submission: Submission) -> Outcome | None:
+        """The helper's outcome once committed; None if the helper died first (commit it here)."""
         request = next(self._ids)
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self.pending[request] = future
         self.last_used = time.monotonic()
         try:
-            self.writer.write(frame(("alerts", request, source, raw)))
+            self.writer.write(frame((request, wire(submission))))
             await self.writer.drain()
             return await asyncio.wait_for(future, COMMIT_WAIT_SECONDS)
         except TimeoutError:
-            log.error("alerts_not_stored", source=source, error="intake helper did not answer in time")
+            log.error("alerts_not_stored", source=submission.source, error="intake helper did not answer")
             return Outcome(503, UNAVAILABLE.render(), reason="unavailable")
         except (HelperGone, ConnectionError):
             return None
         finally:
             self.pending.pop(request, None)
 
-    def send_catalog(self, catalog: Catalog) -> None:
-        self.writer.write(frame(("catalog", catalog)))
-
     async def read_answers(self) -> None:
         try:
             while True:
                 (size,) = FRAME.unpack(await self.reader.readexactly(FRAME.size))
                 message = pickle.loads(await self.reader.readexactly(size))
-                if message[0] == "ready":
+                if message == "ready":
                     self.ready = True
                     self.pool.changed()
                     log.info(
@@ -108,7 +134,7 @@ class Helper:
                         seconds=round(time.monotonic() - self.started, 3),
                     )
                     continue
-                _, request, outcome = message
+                request, outcome = message
                 future = self.pending.get(request)
                 if future is not None and not future.done():
                     future.set_result(outcome)
@@ -127,9 +153,8 @@ class Helper:
 class HelperPool:
     """Starts helpers under load, picks one per body, retires idle ones; all on the event loop."""
 
-    def __init__(self, config: Config, catalog: Catalog) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self.catalog = catalog
         self.limit = config.server.intake_helpers
         self.above = config.server.intake_helpers_above
         self.helpers: list[Helper] = []
@@ -149,7 +174,7 @@ class HelperPool:
         """
         self._window_count += 1
         now = time.monotonic()
-        if now - self._window_start >= WINDOW_SECONDS:
+        if now - self._window_start >= WINDOW_SECONDS or not self.above:
             self._tick(now)
         best = None
         for helper in self.helpers:
@@ -162,7 +187,7 @@ class HelperPool:
         return best
 
     def _tick(self, now: float) -> None:
-        rate = self._window_count / (now - self._window_start)
+        rate = self._window_count / max(now - self._window_start, 1e-6)
         self._window_start, self._window_count = now, 0
         live = sum(not h.retiring for h in self.helpers)
         if rate >= self.above and live < self.limit and not self._starting and now >= self._no_spawn_until:
@@ -183,7 +208,7 @@ class HelperPool:
                 theirs.close()
             reader, writer = await asyncio.open_unix_connection(sock=ours)
             helper = Helper(self, process, ours, reader, writer)
-            writer.write(frame(("init", self.config, self.catalog)))
+            writer.write(frame(self.config))
             self.helpers.append(helper)
             asyncio.get_running_loop().create_task(helper.read_answers())
             log.info("intake_helper_starting", pid=process.pid)
@@ -234,17 +259,6 @@ class HelperPool:
         self.changed()
         if self.helpers:
             self._schedule_reaper()
-
-    def update_catalog(self, catalog: Catalog) -> None:
-        """From any thread (SIGHUP reload): helpers classify with `catalog` from their next body."""
-        self.catalog = catalog
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._send_catalog, catalog)
-
-    def _send_catalog(self, catalog: Catalog) -> None:
-        for helper in self.helpers:
-            if not helper.retiring:
-                helper.send_catalog(catalog)
 
     def close(self, timeout: float = 10.0) -> None:
         """After the event loop ended: end of file to every helper, then wait for them to exit."""

@@ -61,12 +61,11 @@ class Rejected:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one body, in the shape an intake helper process can send back."""
+    """What became of one submission, in the shape an intake helper process sends back."""
 
     status: int
     content: bytes
     reason: str | None = None
-    alerts: int = 0
     opened: int = 0
     runs_queued: bool = False
 
@@ -126,18 +125,16 @@ class WebhookReceiver:
         raw = bytes(body)
         if (denied := _signature_problem(source, settings, headers, raw)) is not None:
             return self._reject("bad_signature", denied)
-        helper = self.helpers.pick() if self.helpers is not None else None
-        if helper is not None:
-            outcome = await helper.forward(source, raw)
-            if outcome is not None:
-                return self._relay(outcome, started)
-        return await self._ingest(raw, started)
-
-    async def _ingest(self, raw: bytes, started: float) -> Answer:
-        """Admit and commit in this process; the answer waits for the commit."""
-        admitted = admit(self.config, self.intake, self.connector, raw)
+        admitted = admit(config, self.intake, self.connector, raw)
         if isinstance(admitted, Rejected):
             return self._reject(admitted.reason, admitted.answer)
+        helper = self.helpers.pick() if self.helpers is not None else None
+        if helper is not None and (outcome := await helper.forward(admitted)) is not None:
+            return self._relay(outcome, len(admitted.alerts), started)
+        return await self._commit(admitted, started)
+
+    async def _commit(self, admitted: Submission, started: float) -> Answer:
+        """Commit with this process's writer; the answer waits for the commit."""
         try:
             receipt = await asyncio.wait_for(
                 asyncio.wrap_future(self.intake.submit(admitted)), COMMIT_WAIT_SECONDS
@@ -150,12 +147,12 @@ class WebhookReceiver:
         self._seconds.observe(time.perf_counter() - started)
         return Answer(202, receipt.as_json())
 
-    def _relay(self, outcome: Outcome, started: float) -> Answer:
+    def _relay(self, outcome: Outcome, alerts: int, started: float) -> Answer:
         """A helper's outcome, counted here: the metrics live in this process."""
         if outcome.reason is not None:
             self._rejected[outcome.reason].inc()
         if outcome.status == 202:
-            self._received.inc(outcome.alerts)
+            self._received.inc(alerts)
             metrics.INCIDENTS_OPENED.inc(outcome.opened)
             self._seconds.observe(time.perf_counter() - started)
             if outcome.runs_queued and self.wake_workers is not None:

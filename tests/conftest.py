@@ -64,7 +64,8 @@ def write_config(
         "logging": {"level": "info", "format": "json"},
     }
     for key, value in sections.items():
-        config[key] = value
+        # `server` adds to the host and port chosen here; other sections replace the default.
+        config[key] = {**config["server"], **value} if key == "server" else value
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
