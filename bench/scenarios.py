@@ -33,7 +33,7 @@ class Sizes:
     ingest_bodies: int = 2000
     ingest_per_body: int = 10
     ingest_runs: int = 3
-    warmup_bodies: int = 200
+    warmup_bodies: int = 2000  # as long as the measured load: Suture starts its intake helper under load
     latency_alerts: int = 500
     latency_runs: int = 3
     storm_alerts: int = 100_000
