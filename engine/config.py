@@ -39,8 +39,8 @@ class ServerConfig(_Section):
     max_annotation_bytes: int = Field(default=16384, ge=64)
     #: Processes that take webhook bodies off the daemon's core under load (0: never).
     intake_helpers: int = Field(default=1, ge=0, le=16)
-    #: Webhooks per second above which helpers start; they leave after 30 s without work.
-    intake_helpers_above: float = Field(default=100, ge=0)
+    #: Alerts per second above which helpers start; they leave after 30 s without work.
+    intake_helpers_above: float = Field(default=2000, ge=0)
 
 
 class CatalogConfig(_Section):

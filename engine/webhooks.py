@@ -128,7 +128,7 @@ class WebhookReceiver:
         admitted = admit(config, self.intake, self.connector, raw)
         if isinstance(admitted, Rejected):
             return self._reject(admitted.reason, admitted.answer)
-        helper = self.helpers.pick() if self.helpers is not None else None
+        helper = self.helpers.pick(len(admitted.alerts)) if self.helpers is not None else None
         if helper is not None and (outcome := await helper.forward(admitted)) is not None:
             return self._relay(outcome, len(admitted.alerts), started)
         return await self._commit(admitted, started)

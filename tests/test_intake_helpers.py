@@ -44,6 +44,7 @@ def _helper_pid(daemon: DaemonProcess) -> int:
 
 
 def _stored_by_helper(daemon: DaemonProcess, pid: int) -> set[int]:
+    """Event ids the helper logged as stored (it logs just after it answers: poll for them)."""
     return {
         e["event_id"]
         for e in _log_lines(daemon)
@@ -81,7 +82,7 @@ def test_helper_commits_dedups_resolves_and_remediates(helped: DaemonProcess) ->
     )
     assert resolved.json()["incidents_resolved"] == [incident["id"]]
     event_ids = {r.json()["event_id"] for r in (opened, again, resolved)}
-    assert event_ids <= _stored_by_helper(helped, pid)
+    wait_for(lambda: event_ids <= _stored_by_helper(helped, pid))
     assert _metric(helped, 'suture_alerts_received_total{source="alertmanager"}') == 4
     assert _metric(helped, "suture_incidents_opened_total") == 2  # warm-up + DISK-001
 
@@ -95,7 +96,8 @@ def test_concurrent_bodies_through_helper_are_all_stored_once(helped: DaemonProc
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda b: helped.post("alertmanager", b), bodies))
     assert [a.status_code for a in answers] == [202] * 60
-    assert {a.json()["event_id"] for a in answers} <= _stored_by_helper(helped, pid)
+    event_ids = {a.json()["event_id"] for a in answers}
+    wait_for(lambda: event_ids <= _stored_by_helper(helped, pid))
     incidents = helped.cli("incidents", "list", "--limit", "1000")
     assert len([i for i in incidents if i["fingerprint"].startswith("c")]) == 300
 
@@ -146,7 +148,7 @@ def test_sighup_reload_reaches_the_helper(daemon_factory: Any, tmp_path: Path) -
     daemon.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: any(e["event"] == "catalog_reloaded" for e in _log_lines(daemon)))
     answer = daemon.post("alertmanager", am_body(am_alert("LateThing", fingerprint="late")))
-    assert answer.json()["event_id"] in _stored_by_helper(daemon, pid)
+    wait_for(lambda: answer.json()["event_id"] in _stored_by_helper(daemon, pid))
     [incident] = [i for i in daemon.cli("incidents", "list") if i["fingerprint"] == "late"]
     assert incident["code"] == "LATE-001"
 
