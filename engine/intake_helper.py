@@ -43,7 +43,7 @@ def read_frame(stream: IO[bytes]) -> Any | None:
 
 
 class Replies:
-    """Answers go back from two threads (this one for refusals, the writer after commits)."""
+    """Frames back to the daemon: "ready" from the main thread, answers from the writer's callbacks."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock

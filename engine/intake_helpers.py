@@ -11,8 +11,7 @@ Helpers start when alerts arrive faster than `server.intake_helpers_above` per s
 leave after `IDLE_SECONDS` without a body, so an idle daemon is a single process. Below that
 rate one process keeps up, and a second writer would only make the workers' writes wait
 (bench latency: one sender at 350 alerts/s, alert to first step 5 ms alone, 300 ms with a
-helper). A helper
-that dies is replaced on the next burst; bodies it held are taken here instead.
+helper). A helper that dies is replaced on the next burst; bodies it held are committed here.
 """
 
 from __future__ import annotations
