@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -170,26 +170,37 @@ def test_sqlite_writers_of_two_processes_take_turns(tmp_path: Path) -> None:
             "-c",
             textwrap.dedent(
                 f"""\
-                import sys, time
+                import sys
                 from engine.store.db import WriteTurn
                 turn = WriteTurn({str(database)!r})
                 with turn:
                     print("held", flush=True)
-                    time.sleep(1.0)
+                    sys.stdin.readline()
                 """
             ),
         ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
+    assert holder.stdin is not None and holder.stdout is not None
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert holder.stdout.readline().strip() == "held"
         from engine.store.db import WriteTurn
 
-        began = time.monotonic()
-        with WriteTurn(str(database)):
-            waited = time.monotonic() - began
-        assert waited > 0.5, f"took the turn after {waited:.3f}s while another process held it"
+        taken = threading.Event()
+
+        def take() -> None:
+            with WriteTurn(str(database)):
+                taken.set()
+
+        thread = threading.Thread(target=take, daemon=True)
+        thread.start()
+        assert not taken.wait(0.5), "took the turn while another process held it"
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
+        assert taken.wait(10), "did not take the turn after the other process released it"
     finally:
+        holder.stdin.close()
         holder.wait(timeout=10)

@@ -89,3 +89,12 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]], *, i
     if after != before + len(rows):
         raise RuntimeError(f"{table.name}: {len(rows)} rows took ids {before + 1}..{after}, not contiguous")
     return list(range(before + 1, after + 1))
+
+
+def select_rows(conn: Connection, sql: str, parameters: list[Any]) -> list[tuple[Any, ...]]:
+    """A query straight through the SQLite driver: raw values, no result processing."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        return cursor.execute(sql, parameters).fetchall()
+    finally:
+        cursor.close()

@@ -7,16 +7,25 @@ redelivery; otherwise it opens a new incident. A resolved alert closes the open 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, literal_column, select, text, update
+from sqlalchemy import Connection, and_, bindparam, literal_column, select, update
 
 from engine import policy
 from engine.models import Alert, AlertStatus, IncidentStatus, Mode, Policy, RunStatus, Severity, due_at
-from engine.store.bulk import insert_rows
-from engine.store.tables import alerts, audit_log, events, incidents, runs
+from engine.store.bulk import insert_rows, select_rows
+from engine.store.tables import (
+    alerts,
+    audit_log,
+    events,
+    incidents,
+    runs,
+    sqlite_utc_datetime,
+    sqlite_utc_text,
+)
 
 _CHUNK = 400  # bound parameters per IN (...) list
 
@@ -330,24 +339,55 @@ _OPEN_BY_FINGERPRINT = select(*_COLUMNS).where(
         incidents.c.status == literal_column(f"'{IncidentStatus.open.value}'"),
     )
 )
-# SQLite, without statistics, prefers `ix_incidents_status_opened_at` for a long IN list and
-# then reads every open incident: 15 ms per batch at 40k open incidents, growing with the
-# table. The partial unique index answers the same question with one probe per fingerprint.
-_OPEN_BY_FINGERPRINT_SQLITE = (
-    text(
-        "SELECT id, status, starts_at, fingerprint FROM incidents"
-        " INDEXED BY uq_incidents_open_fingerprint"
-        f" WHERE fingerprint IN :fingerprints AND status = '{IncidentStatus.open.value}'"
-    )
-    .bindparams(bindparam("fingerprints", expanding=True))
-    .columns(*_COLUMNS)
-)
 _BY_INSTANCE = select(*_COLUMNS).where(
     and_(
         incidents.c.fingerprint.in_(bindparam("fingerprints", expanding=True)),
         incidents.c.starts_at.in_(bindparam("starts", expanding=True)),
     )
 )
+# On SQLite the same two queries go to the driver directly: SQLAlchemy's expanding of the IN
+# lists was most of the lookup's cost for the small batches a busy writer commits. Without
+# statistics SQLite prefers `ix_incidents_status_opened_at` for a long IN list and then reads
+# every open incident (15 ms per batch at 40k open incidents, growing with the table), so the
+# partial unique index is named: one probe per fingerprint.
+_SQLITE_OPEN = (
+    "SELECT id, status, starts_at, fingerprint FROM incidents INDEXED BY uq_incidents_open_fingerprint"
+    f" WHERE fingerprint IN ({{}}) AND status = '{IncidentStatus.open.value}'"
+)
+_SQLITE_BY_INSTANCE = (
+    "SELECT id, status, starts_at, fingerprint FROM incidents WHERE fingerprint IN ({}) AND starts_at IN ({})"
+)
+
+
+def _incident_rows(
+    conn: Connection, fingerprints: list[str], starts: list[datetime]
+) -> Iterator[tuple[int, str, datetime | None, str]]:
+    """(id, status, starts_at, fingerprint) of the open incidents of `fingerprints`, then of
+    their incidents with one of `starts`."""
+    if conn.dialect.name == "sqlite":
+        yield from _sqlite_incident_rows(conn, fingerprints, starts)
+        return
+    queries: list[tuple[Any, dict[str, list[Any]]]] = [(_OPEN_BY_FINGERPRINT, {"fingerprints": fingerprints})]
+    if starts:
+        queries.append((_BY_INSTANCE, {"fingerprints": fingerprints, "starts": starts}))
+    for query, parameters in queries:
+        for row in conn.execute(query, parameters):
+            yield row.id, row.status, row.starts_at, row.fingerprint
+
+
+def _sqlite_incident_rows(
+    conn: Connection, fingerprints: list[str], starts: list[datetime]
+) -> Iterator[tuple[int, str, datetime | None, str]]:
+    marks = ", ".join("?" * len(fingerprints))
+    statements: list[tuple[str, list[Any]]] = [(_SQLITE_OPEN.format(marks), fingerprints)]
+    if starts:
+        texts = [sqlite_utc_text(value) for value in starts]
+        statements.append(
+            (_SQLITE_BY_INSTANCE.format(marks, ", ".join("?" * len(texts))), [*fingerprints, *texts])
+        )
+    for sql, parameters in statements:
+        for incident_id, status, started, fingerprint in select_rows(conn, sql, parameters):
+            yield incident_id, status, None if started is None else sqlite_utc_datetime(started), fingerprint
 
 
 def _lookup(
@@ -363,18 +403,14 @@ def _lookup(
     fingerprints = sorted({c.alert.fingerprint for s in batch for c in s.alerts})
     starts = sorted({c.alert.starts_at for s in batch for c in s.alerts if c.alert.starts_at is not None})
     found: dict[int, _Incident] = {}
-    open_query = _OPEN_BY_FINGERPRINT_SQLITE if conn.dialect.name == "sqlite" else _OPEN_BY_FINGERPRINT
     for i in range(0, len(fingerprints), _CHUNK):
-        chunk = fingerprints[i : i + _CHUNK]
-        results = [conn.execute(open_query, {"fingerprints": chunk})]
-        if starts:
-            results.append(conn.execute(_BY_INSTANCE, {"fingerprints": chunk, "starts": starts}))
-        for result in results:
-            for row in result:
-                if row.id not in found:
-                    found[row.id] = _Incident(
-                        status=row.status, starts_at=row.starts_at, fingerprint=row.fingerprint, id=row.id
-                    )
+        for incident_id, status, started, fingerprint in _incident_rows(
+            conn, fingerprints[i : i + _CHUNK], starts
+        ):
+            if incident_id not in found:
+                found[incident_id] = _Incident(
+                    status=status, starts_at=started, fingerprint=fingerprint, id=incident_id
+                )
     for known in found.values():
         if known.status == IncidentStatus.open.value:
             open_by_fp[known.fingerprint] = known
