@@ -262,7 +262,7 @@ def vendor_alert(
     before stripping hidden labels); only when absent is one computed from the labels.
     Every field was validated by the vendor body model already: construct without re-checking.
     """
-    return Alert.model_construct(
+    return Alert.trusted(
         source=source,
         name=labels.get("alertname") or UNNAMED,
         fingerprint=fingerprint or label_fingerprint(labels),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import marshal
 import os
 import pickle
 import signal
@@ -22,7 +23,7 @@ from typing import IO, Any
 import structlog
 
 from engine.intake import IntakeWriter
-from engine.intake_helpers import FRAME, frame, unwire
+from engine.intake_helpers import FRAME, Unwire, frame_values, outcome_values
 from engine.logging import configure_logging
 from engine.store import Store, open_database
 from engine.store.ingest import Receipt
@@ -31,15 +32,13 @@ from engine.webhooks import UNAVAILABLE, Answer, Outcome
 log = structlog.get_logger("suture.intake")
 
 
-def read_frame(stream: IO[bytes]) -> Any | None:
+def read_frame(stream: IO[bytes]) -> bytes | None:
     header = stream.read(FRAME.size)
     if len(header) < FRAME.size:
         return None
     (size,) = FRAME.unpack(header)
     data = stream.read(size)
-    if len(data) < size:
-        return None
-    return pickle.loads(data)  # noqa: S301 - our own daemon, over a private socket pair
+    return data if len(data) == size else None
 
 
 class Replies:
@@ -50,7 +49,7 @@ class Replies:
         self.lock = threading.Lock()
 
     def send(self, message: Any) -> None:
-        data = frame(message)
+        data = frame_values(message)
         with self.lock:
             try:
                 self.sock.sendall(data)
@@ -60,9 +59,11 @@ class Replies:
 
 def serve(sock: socket.socket) -> None:
     stream = sock.makefile("rb")
-    config = read_frame(stream)
-    if config is None:
+    first = read_frame(stream)
+    if first is None:
         return
+    # Our own daemon, over a private socket pair: the config as an object, then plain values.
+    config = pickle.loads(first)  # noqa: S301
     configure_logging(config.logging.level, config.logging.format)
     # Every line this process logs says so: `"intake_helper": <pid>`.
     structlog.configure(processors=[_mark_helper, *structlog.get_config()["processors"]])
@@ -73,9 +74,10 @@ def serve(sock: socket.socket) -> None:
     gc.collect()
     gc.freeze()
     replies.send("ready")
+    unwire = Unwire()
     try:
-        while (message := read_frame(stream)) is not None:
-            request, wired = message
+        while (data := read_frame(stream)) is not None:
+            request, wired = marshal.loads(data)
             submission = unwire(wired)
             writer.submit(submission).add_done_callback(
                 functools.partial(_answer, replies, request, submission.source)
@@ -91,7 +93,7 @@ def _mark_helper(_logger: Any, _method: str, event: MutableMapping[str, Any]) ->
 
 
 def _answer(replies: Replies, request: int, source: str, done: Future[Receipt]) -> None:
-    replies.send((request, _committed(done, source)))
+    replies.send(outcome_values(request, _committed(done, source)))
 
 
 def _committed(done: Future[Receipt], source: str) -> Outcome:

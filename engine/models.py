@@ -57,6 +57,40 @@ class Alert(BaseModel):
     ends_at: datetime | None = None
     generator_url: str | None = None
 
+    @classmethod
+    def trusted(
+        cls,
+        source: str,
+        name: str,
+        fingerprint: str,
+        status: AlertStatus,
+        labels: dict[str, str],
+        annotations: dict[str, str],
+        starts_at: datetime | None,
+        ends_at: datetime | None,
+        generator_url: str | None,
+    ) -> Alert:
+        """An alert from values validated already (by a vendor body model, or by the daemon
+        before an intake helper got them): what `model_construct` builds, without its per-field
+        defaults and alias handling, which cost 4 µs per alert, twice per alert under a storm."""
+        alert = cls.__new__(cls)
+        fields = {
+            "source": source,
+            "name": name,
+            "fingerprint": fingerprint,
+            "status": status,
+            "labels": labels,
+            "annotations": annotations,
+            "starts_at": starts_at,
+            "ends_at": ends_at,
+            "generator_url": generator_url,
+        }
+        object.__setattr__(alert, "__dict__", fields)
+        object.__setattr__(alert, "__pydantic_fields_set__", set(fields))
+        object.__setattr__(alert, "__pydantic_extra__", None)
+        object.__setattr__(alert, "__pydantic_private__", None)
+        return alert
+
 
 class IncidentStatus(StrEnum):
     open = "open"

@@ -204,3 +204,70 @@ def test_sqlite_writers_of_two_processes_take_turns(tmp_path: Path) -> None:
     finally:
         holder.stdin.close()
         holder.wait(timeout=10)
+
+
+def test_a_submission_crosses_to_the_helper_unchanged() -> None:
+    """Times (exact to the microsecond, in UTC), enums, policies and empty values survive the
+    socket format, and the alerts come back equal to validated ones."""
+    import marshal
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from engine.intake_helpers import FRAME, Unwire, frame_values, wire
+    from engine.models import Alert, AlertStatus, Mode, Policy, Severity
+    from engine.store.ingest import ClassifiedAlert, Submission
+
+    def alert(**changes: Any) -> Alert:
+        fields: dict[str, Any] = {
+            "source": "alertmanager",
+            "name": "DiskFull",
+            "fingerprint": "0af3c1d2e4b5a697",
+            "status": AlertStatus.firing,
+            "labels": {"alertname": "DiskFull", "instance": "db-1:9100", "ünï": "çødé"},
+            "annotations": {"summary": "disk / at 97 %"},
+            "starts_at": datetime(2026, 11, 23, 10, 0, 0, 123457, tzinfo=UTC),
+            "ends_at": None,
+            "generator_url": "http://prometheus:9090/graph",
+        }
+        return Alert.model_validate({**fields, **changes})
+
+    submission = Submission(
+        "alertmanager",
+        '{"alerts": []}',
+        [
+            ClassifiedAlert(
+                alert(),
+                "DISK-001",
+                "Disk full",
+                Severity.high,
+                "db-1",
+                Mode.auto,
+                ("disk-cleanup", 3),
+                dry_run=True,
+                policy=Policy(cooldown=timedelta(minutes=10), max_runs=3, per=timedelta(hours=1)),
+            ),
+            ClassifiedAlert(
+                alert(
+                    status=AlertStatus.resolved,
+                    starts_at=datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=5))),
+                    ends_at=datetime(2026, 11, 23, 11, 0, tzinfo=UTC),
+                    labels={},
+                    annotations={},
+                    generator_url=None,
+                ),
+                "UNCLASSIFIED",
+                "DiskFull",
+                Severity.medium,
+                "",
+                Mode.manual,
+                None,
+            ),
+        ],
+    )
+    data = frame_values((7, wire(submission)))
+    request, wired = marshal.loads(data[FRAME.size :])
+    back = Unwire()(wired)
+    assert request == 7
+    assert back == submission
+    assert back.alerts[1].alert.starts_at == datetime(1999, 12, 31, 18, 59, 59, 999999, tzinfo=UTC)
+    assert back.alerts[0].policy == Policy(cooldown=timedelta(minutes=10), max_runs=3, per=timedelta(hours=1))
+    assert back.alerts[0].alert.model_dump() == submission.alerts[0].alert.model_dump()
