@@ -26,7 +26,7 @@ from engine.intake import IntakeWriter
 from engine.intake_helpers import FRAME, Unwire, frame_values, outcome_values
 from engine.logging import configure_logging
 from engine.store import Store, open_database
-from engine.store.ingest import Receipt
+from engine.store.ingest import Receipt, Submission
 from engine.webhooks import UNAVAILABLE, Answer, Outcome
 
 log = structlog.get_logger("suture.intake")
@@ -42,19 +42,49 @@ def read_frame(stream: IO[bytes]) -> bytes | None:
 
 
 class Replies:
-    """Frames back to the daemon: "ready" from the main thread, answers from the writer's callbacks."""
+    """Frames back to the daemon: "ready" from the main thread, answers from the writer's callbacks.
+
+    The answers of one commit leave together in one write (`flush`): one system call here and
+    one wake-up of the daemon's event loop per commit rather than per body.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.lock = threading.Lock()
+        self.held: list[bytes] = []
 
     def send(self, message: Any) -> None:
+        self.hold(message)
+        self.flush()
+
+    def hold(self, message: Any) -> None:
         data = frame_values(message)
         with self.lock:
+            self.held.append(data)
+
+    def flush(self) -> None:
+        with self.lock:
+            data, self.held = b"".join(self.held), []
+            if not data:
+                return
             try:
                 self.sock.sendall(data)
             except OSError:
                 pass  # the daemon is gone; its end of the socket answered nobody
+
+
+class HelperWriter(IntakeWriter):
+    """The intake writer whose answers of each commit go out together."""
+
+    def __init__(self, store: Store, replies: Replies) -> None:
+        super().__init__(store)
+        self.replies = replies
+
+    def _write(self, batch: list[tuple[Submission, Future[Receipt]]]) -> None:
+        try:
+            super()._write(batch)
+        finally:
+            self.replies.flush()
 
 
 def serve(sock: socket.socket) -> None:
@@ -68,9 +98,9 @@ def serve(sock: socket.socket) -> None:
     # Every line this process logs says so: `"intake_helper": <pid>`.
     structlog.configure(processors=[_mark_helper, *structlog.get_config()["processors"]])
     db = open_database(config.database_url)  # the daemon has migrated it already
-    writer = IntakeWriter(Store(db))
-    writer.start()
     replies = Replies(sock)
+    writer = HelperWriter(Store(db), replies)
+    writer.start()
     gc.collect()
     gc.freeze()
     replies.send("ready")
@@ -79,9 +109,10 @@ def serve(sock: socket.socket) -> None:
         while (data := read_frame(stream)) is not None:
             request, wired = marshal.loads(data)
             submission = unwire(wired)
-            writer.submit(submission).add_done_callback(
-                functools.partial(_answer, replies, request, submission.source)
-            )
+            done = writer.submit(submission)
+            done.add_done_callback(functools.partial(_answer, replies, request, submission.source))
+            if done.done():  # refused without reaching the writer: no commit will flush it
+                replies.flush()
     finally:
         writer.stop()
         db.dispose()
@@ -93,7 +124,7 @@ def _mark_helper(_logger: Any, _method: str, event: MutableMapping[str, Any]) ->
 
 
 def _answer(replies: Replies, request: int, source: str, done: Future[Receipt]) -> None:
-    replies.send(outcome_values(request, _committed(done, source)))
+    replies.hold(outcome_values(request, _committed(done, source)))
 
 
 def _committed(done: Future[Receipt], source: str) -> Outcome:

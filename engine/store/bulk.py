@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, Column, Connection, Table, insert
@@ -31,18 +32,29 @@ class _SqliteInsert:
     def __init__(self, table: Table, keys: tuple[str, ...], conn: Connection) -> None:
         columns = [table.c[key] for key in keys]
         self.keys = keys
-        self.processors: list[tuple[str, Processor]] = [(c.key, _processor(c, conn)) for c in columns]
+        # Values come out of each row dict in one C call; only the columns with a processor
+        # (times, JSON) are converted after, in place.
+        self.values = itemgetter(*keys)
+        self.conversions = [
+            (index, process)
+            for index, column in enumerate(columns)
+            if (process := _processor(column, conn)) is not None
+        ]
         names = ", ".join(f'"{column.name}"' for column in columns)
         marks = ", ".join("?" for _ in columns)
         self.sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})'
         self.max_id = f'SELECT max(id) FROM "{table.name}"'
 
-    def parameters(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        processors = self.processors
-        return [
-            tuple([row[key] if process is None else process(row[key]) for key, process in processors])
-            for row in rows
-        ]
+    def parameters(self, rows: list[dict[str, Any]]) -> list[list[Any]]:
+        values, conversions = self.values, self.conversions
+        single = len(self.keys) == 1
+        converted = []
+        for row in rows:
+            row_values = [values(row)] if single else list(values(row))
+            for index, process in conversions:
+                row_values[index] = process(row_values[index])
+            converted.append(row_values)
+        return converted
 
 
 def _processor(column: Column[Any], conn: Connection) -> Processor:
