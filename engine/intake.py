@@ -91,27 +91,29 @@ class IntakeWriter:
                 return
 
     def _write(self, batch: list[tuple[Submission, Future[Receipt]]]) -> None:
+        outcomes = self.commit([submission for submission, _ in batch])
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Receipt):
+                future.set_result(outcome)
+            else:
+                future.set_exception(outcome)
+        self.after_commit([outcome for outcome in outcomes if isinstance(outcome, Receipt)])
+
+    def commit(self, batch: list[Submission]) -> list[Receipt | StoreUnavailable]:
+        """Store the batch in one transaction: a receipt per submission, or why it was not stored."""
         try:
-            receipts = self.store.ingest([s for s, _ in batch])
-        except Exception as exc:  # noqa: BLE001 - every waiter must hear the outcome
+            return list(self.store.ingest(batch))
+        except Exception as exc:  # noqa: BLE001 - every sender must hear the outcome
             if len(batch) > 1:
                 # One poisoned submission must not fail its neighbours: retry one by one.
-                for item in batch:
-                    self._write([item])
-                return
-            log.error("intake_write_failed", error=str(exc), source=batch[0][0].source)
-            error = (
-                exc
-                if isinstance(exc, StoreUnavailable)
-                else StoreUnavailable(f"could not store alerts: {exc}")
-            )
-            batch[0][1].set_exception(error)
-            return
-        for (_, future), receipt in zip(batch, receipts, strict=True):
-            future.set_result(receipt)
-        self._after_commit(receipts)
+                return [outcome for submission in batch for outcome in self.commit([submission])]
+            log.error("intake_write_failed", error=str(exc), source=batch[0].source)
+            if isinstance(exc, StoreUnavailable):
+                return [exc]
+            return [StoreUnavailable(f"could not store alerts: {exc}")]
 
-    def _after_commit(self, receipts: list[Receipt]) -> None:
+    def after_commit(self, receipts: list[Receipt]) -> None:
+        """Log what was stored and wake the workers if runs were queued."""
         for receipt in receipts:
             log.info(
                 "event_stored",

@@ -271,3 +271,28 @@ def test_a_submission_crosses_to_the_helper_unchanged() -> None:
     assert back.alerts[1].alert.starts_at == datetime(1999, 12, 31, 18, 59, 59, 999999, tzinfo=UTC)
     assert back.alerts[0].policy == Policy(cooldown=timedelta(minutes=10), max_runs=3, per=timedelta(hours=1))
     assert back.alerts[0].alert.model_dump() == submission.alerts[0].alert.model_dump()
+
+
+def test_frames_split_across_writes_are_read_whole_and_in_order() -> None:
+    """The helper reads whatever has arrived: whole frames only, none lost or reordered, and
+    end of file after the last one."""
+    import marshal
+    import socket as socketlib
+
+    from engine.intake_helper import FrameReader
+    from engine.intake_helpers import frame_values
+
+    ours, theirs = socketlib.socketpair()
+    with ours, theirs:
+        data = b"".join(frame_values((n, "x" * n * 1000)) for n in range(1, 6))
+        reader = FrameReader(theirs)
+        ours.sendall(data[:3])  # not even a whole header
+        ours.sendall(data[3:2500])
+        got = reader.frames()
+        assert got is not None and len(got) == 1
+        ours.sendall(data[2500:])
+        ours.shutdown(socketlib.SHUT_WR)
+        while (more := reader.frames()) is not None:
+            got += more
+        assert [marshal.loads(item)[0] for item in got] == [1, 2, 3, 4, 5]
+        assert marshal.loads(got[4])[1] == "x" * 5000
