@@ -51,8 +51,8 @@ def frame(data: bytes) -> bytes:
 
 def frame_values(message: Any) -> bytes:
     """A frame of plain values (str, int, dict, tuple, None) in `marshal`'s format: submissions
-    and answers, tens of thousands per second under a storm. Both ends are the same
-    interpreter, so its version-specific format is no concern; pickle cost four times as much."""
+    and answers, thousands per second under a storm. Both ends are the same interpreter, so
+    its version-specific format is no concern; it writes these values in half pickle's time."""
     return frame(marshal.dumps(message))
 
 
