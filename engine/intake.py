@@ -36,10 +36,17 @@ class CatalogView:
 
     catalog: Catalog
     classifier: Classifier
+    #: The (name, version) each code runs, looked up once: `Catalog.playbook_for` scans every
+    #: playbook version, and intake asks for each alert.
+    playbooks: dict[str, tuple[str, int] | None]
 
     @classmethod
     def of(cls, catalog: Catalog) -> CatalogView:
-        return cls(catalog, Classifier(catalog))
+        playbooks: dict[str, tuple[str, int] | None] = {}
+        for entry in catalog.codes:
+            found = catalog.playbook_for(entry.code)
+            playbooks[entry.code.code] = (found.playbook.name, found.playbook.version) if found else None
+        return cls(catalog, Classifier(catalog), playbooks)
 
 
 class IntakeWriter:
@@ -151,7 +158,6 @@ class Intake(IntakeWriter):
                 mode=Mode.manual,
                 playbook=None,
             )
-        entry = view.catalog.playbook_for(code)
         return ClassifiedAlert(
             alert=alert,
             code=code.code,
@@ -159,7 +165,7 @@ class Intake(IntakeWriter):
             severity=code.severity,
             target=self._target(code.target, alert) if code.target else _fallback_target(alert),
             mode=code.mode,
-            playbook=(entry.playbook.name, entry.playbook.version) if entry else None,
+            playbook=view.playbooks[code.code],
             dry_run=code.dry_run,
             policy=code.policy,
         )
