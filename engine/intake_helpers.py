@@ -153,7 +153,7 @@ class Unwire:
                     _SEVERITY[severity],
                     target,
                     _MODE[mode],
-                    None if playbook is None else (playbook[0], playbook[1]),
+                    playbook,  # marshal gives tuples back as tuples
                     dry_run,
                     None if policy is None else self._policy(policy),
                 )
@@ -188,6 +188,7 @@ _MODE = {mode.value: mode for mode in Mode}
 
 
 def outcome_values(request: int, outcome: Outcome) -> tuple[Any, ...]:
+    """A helper's answer as plain values, in `Outcome`'s field order."""
     return request, outcome.status, outcome.content, outcome.reason, outcome.opened, outcome.runs_queued
 
 
@@ -250,10 +251,10 @@ class Helper:
                         seconds=round(time.monotonic() - self.started, 3),
                     )
                     continue
-                request, status, content, reason, opened, runs_queued = message
+                request, *fields = message  # `outcome_values`
                 future = self.pending.get(request)
                 if future is not None and not future.done():
-                    future.set_result(Outcome(status, content, reason, opened, runs_queued))
+                    future.set_result(Outcome(*fields))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         # Cancelled means the event loop is ending: `HelperPool.close` ends the process.
