@@ -21,6 +21,8 @@ class _Section(BaseModel):
 
 class DatabaseConfig(_Section):
     url: str = "sqlite:///suture.db"
+    #: `full`: a 2xx survives an OS crash or power loss; `normal` trades that for speed.
+    sqlite_synchronous: Literal["full", "normal"] = "full"
 
     @field_validator("url")
     @classmethod
