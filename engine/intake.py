@@ -7,9 +7,10 @@ SQLite's lock (see shared/PERFORMANCE.md: one writer with grouped commits has th
 
 from __future__ import annotations
 
-import queue
 import re
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -49,74 +50,211 @@ class CatalogView:
         return cls(catalog, Classifier(catalog), playbooks)
 
 
+class IntakeFull(StoreUnavailable):
+    """Intake already holds as much as it may: the body is refused before it is queued."""
+
+
+#: What may wait for the writer (queued or in the commit under way), in alerts and in body
+#: characters: behind a database that does not commit, further bodies are refused (503) at
+#: once instead of piling up in memory. Far above what a storm keeps waiting: senders wait for
+#: their answer, so the queue holds at most one body per sender.
+MAX_QUEUED_ALERTS = 10_000
+MAX_QUEUED_CHARS = 8 * 1024 * 1024
+#: Work owed this long without a finished commit: intake calls itself wedged (`/readyz` 503).
+WEDGED_SECONDS = 5.0
+#: While commits fail, how often the idle writer tries an empty commit to learn it can again,
+#: so readiness comes back without waiting for traffic that a failing `/readyz` turned away.
+PROBE_SECONDS = 1.0
+FULL_LOG_SECONDS = 10.0
+
+_Queued = tuple[Submission, "Future[Receipt]", int, int]  # submission, its future, alerts, chars
+
+
 class IntakeWriter:
-    """The writer thread alone: what an intake helper process runs (the daemon classifies)."""
+    """The writer thread alone: what an intake helper process runs (the daemon classifies).
+
+    A submission's future goes running when its commit begins: until then the waiting request
+    may cancel it (withdraw the body, so its 503 is true) and the writer skips it. The writer
+    only ever completes futures it set running, so a late request cannot break it.
+    """
 
     def __init__(self, store: Store, on_runs_queued: Callable[[], None] | None = None) -> None:
         self.store = store
         self._on_runs_queued = on_runs_queued
-        self._queue: queue.Queue[tuple[Submission, Future[Receipt]] | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._items: deque[_Queued] = deque()
+        self._alerts = 0  # queued or being committed
+        self._chars = 0
+        self._owed_since: float | None = None  # work waiting and no commit finished since
+        self._failure: str | None = None  # the last commit failed, nothing committed since
+        self._open = False
+        self._stopping = False
+        self._full_logged = 0.0
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        with self._lock:
+            self._open, self._stopping = True, False
         self._thread = threading.Thread(target=self._run, name="suture-intake-writer", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=10)
+        """Commit what is queued, then end the thread."""
+        thread = self._thread
+        if thread is not None:
+            with self._wake:
+                self._open, self._stopping = False, True
+                self._wake.notify()
+            thread.join(timeout=10)
             self._thread = None
 
     def submit(self, submission: Submission) -> Future[Receipt]:
-        """Queue for the writer; the future completes once the submission is committed."""
+        """Queue for the writer; the future completes once the submission is committed, or at
+        once with `IntakeFull` when intake already holds its maximum."""
         future: Future[Receipt] = Future()
-        if self._thread is None:
-            future.set_exception(StoreUnavailable("intake writer is not running"))
-        else:
-            self._queue.put((submission, future))
+        alerts, chars = len(submission.alerts), len(submission.body)
+        with self._lock:
+            if not self._open:
+                problem: StoreUnavailable = StoreUnavailable("intake writer is not running")
+            elif self._alerts and (
+                self._alerts + alerts > MAX_QUEUED_ALERTS or self._chars + chars > MAX_QUEUED_CHARS
+            ):
+                problem = IntakeFull(f"intake holds {self._alerts} alerts waiting to be committed")
+            else:
+                if not self._items:
+                    self._wake.notify()  # the writer only ever waits on an empty queue
+                self._items.append((submission, future, alerts, chars))
+                self._alerts += alerts
+                self._chars += chars
+                if self._owed_since is None:
+                    self._owed_since = time.monotonic()
+                return future
+        now = time.monotonic()
+        if isinstance(problem, IntakeFull) and now - self._full_logged > FULL_LOG_SECONDS:
+            self._full_logged = now  # once in a while: a flood sheds thousands a second
+            log.warning("intake_full", error=str(problem))
+        future.set_exception(problem)
         return future
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._write(batch)
-            if stop:
-                return
+    def intake_health(self) -> str | None:
+        """None while this writer can commit; otherwise why not, in one line (for `/readyz`)."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return "intake writer is not running"
+        with self._lock:
+            failure, owed_since, queued = self._failure, self._owed_since, len(self._items)
+        if failure is not None:
+            return f"intake cannot commit: {failure}"
+        if owed_since is not None and (waited := time.monotonic() - owed_since) > WEDGED_SECONDS:
+            return f"intake has not committed for {waited:.0f} s ({queued} bodies waiting)"
+        return None
 
-    def _write(self, batch: list[tuple[Submission, Future[Receipt]]]) -> None:
-        outcomes = self.commit([submission for submission, _ in batch])
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, Receipt):
-                future.set_result(outcome)
-            else:
-                future.set_exception(outcome)
-        self.after_commit([outcome for outcome in outcomes if isinstance(outcome, Receipt)])
+    def _run(self) -> None:
+        try:
+            while (batch := self._take()) is not None:
+                if batch:
+                    self._write(batch)
+                else:
+                    self._probe()
+        finally:
+            self._close()
+
+    def _take(self) -> list[_Queued] | None:
+        """The next batch: whole, with every future set running; [] to probe; None to stop."""
+        with self._wake:
+            while True:
+                while not self._items:
+                    if self._stopping:
+                        return None
+                    probing = self._failure is not None
+                    self._wake.wait(PROBE_SECONDS if probing else None)
+                    if probing and not self._items and not self._stopping:
+                        return []
+                batch: list[_Queued] = []
+                while self._items and len(batch) < MAX_BATCH:
+                    item = self._items.popleft()
+                    if item[1].set_running_or_notify_cancel():
+                        batch.append(item)
+                    else:  # withdrawn by its request
+                        self._alerts -= item[2]
+                        self._chars -= item[3]
+                if batch:
+                    return batch
+                if not self._items:
+                    self._owed_since = None
+
+    def _write(self, batch: list[_Queued]) -> None:
+        receipts: list[Receipt] = []
+        failure: str | None = None
+        try:
+            outcomes = self.commit([item[0] for item in batch])
+            for (_, future, _, _), outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, Receipt):
+                    receipts.append(outcome)
+                    future.set_result(outcome)
+                else:
+                    failure = failure or str(outcome)
+                    future.set_exception(outcome)
+        except Exception as exc:  # noqa: BLE001 - the writer outlives anything a commit does
+            log.exception("intake_writer_error", error=str(exc))
+            failure = f"intake writer error: {exc}"
+            for _, future, _, _ in batch:
+                if not future.done():
+                    future.set_exception(StoreUnavailable(failure))
+        self._settle(batch, None if receipts else failure)
+        if receipts:
+            try:
+                self.after_commit(receipts)
+            except Exception as exc:  # noqa: BLE001 - stored and answered already; keep writing
+                log.exception("intake_after_commit_failed", error=str(exc))
+
+    def _probe(self) -> None:
+        """An empty commit while commits fail: does the database take writes again?"""
+        try:
+            self.store.ingest([])
+        except Exception as exc:  # noqa: BLE001 - any failure just means: not yet
+            self._settle([], str(exc) or type(exc).__name__)
+        else:
+            self._settle([], None)
+
+    def _settle(self, batch: list[_Queued], failure: str | None) -> None:
+        with self._lock:
+            for item in batch:
+                self._alerts -= item[2]
+                self._chars -= item[3]
+            self._owed_since = time.monotonic() if self._items else None
+            recovered = self._failure is not None and failure is None
+            self._failure = failure
+        if recovered:
+            log.info("intake_commits_again")
+
+    def _close(self) -> None:
+        """The thread is ending: refuse new bodies and fail those nobody will commit."""
+        with self._lock:
+            stopping, self._open = self._stopping, False
+            left, self._items = list(self._items), deque()
+            self._alerts = self._chars = 0
+            self._owed_since = None
+        if not stopping:
+            log.critical("intake_writer_died")
+        for _, future, _, _ in left:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(StoreUnavailable("intake writer stopped"))
 
     def commit(self, batch: list[Submission]) -> list[Receipt | StoreUnavailable]:
         """Store the batch in one transaction: a receipt per submission, or why it was not stored."""
         try:
             return list(self.store.ingest(batch))
+        except StoreUnavailable as exc:
+            # The database, not a submission: retrying one by one would only wait again.
+            log.error("intake_write_failed", error=str(exc), bodies=len(batch))
+            return [exc] * len(batch)
         except Exception as exc:  # noqa: BLE001 - every sender must hear the outcome
             if len(batch) > 1:
                 # One poisoned submission must not fail its neighbours: retry one by one.
                 return [outcome for submission in batch for outcome in self.commit([submission])]
             log.error("intake_write_failed", error=str(exc), source=batch[0].source)
-            if isinstance(exc, StoreUnavailable):
-                return [exc]
             return [StoreUnavailable(f"could not store alerts: {exc}")]
 
     def after_commit(self, receipts: list[Receipt]) -> None:

@@ -21,7 +21,7 @@ import structlog
 
 from engine.errors import StoreUnavailable
 from engine.intake import MAX_BATCH, IntakeWriter
-from engine.intake_helpers import FRAME, Unwire, frame_values, outcome_values
+from engine.intake_helpers import FRAME, WITHDRAW, Unwire, frame_values, outcome_values
 from engine.logging import configure_logging
 from engine.store import Store, open_database
 from engine.store.ingest import Receipt
@@ -50,6 +50,17 @@ class FrameReader:
                 return None
             self.buffer += data
 
+    def arrived(self) -> list[bytes] | None:
+        """The complete frames received so far, without waiting; None at end of file."""
+        try:
+            data = self.sock.recv(RECEIVE_BYTES, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return self._complete()
+        if not data:
+            return None
+        self.buffer += data
+        return self._complete()
+
     def _complete(self) -> list[bytes]:
         found, at, buffer = [], 0, self.buffer
         while len(buffer) - at >= FRAME.size:
@@ -60,6 +71,42 @@ class FrameReader:
             at += FRAME.size + size
         del buffer[:at]
         return found
+
+
+class Inbox:
+    """Submissions read and not yet committed, less those the daemon withdrew.
+
+    A withdrawal always follows its submission on the socket: it either finds the body here
+    (skipped, answered 503) or names one already committed and answered (ignored).
+    """
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[int, Any]] = []
+        self.withdrawn: set[int] = set()
+
+    def add(self, frames: list[bytes]) -> None:
+        waiting = self.waiting
+        for data in frames:
+            request, wired = marshal.loads(data)
+            if wired is WITHDRAW:
+                self.withdrawn.add(request)
+            else:
+                waiting.append((request, wired))
+        if not waiting:
+            self.withdrawn.clear()  # each named a body answered already
+
+    def take(self) -> tuple[list[tuple[int, Any]], list[tuple[int, Any]]]:
+        """The next batch to commit, and the withdrawn bodies met on the way."""
+        batch, self.waiting = self.waiting[:MAX_BATCH], self.waiting[MAX_BATCH:]
+        withdrawn = self.withdrawn
+        if not withdrawn:
+            return batch, []
+        kept = [item for item in batch if item[0] not in withdrawn]
+        dropped = [item for item in batch if item[0] in withdrawn]
+        withdrawn.difference_update(request for request, _ in dropped)
+        if not self.waiting:
+            withdrawn.clear()
+        return kept, dropped
 
 
 class Replies:
@@ -78,7 +125,10 @@ class Replies:
 def serve(sock: socket.socket) -> None:
     """Read, commit, answer, in one thread: submissions that arrive during a commit wait in the
     socket and make up the next batch (group commit without a writer thread, a queue, or
-    futures: the helper spent a seventh of its CPU handing bodies between its threads)."""
+    futures: the helper spent a seventh of its CPU handing bodies between its threads).
+
+    The daemon bounds what it sends ahead of the answers, so the socket and `Inbox` are bounded.
+    """
     reader = FrameReader(sock)
     first = reader.frames()
     if not first:
@@ -88,30 +138,44 @@ def serve(sock: socket.socket) -> None:
     configure_logging(config.logging.level, config.logging.format)
     # Every line this process logs says so: `"intake_helper": <pid>`.
     structlog.configure(processors=[_mark_helper, *structlog.get_config()["processors"]])
-    db = open_database(config.database_url)  # the daemon has migrated it already
+    # The daemon has migrated it already; its config says how durable a commit is.
+    db = open_database(config.database_url, sqlite_synchronous=config.database.sqlite_synchronous)
     writer = IntakeWriter(Store(db))  # never started: this thread commits
     replies = Replies(sock)
     gc.collect()
     gc.freeze()
     replies.send(["ready"])
     unwire = Unwire()
-    pending = first[1:]
+    inbox = Inbox()
+    inbox.add(first[1:])
+    ended = False  # end of file: commit what is held, then exit
     try:
-        while pending or (pending := reader.frames() or []):
-            batch, pending = pending[:MAX_BATCH], pending[MAX_BATCH:]
-            requests, submissions = [], []
-            for data in batch:
-                request, wired = marshal.loads(data)
-                requests.append(request)
-                submissions.append(unwire(wired))
-            outcomes = writer.commit(submissions)
-            replies.send(
-                [
-                    outcome_values(request, _outcome(outcome, submission.source))
-                    for request, submission, outcome in zip(requests, submissions, outcomes, strict=True)
-                ]
-            )
-            writer.after_commit([outcome for outcome in outcomes if isinstance(outcome, Receipt)])
+        while True:
+            if not inbox.waiting:
+                if ended or (frames := reader.frames()) is None:
+                    return
+                inbox.add(frames)
+                continue
+            batch, dropped = inbox.take()
+            answers = [outcome_values(request, _withdrawn(wired[0])) for request, wired in dropped]
+            submissions = [unwire(wired) for _, wired in batch]
+            outcomes = writer.commit(submissions) if submissions else []
+            answers += [
+                outcome_values(request, _outcome(outcome, submission.source))
+                for (request, _), submission, outcome in zip(batch, submissions, outcomes, strict=True)
+            ]
+            replies.send(answers)
+            try:
+                writer.after_commit([outcome for outcome in outcomes if isinstance(outcome, Receipt)])
+            except Exception as exc:  # noqa: BLE001 - stored and answered already; keep going
+                log.exception("intake_after_commit_failed", error=str(exc))
+            # Bodies and withdrawals sent during the commit, without waiting for more.
+            if not ended:
+                arrived = reader.arrived()
+                if arrived is None:
+                    ended = True
+                else:
+                    inbox.add(arrived)
     finally:
         db.dispose()
 
@@ -127,6 +191,11 @@ def _outcome(outcome: Receipt | StoreUnavailable, source: str) -> Outcome:
         return Outcome(503, UNAVAILABLE.render(), reason="unavailable")
     content = Answer(202, outcome.as_json()).render()
     return Outcome(202, content, opened=len(outcome.opened), runs_queued=bool(outcome.runs_queued))
+
+
+def _withdrawn(source: str) -> Outcome:
+    log.error("alerts_not_stored", source=source, error="withdrawn by the daemon before its commit began")
+    return Outcome(503, UNAVAILABLE.render(), reason="unavailable")
 
 
 def main(argv: list[str]) -> int:

@@ -32,9 +32,10 @@ import structlog
 
 from engine import metrics
 from engine.config import Config
+from engine.intake import MAX_QUEUED_ALERTS, MAX_QUEUED_CHARS, WEDGED_SECONDS, IntakeWriter
 from engine.models import Alert, AlertStatus, Mode, Policy, Severity
 from engine.store.ingest import ClassifiedAlert, Submission
-from engine.webhooks import COMMIT_WAIT_SECONDS, UNAVAILABLE, Outcome
+from engine.webhooks import COMMIT_WAIT_SECONDS, OUTCOME_WAIT_SECONDS, OVERLOADED, UNAVAILABLE, Outcome
 
 log = structlog.get_logger("suture.intake")
 
@@ -187,6 +188,10 @@ _SEVERITY = {severity.value: severity for severity in Severity}
 _MODE = {mode.value: mode for mode in Mode}
 
 
+#: What the daemon sends in place of a submission to withdraw request N: `(N, WITHDRAW)`.
+WITHDRAW = None
+
+
 def outcome_values(request: int, outcome: Outcome) -> tuple[Any, ...]:
     """A helper's answer as plain values, in `Outcome`'s field order."""
     return request, outcome.status, outcome.content, outcome.reason, outcome.opened, outcome.runs_queued
@@ -197,7 +202,12 @@ class HelperGone(Exception):
 
 
 class Helper:
-    """One helper process and the bodies it holds, seen from the daemon's event loop."""
+    """One helper process and the bodies it holds, seen from the daemon's event loop.
+
+    A body stays in `pending` until the helper answers it (or is gone), even when its request
+    gave up: its frame may still sit in the socket, so the bound on what a helper holds
+    (`MAX_QUEUED_ALERTS`, `MAX_QUEUED_CHARS`) counts it until then.
+    """
 
     def __init__(
         self,
@@ -216,26 +226,56 @@ class Helper:
         self.retiring = False
         self.started = time.monotonic()
         self.last_used = self.started
-        self.pending: dict[int, asyncio.Future[Outcome]] = {}
+        #: request -> (its future, alerts, characters)
+        self.pending: dict[int, tuple[asyncio.Future[Outcome], int, int]] = {}
+        self.alerts = 0
+        self.chars = 0
+        #: When the helper last answered, or began to owe an answer: for `intake_health`.
+        self.progress_at = self.started
+        self.failing = False  # its last answer was a failed commit
         self._ids = itertools.count(1)
 
     async def forward(self, submission: Submission) -> Outcome | None:
-        """The helper's outcome once committed; None if the helper died first (commit it here)."""
+        """The helper's outcome once committed; None if the helper died first (commit it here).
+
+        After `COMMIT_WAIT_SECONDS` the body is withdrawn: the helper skips it unless its commit
+        began, and answers either way, so a 503 still means not stored.
+        """
+        alerts, chars = len(submission.alerts), len(submission.body)
+        if self.pending and (
+            self.alerts + alerts > MAX_QUEUED_ALERTS or self.chars + chars > MAX_QUEUED_CHARS
+        ):
+            return Outcome(503, OVERLOADED.render(), reason="overloaded")
         request = next(self._ids)
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self.pending[request] = future
-        self.last_used = time.monotonic()
+        now = time.monotonic()
+        if not self.pending:
+            self.progress_at = now
+        self.pending[request] = (future, alerts, chars)
+        self.alerts += alerts
+        self.chars += chars
+        self.last_used = now
         try:
             self.writer.write(frame_values((request, wire(submission))))
-            await self.writer.drain()
-            return await asyncio.wait_for(future, COMMIT_WAIT_SECONDS)
+            try:
+                async with asyncio.timeout(COMMIT_WAIT_SECONDS):
+                    await self.writer.drain()
+                    return await asyncio.shield(future)
+            except TimeoutError:
+                if not future.done() and not self.retiring:
+                    self.writer.write(frame_values((request, WITHDRAW)))
+            async with asyncio.timeout(OUTCOME_WAIT_SECONDS):
+                return await future
         except TimeoutError:
-            log.error("alerts_not_stored", source=submission.source, error="intake helper did not answer")
+            future.cancel()  # its answer, if it ever comes, only frees its place
+            log.error(
+                "alerts_outcome_unknown",
+                source=submission.source,
+                error=f"intake helper did not answer in {COMMIT_WAIT_SECONDS + OUTCOME_WAIT_SECONDS:.0f} s",
+            )
             return Outcome(503, UNAVAILABLE.render(), reason="unavailable")
-        except (HelperGone, ConnectionError):
-            return None
-        finally:
-            self.pending.pop(request, None)
+        except (HelperGone, ConnectionError, RuntimeError):
+            return None  # RuntimeError: written after end of file, the helper is leaving
 
     async def read_answers(self) -> None:
         try:
@@ -252,8 +292,15 @@ class Helper:
                     )
                     continue
                 request, *fields = message  # `outcome_values`
-                future = self.pending.get(request)
-                if future is not None and not future.done():
+                entry = self.pending.pop(request, None)
+                if entry is None:
+                    continue
+                future, alerts, chars = entry
+                self.alerts -= alerts
+                self.chars -= chars
+                self.progress_at = time.monotonic()
+                self.failing = fields[0] == 503
+                if not future.done():
                     future.set_result(Outcome(*fields))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -339,9 +386,10 @@ class HelperPool:
     def gone(self, helper: Helper) -> None:
         if helper in self.helpers:
             self.helpers.remove(helper)
-        for future in helper.pending.values():
+        for future, _, _ in helper.pending.values():
             if not future.done():
                 future.set_exception(HelperGone())
+        helper.pending.clear()
         helper.writer.close()
         code = helper.process.poll()
         if not helper.retiring:
@@ -350,6 +398,20 @@ class HelperPool:
         if code is None and self._loop is not None:
             self._loop.run_in_executor(None, helper.process.wait)  # reap, never a zombie
         self.changed()
+
+    def intake_health(self) -> str | None:
+        """None while every helper commits; otherwise why not, in one line (for `/readyz`).
+        Read from another thread: only lengths and numbers of the event loop's objects."""
+        now = time.monotonic()
+        for helper in list(self.helpers):
+            if helper.retiring or not helper.ready:
+                continue
+            pid = helper.process.pid
+            if helper.pending and (waited := now - helper.progress_at) > WEDGED_SECONDS:
+                return f"intake helper {pid} has not committed for {waited:.0f} s"
+            if helper.failing:
+                return f"intake helper {pid} cannot commit: its last commit failed"
+        return None
 
     def changed(self) -> None:
         metrics.INTAKE_HELPERS.set(sum(h.ready and not h.retiring for h in self.helpers))
@@ -395,3 +457,8 @@ class HelperPool:
                 helper.process.wait()
             helper.sock.close()
         metrics.INTAKE_HELPERS.set(0)
+
+
+def intake_health(writer: IntakeWriter, helpers: HelperPool | None) -> str | None:
+    """Why intake cannot commit now, in one line, or None: this process's writer, then its helpers."""
+    return writer.intake_health() or (helpers.intake_health() if helpers is not None else None)

@@ -13,6 +13,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -27,19 +28,34 @@ from connectors.signatures import bearer_token_ok, verify_hmac_sha256
 from engine import metrics
 from engine.config import Config, SourceConfig
 from engine.errors import InvalidPayload, StoreUnavailable
-from engine.intake import Intake
+from engine.intake import Intake, IntakeFull
 from engine.models import Alert
-from engine.store.ingest import Submission
+from engine.store.ingest import Receipt, Submission
 
 if TYPE_CHECKING:
     from engine.intake_helpers import HelperPool
 
 log = structlog.get_logger("suture.api")
 
+#: How long a body waits for its commit. One whose commit has not begun by then is withdrawn
+#: (503, and never stored); one whose commit is under way waits for it up to
+#: `OUTCOME_WAIT_SECONDS` more, so its answer says what became of it.
 COMMIT_WAIT_SECONDS = 10.0
+OUTCOME_WAIT_SECONDS = 50.0
+#: Every 503 from an alert endpoint carries `Retry-After` with this many seconds.
+RETRY_AFTER_SECONDS = 5
 SIGNATURE_HEADERS = {"grafana": "X-Grafana-Alerting-Signature"}
 DEFAULT_SIGNATURE_HEADER = "X-Suture-Signature"
-REJECTIONS = ("unauthorized", "too_large", "bad_signature", "invalid", "unavailable")
+REJECTIONS = (
+    "unauthorized",
+    "unsupported_media_type",
+    "too_large",
+    "bad_signature",
+    "invalid",
+    "unavailable",
+    "overloaded",
+)
+_RETRY_AFTER = str(RETRY_AFTER_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,10 @@ class Answer:
 
     def render(self) -> bytes:
         return orjson.dumps(self.body, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z)
+
+    def headers(self) -> dict[str, str] | None:
+        """Headers beyond the content type: a 503 says when to retry."""
+        return {"Retry-After": _RETRY_AFTER} if self.status == 503 else None
 
 
 @dataclass(frozen=True)
@@ -112,6 +132,9 @@ class WebhookReceiver:
             return error(404, f"source {source} is disabled in config.yaml")
         if not _token_ok(settings.token_env, headers.get("authorization")):
             return self._reject("unauthorized", error(401, "unauthorized"))
+        content_type = headers.get("content-type")
+        if content_type != "application/json" and not _is_json(content_type):
+            return self._reject("unsupported_media_type", _unsupported(content_type))
         limit = config.server.max_body_bytes
         too_large = error(413, f"body is larger than server.max_body_bytes ({limit} bytes)")
         declared = headers.get("content-length")
@@ -123,9 +146,11 @@ class WebhookReceiver:
             if len(body) > limit:
                 return self._reject("too_large", too_large)
         raw = bytes(body)
+        del body
         if (denied := _signature_problem(source, settings, headers, raw)) is not None:
             return self._reject("bad_signature", denied)
         admitted = admit(config, self.intake, self.connector, raw)
+        del raw  # the submission keeps the text; a waiting body should hold it once, not thrice
         if isinstance(admitted, Rejected):
             return self._reject(admitted.reason, admitted.answer)
         helper = self.helpers.pick(len(admitted.alerts)) if self.helpers is not None else None
@@ -136,11 +161,19 @@ class WebhookReceiver:
     async def _commit(self, admitted: Submission, started: float) -> Answer:
         """Commit with this process's writer; the answer waits for the commit."""
         try:
-            receipt = await asyncio.wait_for(
-                asyncio.wrap_future(self.intake.submit(admitted)), COMMIT_WAIT_SECONDS
+            receipt = await committed(self.intake.submit(admitted))
+        except IntakeFull:
+            return self._reject("overloaded", OVERLOADED)  # the writer logs it, once in a while
+        except StoreUnavailable as exc:
+            log.error("alerts_not_stored", source=self.source, error=str(exc))
+            return self._reject("unavailable", UNAVAILABLE)
+        except TimeoutError:
+            # The only 503 that may not mean "not stored": the commit began and has not ended.
+            log.error(
+                "alerts_outcome_unknown",
+                source=self.source,
+                error=f"commit still running after {COMMIT_WAIT_SECONDS + OUTCOME_WAIT_SECONDS:.0f} s",
             )
-        except (StoreUnavailable, TimeoutError) as exc:
-            log.error("alerts_not_stored", source=self.source, error=str(exc) or "commit timed out")
             return self._reject("unavailable", UNAVAILABLE)
         self._received.inc(len(admitted.alerts))
         metrics.INCIDENTS_OPENED.inc(len(receipt.opened))
@@ -171,6 +204,25 @@ class Relayed(Answer):
 
 
 UNAVAILABLE = error(503, "alerts not stored: the database is unavailable, retry later")
+OVERLOADED = error(503, "alerts not stored: intake is full, retry later")
+
+
+async def committed(future: Future[Receipt]) -> Receipt:
+    """The receipt of a submitted body (`COMMIT_WAIT_SECONDS`): withdrawn if its commit has not
+    begun by then (`StoreUnavailable`), `TimeoutError` if its begun commit outlasts the bound."""
+    if future.done():
+        return future.result()  # refused at once: full, or no writer
+    waiting = asyncio.wrap_future(future)
+    try:
+        async with asyncio.timeout(COMMIT_WAIT_SECONDS):
+            return await asyncio.shield(waiting)
+    except TimeoutError:
+        if future.cancel():  # still queued: the writer will skip it
+            raise StoreUnavailable(
+                f"commit did not begin within {COMMIT_WAIT_SECONDS:.0f} s; withdrawn"
+            ) from None
+    async with asyncio.timeout(OUTCOME_WAIT_SECONDS):
+        return await waiting
 
 
 def admit(config: Config, intake: Intake, connector: Connector, raw: bytes) -> Submission | Rejected:
@@ -212,16 +264,10 @@ class WebhookFront:
             log.exception("webhook_failed", source=receiver.source)
             answer = error(500, "internal error")
         content = answer.render()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": answer.status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(content)).encode()),
-                ],
-            }
-        )
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+        if answer.status == 503:
+            headers.append((b"retry-after", _RETRY_AFTER.encode()))
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
 
@@ -238,6 +284,19 @@ async def _body_chunks(receive: Receive) -> AsyncIterator[bytes]:
             yield chunk
         if not message.get("more_body", False):
             return
+
+
+def _is_json(content_type: str | None) -> bool:
+    """`application/json`, in any case, with or without parameters (`; charset=utf-8`)."""
+    return content_type is not None and content_type.split(";", 1)[0].strip().lower() == "application/json"
+
+
+def _unsupported(content_type: str | None) -> Answer:
+    """The same words as the rest of the API's 415 (engine/api.py `json_problem`)."""
+    if content_type is None:
+        return error(415, "Content-Type must be application/json", field="content-type")
+    kind = content_type.split(";", 1)[0].strip().lower()[:80]
+    return error(415, f"Content-Type must be application/json (got {kind!r})", field="content-type")
 
 
 def _token_ok(token_env: str | None, header: str | None) -> bool:

@@ -145,7 +145,8 @@ def post_and_check(
     headers = {"content-type": content_type} if content_type is not None else {}
     before = _totals(db)
     response = client.post(f"/api/v1/alerts/{source}", content=content, headers=headers)
-    check_answer(db, source, content, response.status_code, response.content, before, must_accept)
+    status, answer = response.status_code, response.content
+    check_answer(db, source, content, status, answer, before, must_accept, content_type)
     return response.status_code
 
 
@@ -157,6 +158,7 @@ def check_answer(
     answer_bytes: bytes,
     before: tuple[int, int, int],
     must_accept: bool = False,
+    content_type: str | None = "application/json",
 ) -> None:
     """The answer to one POSTed body agrees with the contract and with the rows in the database."""
     after = _totals(db)
@@ -164,6 +166,10 @@ def check_answer(
     said = answer_bytes.decode("utf-8", "replace")
     assert status < 500, f"{status} {said}\n{where}"
     answer = orjson.loads(answer_bytes)
+    if (content_type or "").split(";")[0].strip().lower() != "application/json":
+        assert status == 415 and answer["field"] == "content-type", f"{status} {said} for {content_type!r}"
+        assert after == before, f"a refused body changed the row counts {before} -> {after}\n{where}"
+        return
     if currently_in_test_context():  # for --hypothesis-show-statistics
         event(f"{source}: {status} {answer.get('field', '') if status == 422 else ''}".rstrip())
 
@@ -1032,4 +1038,5 @@ def test_openapi_operations_answer_without_5xx_and_as_documented(
         sent = response.request.body or b""
         content = sent.encode() if isinstance(sent, str) else bytes(sent)
         source = case.path.rsplit("/", 1)[-1]
-        check_answer(db, source, content, response.status_code, response.content, before)
+        sent_type = response.request.headers.get("content-type")
+        check_answer(db, source, content, response.status_code, response.content, before, False, sent_type)
