@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 import structlog
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from connectors import CONNECTORS
 from engine import metrics
+from engine.access import AccessDenied, Actor, Role
 from engine.config import Config
 from engine.errors import Conflict, NotFound, StoreUnavailable
 from engine.intake import Intake
@@ -27,6 +32,8 @@ from engine.webhooks import WebhookFront, WebhookReceiver, error
 log = structlog.get_logger("suture.api")
 
 MAX_ID = 2**62  # larger ids cannot exist; refusing them keeps SQLite's INTEGER from overflowing
+#: Largest body an /api/v1 request other than an alert may send (a decision's reason fits easily).
+MAX_REQUEST_BODY_BYTES = 64 * 1024
 
 
 class ORJSONResponse(JSONResponse):
@@ -45,16 +52,118 @@ class Services:
 
 
 class Decision(BaseModel):
-    """Who approves or rejects a run, and why."""
+    """Why a run is approved or rejected; who decides is the authenticated caller."""
 
     model_config = ConfigDict(extra="forbid")
-    by: str | None = Field(default=None, max_length=128)
+    by: str | None = Field(
+        default=None,
+        max_length=128,
+        deprecated=True,
+        description="Ignored: the decision is recorded under the authenticated name.",
+    )
     reason: str | None = Field(default=None, max_length=2000)
 
 
-def _error(status: int, message: str, field: str | None = None) -> ORJSONResponse:
+class ErrorBody(BaseModel):
+    """Every error the API answers: a message, and the field it is about when there is one."""
+
+    error: str
+    field: str | None = None
+
+
+def _error(
+    status: int, message: str, field: str | None = None, headers: Mapping[str, str] | None = None
+) -> ORJSONResponse:
     answer = error(status, message, field)
-    return ORJSONResponse(answer.body, status_code=answer.status)
+    return ORJSONResponse(answer.body, status_code=answer.status, headers=headers)
+
+
+def _documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorBody, "description": _ERROR_MEANINGS[status]} for status in statuses}
+
+
+_ERROR_MEANINGS = {
+    400: "A parameter is invalid",
+    401: "Missing or wrong credentials (Bearer token or HTTP Basic)",
+    403: "The credentials' role does not allow this, or no access is configured",
+    404: "No such object",
+    409: "The run is not awaiting approval",
+    413: "Body too large",
+    415: "A POST body must be Content-Type: application/json",
+    422: "A field is invalid; `field` names it",
+}
+
+
+def json_problem(headers: Mapping[str, str]) -> str | None:
+    """Why a POST may not go on for its content type, or None.
+
+    A body must be `application/json`: browsers send text/plain and form bodies to any site
+    without asking, JSON only after a CORS preflight Suture never grants. An empty POST with
+    no content type (what `curl -X POST` sends) is allowed with a Bearer token only: a browser
+    adds cached Basic credentials to a cross-site request by itself, but never a Bearer token.
+    """
+    media = headers.get("content-type")
+    if media is not None:
+        kind = media.split(";", 1)[0].strip().lower()
+        return None if kind == "application/json" else f"Content-Type must be application/json (got {kind!r})"
+    empty = headers.get("content-length", "0").strip() == "0" and "transfer-encoding" not in headers
+    bearer = headers.get("authorization", "").strip()[:7].lower() == "bearer "
+    return None if empty and bearer else "Content-Type must be application/json"
+
+
+def needed_role(method: str) -> Role:
+    """Reads need `read`; anything that may change state needs `operate`."""
+    return "read" if method in ("GET", "HEAD", "OPTIONS") else "operate"
+
+
+class GuardedRoute(APIRoute):
+    """An /api/v1 route other than an alert endpoint: content type, then access, then a bounded body,
+    all before FastAPI parses anything, so a refused request costs nothing and changes nothing."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            headers = request.headers
+            if request.method == "POST" and (problem := json_problem(headers)) is not None:
+                return _error(415, problem, "content-type")
+            needed = needed_role(request.method)
+            try:
+                # Off the event loop: checking a password costs a scrypt.
+                actor = await run_in_threadpool(
+                    request.app.state.access.decide, headers.get("authorization"), needed
+                )
+            except AccessDenied as denied:
+                log.info("access_denied", method=request.method, path=request.url.path, status=denied.status)
+                challenge = {"WWW-Authenticate": ", ".join(denied.challenges)} if denied.challenges else None
+                return _error(denied.status, denied.message, headers=challenge)
+            request.state.actor = actor
+            if request.method != "GET" and (too_large := await _read_bounded_body(request)) is not None:
+                return too_large
+            return await handler(request)
+
+        return guarded
+
+
+async def _read_bounded_body(request: Request) -> Response | None:
+    """Read the body now, refusing it past MAX_REQUEST_BODY_BYTES; FastAPI then reuses it."""
+    too_large = _error(413, f"body is larger than {MAX_REQUEST_BODY_BYTES} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_REQUEST_BODY_BYTES:
+        return too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_REQUEST_BODY_BYTES:
+            return too_large
+    request._body = bytes(body)  # Starlette's cache: request.body() answers from it
+    return None
+
+
+def authenticated(request: Request) -> Actor:
+    """The caller GuardedRoute authenticated; what an action is recorded under."""
+    actor: Actor = request.state.actor
+    return actor
 
 
 def create_app(services: Services) -> FastAPI:
@@ -65,6 +174,7 @@ def create_app(services: Services) -> FastAPI:
         default_response_class=ORJSONResponse,
     )
     app.state.services = services
+    app.state.access = services.config.access_control()
     vendor_schemas: dict[str, Any] = {}
     receivers = [
         WebhookReceiver(services.config, services.intake, c, services.helpers, services.wake_workers)
@@ -73,7 +183,9 @@ def create_app(services: Services) -> FastAPI:
     for receiver in receivers:
         vendor_schemas.update(_add_alert_route(app, receiver))
     app.state.receivers = receivers
-    _add_read_routes(app, services)
+    _add_error_handlers(app)
+    app.include_router(_api_router(services))
+    _add_probe_routes(app, services)
 
     def openapi() -> dict[str, Any]:
         # Vendor bodies are read raw (for size limits and exact storage), so FastAPI does not
@@ -104,7 +216,8 @@ def _add_alert_route(app: FastAPI, receiver: WebhookReceiver) -> dict[str, Any]:
 
     async def receive(request: Request) -> Response:
         answer = await receiver.receive(request.headers, request.stream())
-        return Response(answer.render(), status_code=answer.status, media_type="application/json")
+        content, status = answer.render(), answer.status
+        return Response(content, status_code=status, headers=answer.headers(), media_type="application/json")
 
     receive.__name__ = f"receive_{source}"
     app.post(
@@ -118,8 +231,9 @@ def _add_alert_route(app: FastAPI, receiver: WebhookReceiver) -> dict[str, Any]:
                 "400": {"description": "Body is not JSON"},
                 "401": {"description": "Missing or wrong bearer token"},
                 "413": {"description": "Body too large"},
+                "415": {"description": "Content-Type is not application/json"},
                 "422": {"description": "A field is invalid; `field` names it"},
-                "503": {"description": "Not stored; retry"},
+                "503": {"description": "Not stored; retry after the `Retry-After` seconds"},
             },
         },
     )(receive)
@@ -130,8 +244,8 @@ def _page(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
     return {"items": items, "next": items[-1]["id"] if len(items) == limit and items else None}
 
 
-def _add_read_routes(app: FastAPI, services: Services) -> None:
-    store = services.store
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as `{"error", "field"?}`, FastAPI's own (unknown route, wrong method, bad field) too."""
 
     @app.exception_handler(NotFound)
     async def _not_found(_request: Request, exc: NotFound) -> Response:
@@ -149,7 +263,34 @@ def _add_read_routes(app: FastAPI, services: Services) -> None:
     async def _bad_value(_request: Request, exc: ValueError) -> Response:
         return _error(400, str(exc))
 
-    @app.get("/api/v1/incidents")
+    @app.exception_handler(HTTPException)
+    async def _routing(request: Request, exc: HTTPException) -> Response:
+        path = request.url.path[:200]
+        headers = dict(exc.headers or {})
+        if exc.status_code == 404:
+            message = f"not found: {path}"
+        elif exc.status_code == 405:
+            allowed = f" (allowed: {headers['Allow']})" if headers.get("Allow") else ""
+            message = f"method {request.method} not allowed on {path}{allowed}"
+        else:
+            message = str(exc.detail)
+        return _error(exc.status_code, message, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
+        problem = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        # ("query", "limit"), ("path", "run_id"), ("body", "reason"); just ("body",) for broken JSON
+        loc = [str(part) for part in problem.get("loc", ())]
+        field = ".".join(loc[1:]) or (loc[0] if loc else "request")
+        return _error(422, f"{field}: {problem.get('msg', 'invalid value')}", field)
+
+
+def _api_router(services: Services) -> APIRouter:
+    """/api/v1 beyond the alert endpoints: every route authenticated by GuardedRoute."""
+    store = services.store
+    router = APIRouter(route_class=GuardedRoute, responses=_documented(401, 403, 422))
+
+    @router.get("/api/v1/incidents", responses=_documented(400))
     def list_incidents(
         status: str | None = None,
         code: str | None = None,
@@ -162,11 +303,11 @@ def _add_read_routes(app: FastAPI, services: Services) -> None:
         )
         return _page(items, limit)
 
-    @app.get("/api/v1/incidents/{incident_id}")
+    @router.get("/api/v1/incidents/{incident_id}", responses=_documented(404))
     def get_incident(incident_id: int = Path(ge=1, le=MAX_ID)) -> Any:
         return store.get_incident(incident_id)
 
-    @app.get("/api/v1/runs")
+    @router.get("/api/v1/runs", responses=_documented(400))
     def list_runs(
         status: str | None = None,
         playbook: str | None = None,
@@ -179,26 +320,32 @@ def _add_read_routes(app: FastAPI, services: Services) -> None:
         )
         return _page(items, limit)
 
-    @app.get("/api/v1/runs/{run_id}")
+    @router.get("/api/v1/runs/{run_id}", responses=_documented(404))
     def get_run(run_id: int = Path(ge=1, le=MAX_ID)) -> Any:
         return store.get_run(run_id)
 
-    @app.post("/api/v1/runs/{run_id}/approve")
-    def approve_run(run_id: int = Path(ge=1, le=MAX_ID), body: Decision | None = None) -> Any:
-        run = store.decide_run(run_id, approve=True, by=(body.by if body else None) or "api")
+    changes = _documented(404, 409, 413, 415)
+
+    @router.post("/api/v1/runs/{run_id}/approve", responses=changes)
+    def approve_run(
+        actor: Annotated[Actor, Depends(authenticated)],
+        run_id: int = Path(ge=1, le=MAX_ID),
+        body: Decision | None = None,
+    ) -> Any:
+        run = store.decide_run(run_id, approve=True, by=actor.name)
         services.wake_workers()
         return run
 
-    @app.post("/api/v1/runs/{run_id}/reject")
-    def reject_run(run_id: int = Path(ge=1, le=MAX_ID), body: Decision | None = None) -> Any:
-        return store.decide_run(
-            run_id,
-            approve=False,
-            by=(body.by if body else None) or "api",
-            reason=body.reason if body else None,
-        )
+    @router.post("/api/v1/runs/{run_id}/reject", responses=changes)
+    def reject_run(
+        actor: Annotated[Actor, Depends(authenticated)],
+        run_id: int = Path(ge=1, le=MAX_ID),
+        body: Decision | None = None,
+    ) -> Any:
+        reason = body.reason if body else None
+        return store.decide_run(run_id, approve=False, by=actor.name, reason=reason)
 
-    @app.get("/api/v1/codes")
+    @router.get("/api/v1/codes")
     def list_codes() -> Any:
         catalog = services.intake.view.catalog
         items = []
@@ -209,7 +356,7 @@ def _add_read_routes(app: FastAPI, services: Services) -> None:
             items.append(item)
         return {"items": items, "next": None}
 
-    @app.get("/api/v1/playbooks")
+    @router.get("/api/v1/playbooks")
     def list_playbooks() -> Any:
         catalog = services.intake.view.catalog
         items = [
@@ -224,6 +371,12 @@ def _add_read_routes(app: FastAPI, services: Services) -> None:
             for e in sorted(catalog.playbooks.values(), key=lambda e: (e.playbook.name, e.playbook.version))
         ]
         return {"items": items, "next": None}
+
+    return router
+
+
+def _add_probe_routes(app: FastAPI, services: Services) -> None:
+    """Health, readiness and metrics: open to the machine's own probes and scrapers."""
 
     @app.get("/healthz")
     def healthz() -> Any:

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from engine.access import AccessControl, Role, Token, User, parse_password_hash
 from engine.durations import Duration
 from engine.errors import ConfigError
-from engine.yamlfile import YamlSyntaxError, describe_validation_error, load_located
+from engine.yamlfile import LocatedYaml, YamlSyntaxError, describe_validation_error, load_located
 
 
 class _Section(BaseModel):
@@ -132,6 +142,70 @@ class NotificationConfig(_Section):
     )
 
 
+#: Names land in the audit log as the actor of every action: keep them plain.
+ACTOR_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
+
+
+class TokenConfig(_Section):
+    """An API token: its value lives in the environment variable `token_env`, never in the file."""
+
+    name: str = Field(pattern=ACTOR_NAME)
+    token_env: str = Field(min_length=1)
+    role: Role
+
+
+class UserConfig(_Section):
+    """A person signing in with HTTP Basic (and later the console)."""
+
+    name: str = Field(pattern=ACTOR_NAME)
+    password_hash: str
+    role: Role
+
+    @model_validator(mode="after")
+    def _hash_parses(self) -> UserConfig:
+        # Checked on the whole entry so that the error shows the entry's line but not the value:
+        # a password pasted here by mistake must not end up in a terminal or a log.
+        try:
+            parse_password_hash(self.password_hash)
+        except ValueError as exc:
+            raise ValueError(f"password_hash: {exc}") from None
+        return self
+
+
+class AccessConfig(_Section):
+    """Who may use /api/v1 beyond the alert endpoints; empty: reads on loopback only, no changes."""
+
+    open_reads: bool = False
+    tokens: list[TokenConfig] = Field(default_factory=list)
+    users: list[UserConfig] = Field(default_factory=list)
+
+    @field_validator("users")
+    @classmethod
+    def _unique_users(cls, users: list[UserConfig]) -> list[UserConfig]:
+        names = [user.name for user in users]
+        if twice := sorted({name for name in names if names.count(name) > 1}):
+            raise ValueError(f"user names must be unique (twice: {', '.join(twice)})")
+        return users
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.tokens or self.users)
+
+
+#: Shortest token value accepted: an API that can approve remediation deserves more than a PIN.
+MIN_TOKEN_CHARS = 16
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -150,9 +224,13 @@ class Config(_Section):
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
     notifications: list[NotificationConfig] = Field(default_factory=list)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    access: AccessConfig = Field(default_factory=AccessConfig)
 
     #: Folder of the config file; relative paths in it are resolved against this.
     base_dir: Path = Field(default=Path("."), exclude=True)
+    #: The parsed file, for `file:line` in errors found after loading (missing environment variables).
+    _doc: LocatedYaml | None = PrivateAttr(default=None)
+    _access: AccessControl | None = PrivateAttr(default=None)
 
     def resolve(self, relative: str) -> Path:
         path = Path(os.path.expanduser(relative))
@@ -181,6 +259,33 @@ class Config(_Section):
     def source(self, name: str) -> SourceConfig:
         return self.sources.get(name) or SourceConfig()
 
+    def access_control(self) -> AccessControl:
+        """The API's access rules, token values read from the environment on the first call only.
+
+        `suture serve` calls this before it opens the database, so a token whose environment
+        variable is unset (or too short) stops the start with a ConfigError: an operator who
+        configured a token expects it to be required, not silently missing.
+        """
+        if self._access is not None:
+            return self._access
+        tokens = []
+        for index, token in enumerate(self.access.tokens):
+            value = os.environ.get(token.token_env, "")
+            if len(value) < MIN_TOKEN_CHARS:
+                problem = "is not set" if not value else f"holds fewer than {MIN_TOKEN_CHARS} characters"
+                key = f"access.tokens.{index}.token_env"
+                raise ConfigError(
+                    f"{self._where(('access', 'tokens', index, 'token_env'))}: {key}: environment variable"
+                    f" {token.token_env} {problem} (the token for {token.name})"
+                )
+            tokens.append(Token(token.name, value, token.role))
+        users = [User(u.name, parse_password_hash(u.password_hash), u.role) for u in self.access.users]
+        self._access = AccessControl(tokens, users, open_reads=self.access.open_reads)
+        return self._access
+
+    def _where(self, loc: tuple[str | int, ...]) -> str:
+        return self._doc.where(loc) if self._doc is not None else "config.yaml"
+
 
 def load_config(path: str | Path) -> Config:
     """Load and validate config.yaml; every failure is a ConfigError of one line."""
@@ -201,5 +306,12 @@ def load_config(path: str | Path) -> Config:
         problems = describe_validation_error(doc, exc)
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ConfigError(problems[0] + more) from None
+    if not is_loopback(config.server.host) and not config.access.configured:
+        # Without access, approve and reject answer 403 to everyone; open reads must stay on this machine.
+        raise ConfigError(
+            f"{doc.where(('server', 'host'))}: server.host: {config.server.host!r} is not a loopback"
+            " address; configure access.tokens or access.users before the API listens beyond this machine"
+        )
     config.base_dir = path.resolve().parent
+    config._doc = doc
     return config

@@ -243,8 +243,15 @@ def test_two_daemons_on_one_postgres_execute_each_run_once(daemon_factory: Any, 
 
 
 def test_approval_through_cli_and_api(daemon_factory: Any, tmp_path: Path) -> None:
-    """Approved (CLI) runs execute; rejected (API) ones never do; a finished run cannot be approved."""
-    daemon = daemon_factory(f"sqlite:///{tmp_path / 'approve.db'}", workers={"poll_interval": "200ms"})
+    """Approved (CLI) runs execute; rejected (API, operate token) ones never do and are recorded under
+    the token's name, whatever `by` the body claims; a finished run cannot be approved."""
+    token = "chatops-token-" + "0123456789abcdef"
+    daemon = daemon_factory(
+        f"sqlite:///{tmp_path / 'approve.db'}",
+        env={"SUTURE_API_OPS": token},
+        workers={"poll_interval": "200ms"},
+        access={"tokens": [{"name": "chatops", "token_env": "SUTURE_API_OPS", "role": "operate"}]},
+    )
     first = daemon.post("alertmanager", am_body(am_alert("NeedsApproval", fingerprint="ap1"))).json()
     second = daemon.post("alertmanager", am_body(am_alert("NeedsApproval", fingerprint="ap2"))).json()
     [approved_id], [rejected_id] = first["runs_queued"], second["runs_queued"]
@@ -258,16 +265,18 @@ def test_approval_through_cli_and_api(daemon_factory: Any, tmp_path: Path) -> No
     import httpx
 
     url = f"{daemon.url}/api/v1/runs/{rejected_id}/reject"
-    response = httpx.post(url, json={"by": "bob", "reason": "not during the sale"}, timeout=10)
+    auth = {"Authorization": f"Bearer {token}"}
+    response = httpx.post(url, json={"by": "bob", "reason": "not during the sale"}, headers=auth, timeout=10)
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "rejected"
     time.sleep(0.5)
     rejected = daemon.cli("runs", "show", str(rejected_id))
-    assert rejected["steps"] == [] and rejected["error"] == "rejected by bob: not during the sale"
-    again = httpx.post(f"{daemon.url}/api/v1/runs/{approved_id}/approve", timeout=10)
+    assert rejected["steps"] == [] and rejected["error"] == "rejected by chatops: not during the sale"
+    again = httpx.post(f"{daemon.url}/api/v1/runs/{approved_id}/approve", headers=auth, timeout=10)
     assert again.status_code == 409 and "not awaiting_approval" in again.json()["error"]
     timeline = daemon.cli("incidents", "show", str(rejected["incident_id"]))["timeline"]
-    assert ("run_rejected", "bob") in [(t["kind"], t["actor"]) for t in timeline]
+    actors = [(t["kind"], t["actor"]) for t in timeline]
+    assert ("run_rejected", "chatops") in actors and ("run_rejected", "bob") not in actors
 
 
 def test_pause_holds_queued_runs_until_resume(daemon_factory: Any, tmp_path: Path) -> None:
