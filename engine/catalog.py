@@ -80,6 +80,15 @@ class CodeEntry:
 class Catalog:
     codes: list[CodeEntry] = field(default_factory=list)
     playbooks: dict[tuple[str, int], PlaybookEntry] = field(default_factory=dict)
+    #: `file:line: warning: ...` lines `suture validate` prints; they do not make the catalog invalid.
+    warnings: list[str] = field(default_factory=list)
+
+    def match_patterns(self, code: str) -> dict[str, str]:
+        """The label and annotation patterns a code declares ("labels.x" -> regex), for the runner."""
+        for entry in self.codes:
+            if entry.code.code == code:
+                return declared_patterns(entry.code)
+        return {}
 
     def latest_version(self, name: str) -> int | None:
         versions = [v for (n, v) in self.playbooks if n == name]
@@ -99,6 +108,14 @@ class Catalog:
         return self.playbooks.get((name, number)) if number is not None else None
 
 
+def declared_patterns(code: Code) -> dict[str, str]:
+    """What the code owner constrained: a placeholder reading one of these may start with "-"."""
+    match = code.match
+    patterns = {f"annotations.{name}": pattern for name, pattern in match.annotations.items()}
+    patterns.update({f"labels.{name}": pattern for name, pattern in match.labels.items()})
+    return patterns
+
+
 def content_hash(data: Any) -> str:
     """Hash of the parsed content, so comments and layout can change without a new version."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
@@ -115,6 +132,7 @@ def load_catalog(
 
     problems: list[str] = []
     catalog = Catalog()
+    docs: dict[tuple[str, int], LocatedYaml] = {}
     for path in _yaml_files(playbooks_dir, problems):
         doc = _load(path, problems)
         if doc is None:
@@ -141,6 +159,7 @@ def load_catalog(
                 "is already stored; raise `version` to publish a change"
             )
         catalog.playbooks[key] = entry
+        docs[key] = doc
 
     seen: dict[str, str] = {}
     for path in _yaml_files(codes_dir, problems):
@@ -168,7 +187,33 @@ def load_catalog(
             catalog.codes.append(CodeEntry(code, content_hash(item), path, doc.line_of((index,))))
     if problems:
         raise CatalogError(problems)
+    catalog.warnings = _option_warnings(catalog, docs)
     return catalog
+
+
+def _option_warnings(catalog: Catalog, docs: Mapping[tuple[str, int], LocatedYaml]) -> list[str]:
+    """An alert value alone where an SSH command reads options, unless every code using the
+    playbook declares that label's pattern: at run time a value starting with "-" is refused."""
+    from engine.templating import option_placeholders
+
+    warnings: list[str] = []
+    for key, entry in catalog.playbooks.items():
+        users = [c.code for c in catalog.codes if catalog.playbook_for(c.code) is entry]
+        declared = set.intersection(*(set(declared_patterns(code)) for code in users)) if users else set()
+        for phase in ("steps", "verify", "rollback"):
+            for index, step in enumerate(getattr(entry.playbook, phase)):
+                if step.ssh is None:
+                    continue
+                for source, label in option_placeholders(step.ssh.command):
+                    if label is not None and label in declared:
+                        continue
+                    hint = f", or declare {label}'s pattern in the code's match" if label else ""
+                    warnings.append(
+                        f"{docs[key].where((phase, index, 'ssh', 'command'))}: warning: ssh.command: "
+                        f"{{{{ {source} }}}} stands alone where the command reads options, so a value "
+                        f'starting with "-" will be refused at run time; put it after "--"{hint}'
+                    )
+    return list(dict.fromkeys(warnings))  # two placeholders on one line: say it once
 
 
 def _yaml_files(folder: Path, problems: list[str]) -> list[Path]:
@@ -241,7 +286,7 @@ def _check_playbook_templates(
                 )
             if step.register_as:
                 registered.add(step.register_as)
-            for sub, template in _templates_of(step):
+            for sub, template in templates_of(step):
                 if (error := check_template(template)) is not None:
                     problems.append(f"{doc.where((*loc, *sub))}: {'.'.join(map(str, sub))}: {error}")
             if step.ssh is not None and placeholder_inside_quotes(step.ssh.command):
@@ -254,7 +299,7 @@ def _check_playbook_templates(
     return problems
 
 
-def _templates_of(step: Step) -> Iterable[tuple[tuple[str, ...], str]]:
+def templates_of(step: Step) -> Iterable[tuple[tuple[str, ...], str]]:
     if step.ssh is not None:
         yield ("ssh", "command"), step.ssh.command
         if step.ssh.target:

@@ -4,7 +4,7 @@ and no SQL: results go to a `record` callback, actions come from the registry by
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 
 from engine.actions import ActionContext, RunResources, get_action
+from engine.catalog import templates_of
 from engine.config import Config
 from engine.errors import TemplateError
 from engine.models import ActionResult, HttpStep, OnFailure, Playbook, RunStatus, SshStep, Step
@@ -73,9 +74,14 @@ class Runner:
         *,
         dry_run: bool = False,
         record: Recorder | None = None,
+        patterns: Mapping[str, str] | None = None,
     ) -> RunOutcome:
-        """Run the playbook to a final status; never raises for a step's failure."""
-        execution = _Execution(self, playbook, context, dry_run, record)
+        """Run the playbook to a final status; never raises for a step's failure.
+
+        `patterns` are the code's match patterns ("labels.x" -> regex): a value of a label the
+        code constrains may start with "-" where an SSH command reads options, if it matches.
+        """
+        execution = _Execution(self, playbook, context, dry_run, record, patterns or {})
         try:
             return execution.run()
         finally:
@@ -90,10 +96,13 @@ class _Execution:
         context: dict[str, Any],
         dry_run: bool,
         record: Recorder | None,
+        patterns: Mapping[str, str],
     ) -> None:
         self.runner = runner
         self.config = runner.config
-        self.renderer = runner.renderer
+        # Per run: it also redacts whatever expressions touching secrets rendered to.
+        self.renderer = runner.renderer.session()
+        self.patterns = patterns
         self.playbook = playbook
         self.variables: dict[str, Any] = dict(context)
         self.target = str(context.get("target") or "")
@@ -107,6 +116,11 @@ class _Execution:
         self.continued: list[str] = []
 
     def run(self) -> RunOutcome:
+        missing = self._preflight()
+        if missing:
+            self.outcome.status = RunStatus.failed
+            self.outcome.error = self.renderer.redact(f"not started: {missing}")
+            return self.outcome
         try:
             executed = self._phase("steps", self.playbook.steps)
             if not executed and not self.dry_run:
@@ -123,6 +137,39 @@ class _Execution:
         # Only verification can vouch for a fix that went past a failed step.
         self.outcome.remediated = not self.dry_run and (not self.continued or bool(self.playbook.verify))
         return self.outcome
+
+    def _preflight(self) -> str:
+        """Every name taken from the alert, for every phase, checked before the first step runs.
+
+        A run that stops half way has done half a change; a missing label is known before
+        anything starts. Only names registered by steps may wait. A step with `when:` is
+        checked for what its condition reads, since its templates render only if it holds.
+        Each step found wanting gets a `failed` record; nothing is executed.
+        """
+        pb = self.playbook
+        phases = (("steps", pb.steps), ("verify", pb.verify), ("rollback", pb.rollback))
+        waiting = {step.register_as for _, steps in phases for step in steps if step.register_as}
+        problems: list[str] = []
+        for phase, steps in phases:
+            for index, step in enumerate(steps):
+                if step.when is not None:
+                    sources = [(step.when, True)]
+                else:
+                    sources = [(template, False) for _, template in templates_of(step)]
+                missing: list[str] = []
+                for source, expression in sources:
+                    missing += self.renderer.undefined_names(
+                        source, self.variables, expression=expression, may_wait=waiting
+                    )
+                if not missing:
+                    continue
+                name = step.display_name(index)
+                kind = {"steps": "step", "verify": "verification", "rollback": "rollback step"}[phase]
+                problem = f"{kind} {name!r} uses {', '.join(dict.fromkeys(missing))}"
+                error = f"{problem}; checked before any step ran, nothing was executed"
+                self._emit(phase, name, step, "failed", {}, None, time.monotonic(), 1, error=error)
+                problems.append(problem)
+        return "; ".join(problems)
 
     def _failed(self, failure: _PhaseFailed) -> RunOutcome:
         outcome = self._decide(failure)
@@ -253,7 +300,9 @@ class _Execution:
         render = self.renderer.render_value
         if step.ssh is not None:
             return SshStep(
-                command=self.renderer.render(step.ssh.command, self.variables, shell=True),
+                command=self.renderer.render(
+                    step.ssh.command, self.variables, shell=True, patterns=self.patterns
+                ),
                 sudo=step.ssh.sudo,
                 target=self.renderer.render(step.ssh.target, self.variables) if step.ssh.target else None,
             )

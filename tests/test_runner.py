@@ -756,3 +756,173 @@ def test_dry_run_when_on_registered_json_renders() -> None:
         ("probe", "dry_run"),
         ("only if healthy", "skipped"),
     ]
+
+
+# ------------------------------------------------------- names the alert lacks, up front
+
+
+def test_missing_label_in_a_later_step_fails_the_run_before_the_first_step(
+    sshd: SshServer, tmp_path: Path
+) -> None:
+    """Step 2 reads a label the alert lacks: the run fails naming it and step 1 never runs on the host."""
+    marker = tmp_path / "step1-ran"
+    pb = playbook(
+        """
+        name: half-way
+        version: 1
+        steps:
+          - name: first change
+            ssh: {command: "touch {{ annotations.marker }}"}
+          - name: second change
+            ssh: {command: "df -- {{ labels.mountpont }}"}
+        """
+    )
+    outcome, records = execute(pb, context(marker=str(marker)), config=make_config(sshd))
+
+    assert not marker.exists(), "step 1 ran before the missing label was noticed"
+    assert outcome.status is RunStatus.failed
+    assert outcome.error is not None
+    assert "second change" in outcome.error and "labels.mountpont" in outcome.error
+    assert summary(records) == [("steps", "second change", "failed")]
+    assert records[0]["exit_code"] is None and "labels.mountpont" in records[0]["error"]
+
+
+def test_missing_names_in_verify_and_rollback_are_found_before_anything_runs(hook: TestHttpServer) -> None:
+    """An annotation only the rollback reads, and a secret only verify reads, stop the run before step 1."""
+    pb = playbook(
+        """
+        name: late-names
+        version: 1
+        steps:
+          - name: notify
+            http: {method: POST, url: "{{ annotations.hook }}/notify"}
+        verify:
+          - name: check
+            http: {method: GET, url: "{{ annotations.hook }}/check", headers: {X-Key: "{{ secrets.NOPE }}"}}
+        rollback:
+          - name: undo
+            http: {method: POST, url: "{{ annotations.undo_url }}"}
+        """
+    )
+    outcome, records = execute(pb, context(hook))
+
+    assert outcome.status is RunStatus.failed
+    assert outcome.error is not None
+    assert "secrets.NOPE" in outcome.error and "annotations.undo_url" in outcome.error
+    assert summary(records) == [("verify", "check", "failed"), ("rollback", "undo", "failed")]
+    assert hook.requests == []
+
+
+def test_guarded_and_registered_names_do_not_stop_the_run(hook: TestHttpServer) -> None:
+    """`default`, `.get`, `is defined`, a `when:` guard and names registered later may be absent."""
+    hook.script("/probe", [respond(200, json={"ok": True})])
+    pb = playbook(
+        """
+        name: guarded
+        version: 1
+        steps:
+          - name: probe
+            http:
+              method: POST
+              url: "{{ annotations.hook }}/probe"
+              json:
+                a: "{{ labels.nope | default('none') }}"
+                b: "{{ labels.get('nope', 'none') }}"
+                c: "{{ labels.nope if labels.nope is defined else 'none' }}"
+            register: probe
+          - name: only with the label
+            http: {method: POST, url: "{{ annotations.hook }}/{{ labels.nope }}"}
+            when: "'nope' in labels"
+          - name: after probe
+            http: {method: POST, url: "{{ annotations.hook }}/after", json: {ok: "{{ probe.json.ok }}"}}
+        """
+    )
+    outcome, records = execute(pb, context(hook))
+
+    assert outcome.status is RunStatus.succeeded, outcome.error
+    assert [r.path for r in hook.requests] == ["/probe", "/after"]
+    assert hook.requests[0].json() == {"a": "none", "b": "none", "c": "none"}
+
+
+# ------------------------------------------------------- alert values read as options
+
+OPTION_PLAYBOOK = """
+name: option-position
+version: 1
+steps:
+  - name: reach
+    ssh: {command: "ssh -o BatchMode=yes {{ labels.evil }} nohost true"}
+"""
+
+
+def test_label_in_option_position_is_refused_and_nothing_runs(sshd: SshServer, tmp_path: Path) -> None:
+    """`-oProxyCommand=touch F` as a label before ssh's host fails the step naming it; F never appears."""
+    pwned = tmp_path / "pwned"
+    ctx = context()
+    ctx["labels"]["evil"] = f"-oProxyCommand=touch {pwned}"
+    outcome, records = execute(playbook(OPTION_PLAYBOOK), ctx, config=make_config(sshd))
+
+    assert not pwned.exists(), "the label became an ssh option and ran a command"
+    assert outcome.status is RunStatus.failed
+    assert outcome.error is not None and "labels.evil" in outcome.error and "option" in outcome.error
+    assert summary(records) == [("steps", "reach", "failed")]
+    assert records[0]["exit_code"] is None and records[0]["params"] == {}
+
+
+def test_declared_label_pattern_lets_a_matching_option_through(sshd: SshServer, tmp_path: Path) -> None:
+    """With the code's pattern for the label passed in, a matching `-v` reaches the command as given."""
+    out = tmp_path / "argv"
+    pb = playbook(
+        """
+        name: declared
+        version: 1
+        steps:
+          - name: write argv
+            ssh: {command: "printf '%s\\\\n' {{ labels.flag }} > {{ annotations.out }}"}
+        """
+    )
+    ctx = context(out=str(out))
+    ctx["labels"]["flag"] = "-v"
+    runner = Runner(make_config(sshd), Renderer())
+    outcome = runner.execute(pb, ctx, patterns={"labels.flag": "-v|-q"})
+    assert outcome.status is RunStatus.succeeded, outcome.error
+    assert out.read_text() == "-v\n"
+    ctx["labels"]["flag"] = "-oProxyCommand=true"
+    refused = runner.execute(pb, ctx, patterns={"labels.flag": "-v|-q"})
+    assert refused.status is RunStatus.failed and "labels.flag" in (refused.error or "")
+
+
+# ------------------------------------------------------- what secrets render to
+
+FRAGMENT_TOKEN = "tok/3n+Secret=9"
+
+
+def test_filtered_secrets_are_redacted_everywhere_in_records(sshd: SshServer, hook: TestHttpServer) -> None:
+    """urlencode, upper, reversed and concatenated forms of a secret never appear in records or errors."""
+    hook.script("/echo", [respond(500, body=f"got {FRAGMENT_TOKEN.upper()} and {FRAGMENT_TOKEN[::-1]}")])
+    pb = playbook(
+        """
+        name: filtered-secret
+        version: 1
+        steps:
+          - name: shout it
+            ssh: {command: "echo {{ secrets.T | upper }}; echo {{ 'k-' ~ secrets.T }}"}
+          - name: send it
+            http:
+              method: POST
+              url: "{{ annotations.hook }}/echo?t={{ secrets.T | urlencode }}"
+              headers: {X-Rev: "{{ secrets.T[::-1] }}"}
+              json: {t: "{{ secrets.T | upper }}"}
+              expect_status: [200]
+        """
+    )
+    outcome, records = execute(pb, context(hook), config=make_config(sshd), secrets={"T": FRAGMENT_TOKEN})
+
+    assert outcome.status is RunStatus.failed
+    [sent] = hook.requests
+    assert sent.header("X-Rev") == FRAGMENT_TOKEN[::-1]  # the real value went out
+    stored = repr(records) + repr(outcome.error)
+    for form in (FRAGMENT_TOKEN, FRAGMENT_TOKEN.upper(), FRAGMENT_TOKEN[::-1], "tok%2F3n%2BSecret%3D9"):
+        assert form not in stored, form
+    assert records[0]["stdout"] == "***\n***\n"
+    assert records[1]["params"]["headers"] == {"X-Rev": "***"}

