@@ -1,4 +1,4 @@
-"""`python -m bench [ingest|latency|storm|footprint|all] [--json] [--quick]`."""
+"""`python -m bench [ingest|latency|storm|footprint|all] [--json] [--quick] [--sqlite-synchronous S]`."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ def _cpu_seconds() -> tuple[float, float]:
     return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system + own.children_user + own.children_system
 
 
-def run(which: str, sizes: scenarios.Sizes, work: Path, info: dict[str, Any]) -> list[Figure]:
+def run(
+    which: str, sizes: scenarios.Sizes, work: Path, info: dict[str, Any], synchronous: str = "full"
+) -> list[Figure]:
     """Run the scenarios; `info["foreign_cpu_cores"]` gets, per scenario, the average number of cores
     that processes outside the benchmark used meanwhile (other work on the machine skews the figures)."""
     figures: list[Figure] = []
@@ -40,14 +42,14 @@ def run(which: str, sizes: scenarios.Sizes, work: Path, info: dict[str, Any]) ->
         busy0, own0 = _cpu_seconds()
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
         if name == "ingest":
-            figures += scenarios.ingest(sizes, work)
+            figures += scenarios.ingest(sizes, work, synchronous)
         elif name == "latency":
-            figures += scenarios.latency(sizes, work)
+            figures += scenarios.latency(sizes, work, synchronous)
         elif name == "storm":
-            storm_figures, storms = scenarios.storm(sizes, work)
+            storm_figures, storms = scenarios.storm(sizes, work, synchronous)
             figures += storm_figures
         else:
-            figures += scenarios.footprint(sizes, work, storms)
+            figures += scenarios.footprint(sizes, work, storms, synchronous)
         wall = time.monotonic() - began
         busy1, own1 = _cpu_seconds()
         foreign[name] = round(max(0.0, (busy1 - busy0) - (own1 - own0)) / wall, 2)
@@ -70,15 +72,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, databases)")
+    parser.add_argument(
+        "--sqlite-synchronous",
+        choices=("full", "normal"),
+        default="full",
+        help="database.sqlite_synchronous for Suture and the ceiling (default: full, Suture's default)",
+    )
     args = parser.parse_args(argv)
     sizes = scenarios.QUICK if args.quick else scenarios.FULL
     info = machine()
+    info["sqlite_synchronous"] = args.sqlite_synchronous
     tmp = tempfile.mkdtemp(prefix="suture-bench-")
     if args.keep:
         print(f"bench: working in {tmp}", file=sys.stderr)
     began = time.monotonic()
     try:
-        figures = run(args.scenario, sizes, Path(tmp), info)
+        figures = run(args.scenario, sizes, Path(tmp), info, args.sqlite_synchronous)
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -99,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         others = ", ".join(f"{k} {v:.2f}" for k, v in info["foreign_cpu_cores"].items())
         print(f"\nCPU cores used by other processes meanwhile (average): {others}")
         print(
-            f"{info['cpus']} CPUs, Python {info['python']}, {info['seconds']} s, "
+            f"{info['cpus']} CPUs, Python {info['python']}, SQLite synchronous={info['sqlite_synchronous']}, "
+            f"{info['seconds']} s, "
             f"load average before {info['loadavg_before'][0]:.2f}, after {info['loadavg_after'][0]:.2f}"
         )
     return 0

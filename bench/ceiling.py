@@ -1,12 +1,13 @@
 """The ceiling: the least a durable Alertmanager webhook can do on this stack.
 
 A bare FastAPI endpoint under uvicorn (same server settings as `suture serve`) that parses
-the body with pydantic and inserts its alerts into SQLite (WAL, synchronous=NORMAL) in one
+the body with pydantic and inserts its alerts into SQLite (WAL; `--synchronous`, which the
+benchmark sets to Suture's `database.sqlite_synchronous` so both are equally durable) in one
 transaction per body, on the event loop (no threadpool hop), then answers 202. No
 classification, no incidents, no raw event, no group commit. Suture's ingest rate is
 reported as a fraction of this app's rate under the same load.
 
-Run: `python -m bench.ceiling --port 8099 --db /tmp/ceiling.db`
+Run: `python -m bench.ceiling --port 8099 --db /tmp/ceiling.db [--synchronous full|normal]`
 """
 
 from __future__ import annotations
@@ -58,17 +59,17 @@ class CeilingBody(BaseModel):
     alerts: list[CeilingAlert] = Field(min_length=1)
 
 
-def open_db(path: str) -> sqlite3.Connection:
+def open_db(path: str, synchronous: str = "full") -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
     conn.executescript(SCHEMA)
     return conn
 
 
-def create_app(db_path: str) -> FastAPI:
+def create_app(db_path: str, synchronous: str = "full") -> FastAPI:
     app = FastAPI()
-    conn = open_db(db_path)
+    conn = open_db(db_path, synchronous)
 
     @app.post("/api/v1/alerts/alertmanager", status_code=202)
     async def receive(request: Request) -> Response:
@@ -110,8 +111,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--db", required=True)
+    parser.add_argument("--synchronous", choices=("full", "normal"), default="full")
     args = parser.parse_args()
-    app = create_app(args.db)
+    app = create_app(args.db, args.synchronous)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_config=None, access_log=False, lifespan="off")
 
 

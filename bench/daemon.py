@@ -61,14 +61,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_site(folder: Path, port: int, concurrency: int = 8) -> Path:
+def write_site(folder: Path, port: int, concurrency: int = 8, synchronous: str = "full") -> Path:
     """config.yaml, codes/ and playbooks/ for one daemon; returns the config path."""
     (folder / "codes").mkdir(parents=True, exist_ok=True)
     (folder / "playbooks").mkdir(parents=True, exist_ok=True)
     (folder / "codes" / "bench.yaml").write_text(BENCH_CODES)
     (folder / "playbooks" / "bench-noop.yaml").write_text(BENCH_PLAYBOOK)
     config: dict[str, Any] = {
-        "database": {"url": "sqlite:///suture.db"},
+        "database": {"url": "sqlite:///suture.db", "sqlite_synchronous": synchronous},
         "server": {"host": "127.0.0.1", "port": port},
         "catalog": {"codes_dir": "codes", "playbooks_dir": "playbooks"},
         "workers": {"concurrency": concurrency},
@@ -185,18 +185,22 @@ class Server:
         self.stop()
 
 
-def suture(folder: Path, concurrency: int = 8) -> Server:
-    """The real daemon, not yet started: `python -m engine serve --config <folder>/config.yaml`."""
+def suture(folder: Path, concurrency: int = 8, synchronous: str = "full") -> Server:
+    """The real daemon, not yet started: `python -m engine serve --config <folder>/config.yaml`.
+
+    `synchronous` is `database.sqlite_synchronous`: `full` (durable, the default) or `normal`.
+    """
     port = free_port()
-    config = write_site(folder, port, concurrency)
+    config = write_site(folder, port, concurrency, synchronous)
     argv = [sys.executable, "-m", "engine", "serve", "--config", str(config)]
     return Server(folder, argv, port, folder / "suture.db", "/readyz")
 
 
-def ceiling(folder: Path) -> Server:
-    """The bare FastAPI + SQLite app (bench/ceiling.py), not yet started."""
+def ceiling(folder: Path, synchronous: str = "full") -> Server:
+    """The bare FastAPI + SQLite app (bench/ceiling.py), not yet started, as durable as Suture."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     db_path = folder / "ceiling.db"
     argv = [sys.executable, "-m", "bench.ceiling", "--port", str(port), "--db", str(db_path)]
+    argv += ["--synchronous", synchronous]
     return Server(folder, argv, port, db_path, "/healthz")

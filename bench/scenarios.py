@@ -94,7 +94,7 @@ def _wait_runs_done(server: daemon.Server, deadline_s: float) -> bool:
 # ---------------------------------------------------------------- ingest
 
 
-def ingest(sizes: Sizes, work: Path) -> list[Figure]:
+def ingest(sizes: Sizes, work: Path, synchronous: str = "full") -> list[Figure]:
     rate = Figure("ingest: durable alerts/s", "alerts/s", op=">=", target=10_000)
     ceiling = Figure(
         "ingest: ceiling alerts/s", "alerts/s", note="bare FastAPI + pydantic + SQLite, bench/ceiling.py"
@@ -124,7 +124,10 @@ def ingest(sizes: Sizes, work: Path) -> list[Figure]:
         # Both servers run side by side (the idle one uses no CPU) and take turns under the same
         # load, window by window: this machine's speed drifts over seconds, and alternating
         # lets Suture and the ceiling meet the same drift instead of one of them alone.
-        with daemon.suture(work / f"ingest-{run}") as server, daemon.ceiling(work / f"ceiling-{run}") as bare:
+        with (
+            daemon.suture(work / f"ingest-{run}", synchronous=synchronous) as server,
+            daemon.ceiling(work / f"ceiling-{run}", synchronous) as bare,
+        ):
             server.start()
             bare.start()
             _load(server, sizes, prefix="w", bodies=sizes.warmup_bodies, **body)
@@ -161,7 +164,7 @@ def ingest(sizes: Sizes, work: Path) -> list[Figure]:
 # --------------------------------------------------------------- latency
 
 
-def latency(sizes: Sizes, work: Path) -> list[Figure]:
+def latency(sizes: Sizes, work: Path, synchronous: str = "full") -> list[Figure]:
     p50 = Figure(
         "latency: send to first step, p50",
         "ms",
@@ -177,7 +180,7 @@ def latency(sizes: Sizes, work: Path) -> list[Figure]:
     missing = Figure("latency: alerts without a first step", "", op="==", target=0)
     auto = {"alertname": daemon.AUTO_ALERTNAME, "per_body": 1, "senders": 1}
     for run in range(sizes.latency_runs):
-        with daemon.suture(work / f"latency-{run}") as server:
+        with daemon.suture(work / f"latency-{run}", synchronous=synchronous) as server:
             server.start()
             _load(server, sizes, prefix="w", bodies=sizes.warmup_bodies // 10 or 1, **auto)
             _wait_runs_done(server, sizes.deadline_s)
@@ -234,8 +237,8 @@ def _log_summary(server: daemon.Server) -> list[str]:
     return [f"log {n}x {text}" for text, n in seen.most_common(5)]
 
 
-def storm_once(sizes: Sizes, folder: Path) -> StormOutcome:
-    with daemon.suture(folder) as server:
+def storm_once(sizes: Sizes, folder: Path, synchronous: str = "full") -> StormOutcome:
+    with daemon.suture(folder, synchronous=synchronous) as server:
         server.start()
         result = _load(
             server,
@@ -275,7 +278,7 @@ def storm_once(sizes: Sizes, folder: Path) -> StormOutcome:
     )
 
 
-def storm(sizes: Sizes, work: Path) -> tuple[list[Figure], list[StormOutcome]]:
+def storm(sizes: Sizes, work: Path, synchronous: str = "full") -> tuple[list[Figure], list[StormOutcome]]:
     fps = sizes.storm_fingerprints
     figures = {
         "seconds": Figure("storm: all stored and every run finished", "s", op="<=", target=30),
@@ -287,7 +290,7 @@ def storm(sizes: Sizes, work: Path) -> tuple[list[Figure], list[StormOutcome]]:
         "server_errors": Figure("storm: 5xx or connection errors", "", op="==", target=0),
         "peak_rss": Figure("storm: daemon peak RSS (VmHWM)", "MB", op="<=", target=300),
     }
-    outcomes = [storm_once(sizes, work / f"storm-{run}") for run in range(sizes.storm_runs)]
+    outcomes = [storm_once(sizes, work / f"storm-{run}", synchronous) for run in range(sizes.storm_runs)]
     for run, outcome in enumerate(outcomes):
         if outcome.problems:
             note = f"run {run}: " + "; ".join(outcome.problems)
@@ -301,19 +304,21 @@ def storm(sizes: Sizes, work: Path) -> tuple[list[Figure], list[StormOutcome]]:
 # ------------------------------------------------------------- footprint
 
 
-def footprint(sizes: Sizes, work: Path, storms: list[StormOutcome]) -> list[Figure]:
+def footprint(
+    sizes: Sizes, work: Path, storms: list[StormOutcome], synchronous: str = "full"
+) -> list[Figure]:
     ready = Figure(
         "footprint: serve start to /readyz 200", "s", op="<=", target=1.5, note="includes interpreter start"
     )
     idle = Figure("footprint: idle RSS after start", "MB", op="<=", target=120, note="VmRSS 1 s after ready")
     after = Figure("footprint: RSS after the storm", "MB", note="VmRSS once every storm run finished")
     for run in range(sizes.footprint_starts):
-        with daemon.suture(work / f"footprint-{run}") as server:
+        with daemon.suture(work / f"footprint-{run}", synchronous=synchronous) as server:
             server.start()
             time.sleep(1.0)
             ready.values.append(server.ready_seconds)
             idle.values.append(server.rss() / MB)
     if not storms:
-        storms = [storm_once(sizes, work / "footprint-storm")]
+        storms = [storm_once(sizes, work / "footprint-storm", synchronous)]
     after.values.extend(s.rss_after / MB for s in storms)
     return [ready, idle, after]

@@ -8,10 +8,12 @@ for the write lock. The poll interval is only a safety net for runs queued elsew
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -32,6 +34,35 @@ log = structlog.get_logger("suture.worker")
 PERSIST_ATTEMPTS = 5
 
 
+@dataclass(frozen=True)
+class Incarnation:
+    """One start of one daemon: host, pid, and a boot id no restart repeats.
+
+    A pid alone repeats: in a container the daemon is PID 1 after every restart, so a run held
+    by "PID 1" may be a dead predecessor's. Its workers write `host:pid:boot:thread` into
+    `runs.worker`; rows from before boot ids read `host:pid:thread` and parse with `boot=None`.
+    """
+
+    host: str
+    pid: int
+    boot: str | None
+
+    @classmethod
+    def new(cls) -> Incarnation:
+        return cls(socket.gethostname(), os.getpid(), secrets.token_hex(8))
+
+    @classmethod
+    def parse(cls, worker: str | None) -> Incarnation | None:
+        """Who wrote `runs.worker`; None when it names no process (`cli`, empty)."""
+        parts = (worker or "").split(":")
+        if len(parts) < 2 or not parts[1].isdigit():
+            return None
+        return cls(parts[0], int(parts[1]), parts[2] if len(parts) >= 4 else None)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid}:{self.boot}"
+
+
 class PlaybookResolver:
     """A playbook version: from the catalog in force, or from the immutable stored body."""
 
@@ -46,6 +77,11 @@ class PlaybookResolver:
 
     def _from_store(self, name: str, version: int) -> Playbook:
         return Playbook.model_validate(yaml.safe_load(self._store.playbook_body(name, version)))
+
+    def patterns(self, context: dict[str, Any]) -> dict[str, str]:
+        """The match patterns of the run's code in the catalog in force (see Runner.execute)."""
+        code = (context.get("code") or {}).get("code")
+        return self._catalog().match_patterns(code) if code else {}
 
 
 def _persist(write: Callable[..., None], *args: Any, **kwargs: Any) -> None:
@@ -69,6 +105,7 @@ class WorkerPool:
         renderer: Renderer,
         *,
         paused: Callable[[], bool] = lambda: False,
+        incarnation: Incarnation | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -79,7 +116,8 @@ class WorkerPool:
         self._pending = 0
         self._stopping = False
         self._threads: list[threading.Thread] = []
-        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.incarnation = incarnation or Incarnation.new()
+        self.name = str(self.incarnation)
 
     def start(self) -> None:
         for n in range(self.config.workers.concurrency):
@@ -110,11 +148,9 @@ class WorkerPool:
 
     def _loop(self, worker: str) -> None:
         while not self._stopping:
-            if self._paused():
-                self._sleep()
-                continue
             try:
-                run = self.store.claim_run(worker)
+                # Both read the database: an outage must cost a poll, never the worker thread.
+                run = None if self._paused() else self.store.claim_run(worker)
             except StoreUnavailable as exc:
                 log.warning("claim_failed", worker=worker, error=str(exc))
                 run = None
@@ -147,6 +183,7 @@ class WorkerPool:
                 run["context"],
                 dry_run=bool(run["dry_run"]),
                 record=lambda step: self._record(run_id, step),
+                patterns=self.resolver.patterns(run["context"]),
             )
             _persist(
                 self.store.finish_run, run_id, outcome.status, outcome.error, remediated=outcome.remediated

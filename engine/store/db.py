@@ -5,52 +5,52 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, create_engine, event, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
-from engine.errors import StoreUnavailable
+from engine.errors import ConfigError, StoreUnavailable
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
+#: `database.sqlite_synchronous`: `full` syncs the WAL at every commit, so an answered write
+#: survives an OS crash or power loss; `normal` syncs only at checkpoints (faster, not durable).
+Synchronous = Literal["full", "normal"]
+POSTGRES_EXTRA = "PostgreSQL needs the postgres extra: pip install 'suture[postgres]'"
+
+
+class DatabaseUrlError(ConfigError):
+    """`database.url` cannot work on this machine; the message starts with the key, the CLI adds the file."""
 
 
 class Database:
     """An engine plus the two transaction kinds Suture uses: short writes and reads."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, sqlite_synchronous: Synchronous = "full") -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        parsed = _parse(url)
+        if self.is_sqlite:
+            _check_sqlite_folder(url)
         self._write_lock: AbstractContextManager[Any] = (
             WriteTurn(sqlite_file(url)) if self.is_sqlite else nullcontext()
         )
         if self.is_sqlite:
-            self.engine = create_engine(
-                url,
+            self.engine = _engine(
+                parsed,
                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
-                pool_size=8,
-                max_overflow=16,
-                json_serializer=json_text,
-                json_deserializer=orjson.loads,
             )
-            event.listen(self.engine, "connect", _sqlite_on_connect)
+            event.listen(self.engine, "connect", _sqlite_on_connect(sqlite_synchronous))
             event.listen(self.engine, "begin", _sqlite_on_begin)
         else:
-            self.engine = create_engine(
-                url,
-                pool_size=8,
-                max_overflow=16,
-                pool_pre_ping=True,
-                json_serializer=json_text,
-                json_deserializer=orjson.loads,
-            )
+            self.engine = _engine(parsed, pool_pre_ping=True)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -89,13 +89,16 @@ class Database:
             raise StoreUnavailable(f"database unavailable: {_short(exc)}") from exc
 
     def upgrade(self) -> None:
-        """Apply Alembic migrations up to head."""
+        """Apply Alembic migrations up to head; a database that cannot be reached is StoreUnavailable."""
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.connect() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-            conn.commit()
+        try:
+            with self.engine.connect() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                conn.commit()
+        except OperationalError as exc:
+            raise StoreUnavailable(f"database unavailable: {_short(exc)}") from exc
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -172,15 +175,59 @@ def _short(exc: Exception) -> str:
     return str(getattr(exc, "orig", exc)).splitlines()[0]
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # Let SQLAlchemy's "begin" event issue BEGIN itself, so writes can say IMMEDIATE.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _parse(url: str) -> URL:
+    try:
+        return make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseUrlError(f"database.url: not a database URL: {exc}") from None
+
+
+def _check_sqlite_folder(url: str) -> None:
+    """SQLite creates the file but not its folder, and says only "unable to open database file"."""
+    database = sqlite_file(url)
+    if database is not None and not Path(database).parent.is_dir():
+        raise DatabaseUrlError(f"database.url: folder {Path(database).parent} does not exist")
+
+
+def _engine(url: URL, **kwargs: Any) -> Engine:
+    """The engine; a driver that is not installed is a one-line DatabaseUrlError, not an ImportError."""
+    try:
+        return create_engine(
+            url,
+            pool_size=8,
+            max_overflow=16,
+            json_serializer=json_text,
+            json_deserializer=orjson.loads,
+            **kwargs,
+        )
+    except NoSuchModuleError:
+        raise DatabaseUrlError(f"database.url: unknown database or driver {url.drivername!r}") from None
+    except ImportError as exc:
+        if url.get_backend_name() == "postgresql" and url.get_driver_name() == "psycopg":
+            raise DatabaseUrlError(f"database.url: {POSTGRES_EXTRA}") from None
+        raise DatabaseUrlError(
+            f"database.url: driver {url.get_driver_name()!r} is not installed ({exc}); "
+            f"Suture supports postgresql+psycopg:// ({POSTGRES_EXTRA})"
+        ) from None
+
+
+def _sqlite_on_connect(synchronous: Synchronous) -> Callable[[Any, Any], None]:
+    """The pragmas every new SQLite connection gets, `synchronous` from the config."""
+    if synchronous not in ("full", "normal"):
+        raise ValueError(f"sqlite_synchronous must be full or normal, not {synchronous!r}")
+    pragma = f"PRAGMA synchronous={synchronous.upper()}"
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself, so writes can say IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(pragma)
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
@@ -189,8 +236,17 @@ def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("suture_write") else "BEGIN")
 
 
-def open_database(url: str, *, upgrade: bool = False) -> Database:
-    db = Database(url)
+def open_database(url: str, *, upgrade: bool = False, sqlite_synchronous: Synchronous = "full") -> Database:
+    """The database of `database.url`, migrated to head if `upgrade`.
+
+    Callers pass `config.database.sqlite_synchronous`; the default is the durable choice, so a
+    caller that forgets it loses speed, never answered writes.
+    """
+    db = Database(url, sqlite_synchronous=sqlite_synchronous)
     if upgrade:
-        db.upgrade()
+        try:
+            db.upgrade()
+        except BaseException:
+            db.dispose()
+            raise
     return db
