@@ -10,6 +10,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from engine.errors import SutureError
+
 Loc = tuple[str | int, ...]
 
 
@@ -34,53 +36,150 @@ class LocatedYaml:
         return f"{self.path}:{self.line_of(loc)}"
 
 
-class YamlSyntaxError(Exception):
+class YamlSyntaxError(SutureError):
+    """A file that is not YAML Suture accepts; always `file:line: message`, never a traceback."""
+
     def __init__(self, path: Path, line: int, message: str) -> None:
         self.path, self.line, self.message = path, line, message
         super().__init__(f"{path}:{line}: {message}")
 
 
+#: Deeper than any catalog or config document needs; keeps PyYAML's recursive composer far from
+#: Python's recursion limit.
+MAX_DEPTH = 64
+#: Values built from one document, aliases expanded: a bound on "billion laughs" documents.
+MAX_VALUES = 100_000
+_CORE = "tag:yaml.org,2002:"
+#: The tags a node of each kind may carry; anything else (`!!python/...`, `!custom`, `!!binary`,
+#: `!!set`) is refused instead of being handed to a constructor.
+_ALLOWED_TAGS: dict[type[yaml.Node], frozenset[str]] = {
+    yaml.ScalarNode: frozenset(_CORE + t for t in ("str", "int", "float", "bool", "null", "timestamp")),
+    yaml.SequenceNode: frozenset({_CORE + "seq"}),
+    yaml.MappingNode: frozenset({_CORE + "map"}),
+}
+
+
+class _DepthLimitedLoader(yaml.SafeLoader):
+    """SafeLoader whose composer refuses documents nested deeper than MAX_DEPTH."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 def load_located(path: Path) -> LocatedYaml:
-    """Parse one YAML file; syntax errors become YamlSyntaxError with a line."""
+    """Parse one YAML file; every failure becomes YamlSyntaxError with a line."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise YamlSyntaxError(path, 1, f"cannot read file: {exc}") from exc
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise YamlSyntaxError(path, 1, f"cannot read file: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        byte = raw[exc.start : exc.start + 1].hex()
+        raise YamlSyntaxError(path, line, f"not UTF-8 text (byte 0x{byte})") from None
     return parse_located(text, path)
 
 
 def parse_located(text: str, path: Path) -> LocatedYaml:
+    loader: _DepthLimitedLoader | None = None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _DepthLimitedLoader(text)  # the reader checks every character here
+        node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        raise YamlSyntaxError(path, line, f"invalid YAML: {exc.problem or exc}") from exc
+        raise YamlSyntaxError(path, line, f"invalid YAML: {exc.problem or exc}") from None
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        reason = f"invalid YAML: {exc.reason} (character {exc.character!r})"
+        raise YamlSyntaxError(path, line, reason) from None
     except yaml.YAMLError as exc:
-        raise YamlSyntaxError(path, 1, f"invalid YAML: {exc}") from exc
+        raise YamlSyntaxError(path, 1, f"invalid YAML: {exc}") from None
+    except RecursionError:
+        raise YamlSyntaxError(path, 1, f"invalid YAML: nested deeper than {MAX_DEPTH} levels") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     doc = LocatedYaml(path=path, data=None)
     if node is None:
         return doc
-    doc.data = _build(node, (), doc.lines, path)
+    doc.data = _Builder(path, doc.lines).build(node, ())
     return doc
 
 
-def _build(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path) -> Any:
-    lines.setdefault(loc, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
+class _Builder:
+    """Turns composed nodes into plain values, recording lines and refusing what is unsafe."""
+
+    def __init__(self, path: Path, lines: dict[Loc, int]) -> None:
+        self.path = path
+        self.lines = lines
+        self.values = 0
+        self.open: set[int] = set()  # nodes being built: meeting one again is a recursive alias
+        self.constructor = yaml.SafeLoader("")  # per document: it caches every node it constructs
+
+    def fail(self, node: yaml.Node, message: str) -> YamlSyntaxError:
+        return YamlSyntaxError(self.path, node.start_mark.line + 1, message)
+
+    def build(self, node: yaml.Node, loc: Loc) -> Any:
+        self.lines.setdefault(loc, node.start_mark.line + 1)
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise self.fail(node, f"more than {MAX_VALUES} values (aliases expanding too far?)")
+        if len(loc) > MAX_DEPTH:
+            raise self.fail(node, f"nested deeper than {MAX_DEPTH} levels")
+        if id(node) in self.open:
+            raise self.fail(node, "an alias refers to the value that contains it")
+        self.check_tag(node)
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node)
+        self.open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self.mapping(node, loc)
+            return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
+        finally:
+            self.open.discard(id(node))
+
+    def mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.SafeLoader(" ").construct_object(key_node, deep=True)
-            if isinstance(key, (dict, list)):
-                raise YamlSyntaxError(path, key_node.start_mark.line + 1, "a key must be a plain value")
+            if key_node.tag == _CORE + "merge":
+                raise self.fail(key_node, "merge keys (<<) are not supported; write the keys out")
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.fail(key_node, "a key must be a plain value")
+            self.check_tag(key_node)
+            key = self.scalar(key_node)
             if key in result:
-                raise YamlSyntaxError(path, key_node.start_mark.line + 1, f"duplicate key {key!r}")
-            lines[(*loc, key)] = key_node.start_mark.line + 1
-            result[key] = _build(value_node, (*loc, key), lines, path)
+                raise self.fail(key_node, f"duplicate key {key!r}")
+            self.lines[(*loc, key)] = key_node.start_mark.line + 1
+            result[key] = self.build(value_node, (*loc, key))
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*loc, i), lines, path) for i, item in enumerate(node.value)]
-    return yaml.SafeLoader(" ").construct_object(node, deep=True)
+
+    def check_tag(self, node: yaml.Node) -> None:
+        if node.tag not in _ALLOWED_TAGS.get(type(node), frozenset()):
+            tag = node.tag.replace(_CORE, "!!")
+            raise self.fail(node, f"YAML tag {tag!r} is not allowed here; write a plain value")
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+            reason = getattr(exc, "problem", None) or str(exc) or type(exc).__name__
+            raise self.fail(node, f"invalid value {node.value[:40]!r}: {reason[:120]}") from None
 
 
 def describe_validation_error(doc: LocatedYaml, error: ValidationError, prefix: Loc = ()) -> list[str]:

@@ -365,3 +365,69 @@ def test_query_string_kept_out_of_error(server: TestHttpServer) -> None:
     result = run(step(server.url_for("/hook?token=topsecret")))
     assert "topsecret" not in (result.error or "")
     assert server.requests[0].path == "/hook?token=topsecret"
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "2130706433",
+        "0x7f.1",
+        "0177.0.0.1",
+        "[::ffff:127.0.0.1]",
+        "127.0.0.1.",
+        "allowed@127.0.0.1",
+        "localhost",
+    ],
+)
+def test_loopback_spellings_need_a_loopback_entry(server: TestHttpServer, spelling: str) -> None:
+    """With only a name glob (`*`), every spelling of 127.0.0.1 is refused and the server gets nothing."""
+    result = run(step(f"http://{spelling}:{server.port}/hook"), make_ctx(allowed_hosts=["*"]))
+    assert not result.ok
+    assert not result.retryable
+    error = result.error or ""
+    assert "a loopback address is reached only when http.allowed_hosts lists it" in error or (
+        spelling == "0177.0.0.1" and "Invalid IPv4 address" in error  # httpx refuses octal outright
+    ), error
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://169.254.169.254./latest/meta-data/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://[::ffff:a9fe:a9fe]/",
+        "http://allowed@169.254.169.254/",
+        "http://127.0.0.1@169.254.169.254/",
+        "http://2852039166/",
+        "http://0xa9.0xfe.0xa9.0xfe/",
+        "http://0251.0376.0251.0376/",
+    ],
+)
+def test_metadata_spellings_stay_refused(url: str) -> None:
+    """Every spelling of the metadata address is refused with the shipped allow-list, never retried."""
+    result = run(step(url), make_ctx(allowed_hosts=["127.0.0.1", "localhost"]))
+    assert not result.ok
+    assert not result.retryable
+    error = result.error or ""
+    assert "http.allowed_hosts" in error or "Invalid IPv4 address" in error, error
+
+
+def test_shipped_allow_list_reaches_localhost_through_loopback(server: TestHttpServer) -> None:
+    """The shipped list (127.0.0.1, localhost): http://localhost:PORT works, over 127.0.0.1, Host kept."""
+    action = HttpAction()
+    ctx = make_ctx(allowed_hosts=["127.0.0.1", "localhost"])
+    result = action.execute(step(f"http://localhost:{server.port}/hook"), ctx)
+    assert result.ok, result.error
+    assert action.last_connected == ["127.0.0.1"]
+    assert [r.header("host") for r in server.requests] == [f"localhost:{server.port}"]
+
+
+def test_name_glob_alone_does_not_allow_localhost_loopback(server: TestHttpServer) -> None:
+    """`local*` matches the name localhost, but no entry allows loopback: refused before connecting."""
+    result = run(step(f"http://localhost:{server.port}/hook"), make_ctx(allowed_hosts=["local*"]))
+    assert not result.ok
+    assert not result.retryable
+    assert (result.error or "").startswith("http: host 'localhost' resolves to 127.0.0.1: a loopback address")
+    assert server.requests == []

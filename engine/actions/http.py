@@ -3,12 +3,15 @@
 Safety rules, in the order they apply:
 
 - Only `http` and `https` URLs. The host of the URL *as it will be sent* (after
-  requests has normalised it) must match `http.allowed_hosts` in config.yaml.
+  httpx has normalised it) must match `http.allowed_hosts` in config.yaml.
   Patterns are case-insensitive fnmatch globs (`*.internal.example`), exact names,
   exact IP addresses (IPv6 with or without brackets) or CIDR networks (`10.0.0.0/8`).
   A glob made only of digits, dots and wildcards (`10.0.*`) only matches IP
   literals, never a DNS name such as `10.0.evil.example`.
-- Redirects are never followed by requests itself. With `follow_redirects: true`
+- Then the host is resolved once and every address judged (link-local never; loopback and
+  private only when an entry names the address, its range, or `localhost`), and the request
+  goes to the judged address: see engine/actions/http_transport.py.
+- Redirects are never followed by httpx itself. With `follow_redirects: true`
   Suture follows at most 5, checking every `Location` against the allow-list before
   connecting; credentials headers are dropped when a redirect changes origin.
   Without it, a 3xx is simply the final status.
@@ -21,8 +24,8 @@ The result:
 - `retryable` is true for 5xx, 429, connection errors and timeouts; false for other
   4xx, TLS verification failures, disallowed hosts and malformed steps.
 - `timed_out` is true when the request hit its timeout, which is
-  `min(step budget, http.timeout)` for connecting and for each read, and also bounds
-  the whole exchange including redirects and reading the body.
+  `min(step budget, http.timeout)`: one deadline for the whole exchange (DNS, connects,
+  TLS, every read and write, redirects and the body), however slowly the server sends.
 - `stdout` is the response body, decoded as UTF-8 and capped to the output limit.
 - `registered` (what `register:` exposes) holds `status` (int), `body` (the capped
   text), `json` (the parsed body, or None when it is not JSON or was truncated) and,
@@ -37,17 +40,20 @@ import fnmatch
 import ipaddress
 import json
 import re
+import socket
+import ssl
 import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-import requests
-from urllib3.exceptions import ReadTimeoutError
-from urllib3.util import parse_url
+import httpcore
+import httpx
 
 from engine.actions.base import TRUNCATION_MARKER, ActionContext, cap_output
+from engine.actions.http_transport import IP_GLOB, PinnedBackend, PinnedTransport, Refused, Resolver
+from engine.actions.http_transport import normalise_host as _normalise_host
 from engine.config import HttpConfig
 from engine.models import ActionResult, HttpStep
 
@@ -58,21 +64,6 @@ _DRAIN_LIMIT = 16 * 1024 * 1024
 _CHUNK = 64 * 1024
 #: Headers that must not travel to another origin on a redirect.
 _CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "cookie")
-#: A glob about IP addresses: digits (or hex and colons for IPv6) and wildcards only.
-_IP_GLOB = re.compile(r"^(?=.*[0-9])[0-9.*?\[\]!-]+$|^[0-9a-f.*?\[\]!-]*:[0-9a-f:.*?\[\]!-]*$")
-
-
-class _Refused(Exception):
-    """A step that must not be sent (or followed); never retryable."""
-
-
-def _normalise_host(host: str) -> str:
-    host = host.strip().lower()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host.rstrip(".")
-
-
 def host_allowed(host: str, patterns: list[str]) -> bool:
     """Does `host` match one of `patterns` (globs, names, IPs, CIDR networks)?"""
     host = _normalise_host(host)
@@ -99,7 +90,7 @@ def host_allowed(host: str, patterns: list[str]) -> bool:
                 return True
         except ValueError:
             pass
-        if _IP_GLOB.match(pattern) and address is None:
+        if IP_GLOB.match(pattern) and address is None:
             # `10.0.*` is about addresses; do not let it match `10.0.evil.example`.
             continue
         if fnmatch.fnmatchcase(host, pattern):
@@ -127,25 +118,30 @@ def _invalid(url: str, exc: BaseException) -> str:
 
 
 def _check_url(url: str, config: HttpConfig) -> None:
-    """Refuse anything but http(s) to an allowed host, judged as requests will send it."""
+    """Refuse anything but http(s) to an allowed host, judged as httpx will send it."""
     try:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         host = parts.hostname or ""
         port = parts.port  # raises ValueError on a bad port
-        other = parse_url(url).host or ""
-    except ValueError as exc:
-        raise _Refused(_invalid(url, exc)) from None
+        other = httpx.URL(url).raw_host.decode("ascii")
+    except (ValueError, httpx.InvalidURL, UnicodeError) as exc:
+        raise Refused(_invalid(url, exc)) from None
     del port
     if scheme not in ("http", "https"):
-        raise _Refused(f"http: only http and https URLs are allowed, got {scheme or 'no'} scheme")
+        raise Refused(f"http: only http and https URLs are allowed, got {scheme or 'no'} scheme")
     if not host:
-        raise _Refused(f"http: URL {_safe_url(url)!r} has no host")
+        raise Refused(f"http: URL {_safe_url(url)!r} has no host")
+    authority = url.split("//", 1)[-1].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    if "\\" in authority:
+        # Browsers read `a\\@b` as host `a`, RFC 3986 parsers as host `b`: refuse rather than guess.
+        seen = authority.split("\\", 1)[0].rsplit("@", 1)[-1]
+        raise Refused(f"http: host {seen!r} is ambiguous in URL {_safe_url(url)!r} (a backslash)")
     if _normalise_host(other) != _normalise_host(host):
         # The two URL parsers disagree on where this goes: refuse rather than guess.
-        raise _Refused(f"http: host {host!r} is ambiguous in URL {_safe_url(url)!r}")
+        raise Refused(f"http: host {host!r} is ambiguous in URL {_safe_url(url)!r}")
     if not host_allowed(host, config.allowed_hosts):
-        raise _Refused(f"http: host {host!r} is not in http.allowed_hosts")
+        raise Refused(f"http: host {host!r} is not in http.allowed_hosts")
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -173,27 +169,6 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or default
 
 
-def _is_timeout(exc: BaseException) -> bool:
-    if isinstance(exc, requests.exceptions.Timeout):
-        return True
-    seen: set[int] = set()
-    stack: list[Any] = [exc]
-    while stack:
-        item = stack.pop()
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, (ReadTimeoutError, TimeoutError)):
-            return True
-        if isinstance(item, BaseException):
-            stack.extend(item.args)
-            stack.extend(x for x in (item.__cause__, item.__context__) if x is not None)
-            reason = getattr(item, "reason", None)
-            if reason is not None:
-                stack.append(reason)
-    return False
-
-
 class _Body:
     def __init__(self, kept: bytes, total: int, complete: bool) -> None:
         self.kept = kept
@@ -201,11 +176,15 @@ class _Body:
         self.complete = complete
 
 
-def _read_body(response: requests.Response, limit: int, deadline: float) -> _Body:
-    """Keep the first `limit` bytes, count the rest (up to a bound), respect the deadline."""
+def _read_body(response: httpx.Response, limit: int, deadline: float) -> _Body:
+    """Keep the first `limit` bytes, count the rest (up to a bound), respect the deadline.
+
+    Each read already ends by the deadline (http_transport); the check here also covers
+    time spent decompressing.
+    """
     kept = bytearray()
     total = 0
-    for chunk in response.iter_content(chunk_size=_CHUNK):
+    for chunk in response.iter_bytes(chunk_size=_CHUNK):
         total += len(chunk)
         room = limit - len(kept)
         if room > 0:
@@ -229,6 +208,13 @@ class HttpAction:
 
     name: ClassVar[str] = "http"
 
+    def __init__(self, resolver: Resolver = socket.getaddrinfo) -> None:
+        #: How names become addresses; tests pass their own (DNS cannot be changed from a test).
+        self.resolver = resolver
+        #: The addresses the last execute() opened sockets to, in order. For tests and debugging:
+        #: the registry's one instance serves every worker, so there it is whichever ran last.
+        self.last_connected: list[str] = []
+
     def execute(self, params: HttpStep, ctx: ActionContext) -> ActionResult:
         config = ctx.config.http
         budget = min(float(ctx.timeout_seconds), config.timeout.total_seconds())
@@ -241,19 +227,24 @@ class HttpAction:
                 ok=False, error=f"{label}: no time left for the request", retryable=True, timed_out=True
             )
         deadline = time.monotonic() + budget
-
-        session = requests.Session()
-        session.headers["User-Agent"] = "suture"
+        backend = PinnedBackend(list(config.allowed_hosts), self.resolver, deadline)
+        self.last_connected = backend.connected
+        client = httpx.Client(
+            transport=PinnedTransport(backend, verify=params.verify_tls),
+            headers={"User-Agent": "suture"},
+            follow_redirects=False,
+            trust_env=False,
+        )
         try:
-            return self._exchange(session, params, ctx, deadline, budget)
-        except _Refused as exc:
+            return self._exchange(client, params, ctx, deadline, budget)
+        except Refused as exc:
             return _refused(str(exc))
         finally:
-            session.close()
+            client.close()
 
     def _exchange(
         self,
-        session: requests.Session,
+        client: httpx.Client,
         params: HttpStep,
         ctx: ActionContext,
         deadline: float,
@@ -263,36 +254,38 @@ class HttpAction:
         method = params.method
         url = params.url
         headers = dict(params.headers)
-        json_body = params.json_body
-        data: str | bytes | None = params.body.encode("utf-8") if params.body is not None else None
+        data: bytes | None = params.body.encode("utf-8") if params.body is not None else None
+        if params.json_body is not None:
+            try:
+                data = json.dumps(params.json_body, allow_nan=False).encode("utf-8")
+            except (TypeError, ValueError) as exc:
+                raise Refused(f"http: json cannot be sent: {exc}") from None
+            if not any(k.lower() == "content-type" for k in headers):
+                headers["Content-Type"] = "application/json"
         redirects = 0
 
         while True:
-            request = requests.Request(method, url, headers=headers, json=json_body, data=data)
-            try:
-                prepared = session.prepare_request(request)
-            except requests.exceptions.RequestException as exc:
-                raise _Refused(_invalid(url, exc)) from None
-            url = prepared.url or url
             _check_url(url, config)
-            label = f"http {method} {_safe_url(url)}"
-
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return _timed_out(label, budget)
-            settings = session.merge_environment_settings(url, {}, True, params.verify_tls, None)
+                return _timed_out(f"http {method} {_safe_url(url)}", budget)
             try:
-                response = session.send(
-                    prepared,
-                    timeout=(remaining, remaining),
-                    allow_redirects=False,
-                    **settings,
+                request = client.build_request(
+                    method, url, headers=headers, content=data, timeout=httpx.Timeout(remaining)
                 )
-            except requests.exceptions.SSLError as exc:
-                return ActionResult(ok=False, error=f"{label}: TLS error: {_reason(exc)}", retryable=False)
-            except requests.exceptions.RequestException as exc:
-                if _is_timeout(exc):
-                    return _timed_out(label, budget)
+            except (httpx.HTTPError, httpx.InvalidURL, ValueError, UnicodeError) as exc:
+                raise Refused(_invalid(url, exc)) from None
+            url = str(request.url)
+            _check_url(url, config)
+            label = f"http {method} {_safe_url(url)}"
+            try:
+                response = client.send(request, stream=True)
+            except (httpx.TimeoutException, httpcore.TimeoutException):
+                return _timed_out(label, budget)
+            except (httpx.HTTPError, httpcore.NetworkError, httpcore.ProtocolError, OSError) as exc:
+                if _tls_failure(exc):
+                    error = f"{label}: TLS error: {_reason(exc)}"
+                    return ActionResult(ok=False, error=error, retryable=False)
                 return ActionResult(ok=False, error=f"{label}: {_reason(exc)}", retryable=True)
 
             try:
@@ -308,7 +301,6 @@ class HttpAction:
                     status = response.status_code
                     if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
                         method = "GET"
-                        json_body = None
                         data = None
                         headers = {
                             k: v
@@ -323,7 +315,7 @@ class HttpAction:
 
     def _result(
         self,
-        response: requests.Response,
+        response: httpx.Response,
         params: HttpStep,
         ctx: ActionContext,
         label: str,
@@ -334,9 +326,9 @@ class HttpAction:
         status = response.status_code
         try:
             body = _read_body(response, limit, deadline)
-        except (requests.exceptions.RequestException, OSError) as exc:
-            if _is_timeout(exc):
-                return _timed_out(label, budget, status)
+        except (httpx.TimeoutException, httpcore.TimeoutException, TimeoutError):
+            return _timed_out(label, budget, status)
+        except (httpx.HTTPError, httpcore.NetworkError, httpcore.ProtocolError, OSError) as exc:
             return ActionResult(
                 ok=False,
                 http_status=status,
@@ -387,17 +379,23 @@ def _timed_out(label: str, budget: float, status: int | None = None) -> ActionRe
     )
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it was raised from, innermost last (httpx wraps httpcore wraps OSError)."""
+    chain: list[BaseException] = []
+    item: BaseException | None = exc
+    while item is not None and item not in chain:
+        chain.append(item)
+        item = item.__cause__ or item.__context__
+    return chain
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    """Certificate and handshake failures are permanent: retrying meets the same certificate."""
+    return any(isinstance(item, ssl.SSLError) for item in _causes(exc))
+
+
 def _reason(exc: BaseException) -> str:
     """A short cause without the request (never headers; URL already in the label)."""
-    inner: BaseException = exc
-    while True:
-        nxt = getattr(inner, "reason", None) or (inner.args[0] if inner.args else None)
-        if isinstance(nxt, BaseException) and nxt is not inner:
-            inner = nxt
-            continue
-        break
-    text = str(inner) or type(inner).__name__
-    # urllib3 messages embed "<connection object at 0x...>: "; keep the human part.
-    text = re.sub(r"<[^>]*object at 0x[0-9a-f]+>:?\s*", "", text)
+    text = str(exc) or type(exc).__name__
     text = re.sub(r"\?[^\s'\")]+", "?...", text)  # a query string may carry a token
     return text[:300]

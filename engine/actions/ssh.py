@@ -196,6 +196,7 @@ def _connect(dest: Destination, config: Config, deadline: float) -> paramiko.SSH
     """A new authenticated client, or _ConnectFailed with a message on-call can act on."""
     ssh = config.ssh
     timeout = max(min(ssh.connect_timeout.total_seconds(), _left(deadline)), 0.1)
+    until = time.monotonic() + timeout
     known_hosts = config.resolve(ssh.known_hosts)
     pkey = _load_key(dest)
     try:
@@ -208,6 +209,12 @@ def _connect(dest: Destination, config: Config, deadline: float) -> paramiko.SSH
         reason = exc.strerror or str(exc) or type(exc).__name__
         raise _ConnectFailed(f"cannot connect to {dest}: {reason}", retryable=True) from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        first = _first_bytes(sock, dest, timeout, until)
+    except BaseException:
+        sock.close()
+        raise
+    left = max(until - time.monotonic(), 0.1)
     client = paramiko.SSHClient()
     try:
         if known_hosts.is_file():
@@ -221,22 +228,63 @@ def _connect(dest: Destination, config: Config, deadline: float) -> paramiko.SSH
             look_for_keys=False,
             allow_agent=False,
             sock=sock,
-            timeout=timeout,
-            banner_timeout=timeout,
-            auth_timeout=timeout,
-            channel_timeout=timeout,
+            timeout=left,
+            banner_timeout=left,
+            auth_timeout=left,
+            channel_timeout=left,
         )
     except BaseException as exc:
+        transport = client.get_transport()
+        banner = bool(getattr(transport, "remote_version", "")) if transport is not None else False
         client.close()
         sock.close()
         if not isinstance(exc, Exception):
             raise
-        raise _explain(exc, dest, known_hosts) from None
+        handshake = _Handshake(timeout=timeout, first=first, banner_seen=banner)
+        raise _explain(exc, dest, known_hosts, handshake) from None
     transport = client.get_transport()
     if transport is not None:
         transport.set_keepalive(int(ssh.keepalive.total_seconds()))
     log.debug("ssh connected to %s as %s", dest, dest.user)
     return client
+
+
+@dataclass(frozen=True)
+class _Handshake:
+    """What the server had shown of itself when a connect failed, for the message."""
+
+    timeout: float
+    #: The first bytes the server sent (peeked, so paramiko still reads them).
+    first: bytes
+    #: paramiko parsed an `SSH-2.0-...` version line.
+    banner_seen: bool
+
+
+def _first_bytes(sock: socket.socket, dest: Destination, timeout: float, until: float) -> bytes:
+    """Wait for the server to speak first, as SSH servers do, so silence gets its own message.
+
+    paramiko reports a silent port as "No existing session" or "Error reading SSH protocol
+    banner", depending on which of its timers fires first.
+    """
+    sock.settimeout(max(until - time.monotonic(), 0.01))
+    try:
+        data = sock.recv(64, socket.MSG_PEEK)
+    except TimeoutError:
+        raise _ConnectFailed(
+            f"cannot connect to {dest.target}: no SSH banner from {dest.where} within {timeout:g}s",
+            retryable=True,
+        ) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise _ConnectFailed(f"cannot connect to {dest}: {reason}", retryable=True) from None
+    finally:
+        sock.settimeout(timeout)
+    if not data:
+        raise _ConnectFailed(
+            f"cannot connect to {dest.target}: {dest.where} closed the connection without an SSH banner",
+            retryable=True,
+        )
+    return data
 
 
 def _load_key(dest: Destination) -> paramiko.PKey:
@@ -254,7 +302,7 @@ def _load_key(dest: Destination) -> paramiko.PKey:
     raise _ConnectFailed(f"cannot use SSH key file {dest.key_file}: {reason}", retryable=False)
 
 
-def _explain(exc: Exception, dest: Destination, known_hosts: Path) -> _ConnectFailed:
+def _explain(exc: Exception, dest: Destination, known_hosts: Path, seen: _Handshake) -> _ConnectFailed:
     """Turn a paramiko connect failure into one clear, correctly classified message."""
     who = f"host key for {dest.where}"
     if isinstance(exc, _UnknownHostKey):
@@ -277,8 +325,18 @@ def _explain(exc: Exception, dest: Destination, known_hosts: Path) -> _ConnectFa
             f"SSH authentication to {dest} failed for user {dest.user!r} with key {dest.key_file}: {exc}",
             retryable=False,
         )
-    if isinstance(exc, TimeoutError):
-        return _ConnectFailed(f"cannot connect to {dest}: SSH handshake timed out", retryable=True)
+    if not seen.banner_seen and not seen.first.startswith(b"SSH-"):
+        return _ConnectFailed(
+            f"cannot connect to {dest.target}: no SSH banner from {dest.where} within {seen.timeout:g}s "
+            f"(it sent {seen.first[:40]!r}: not an SSH server?)",
+            retryable=True,
+        )
+    if isinstance(exc, TimeoutError) or str(exc) == "No existing session":
+        # paramiko's own negotiation timer ran out before key exchange finished.
+        return _ConnectFailed(
+            f"cannot connect to {dest}: SSH handshake did not finish within {seen.timeout:g}s",
+            retryable=True,
+        )
     return _ConnectFailed(f"cannot connect to {dest}: {exc or type(exc).__name__}", retryable=True)
 
 
