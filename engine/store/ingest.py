@@ -1,8 +1,11 @@
 """Apply a batch of inbound alerts in one write transaction: events, alerts, incidents, runs.
 
 An alert instance is (fingerprint, starts_at). A firing alert bumps the open incident of its
-fingerprint, or - when its instance's incident is already resolved - only counts as a
-redelivery; otherwise it opens a new incident. A resolved alert closes the open incident.
+fingerprint. Without one, it opens a new incident only if it started after every instance of
+its fingerprint seen so far; otherwise it is a late delivery and only counts (on its own
+instance's incident, else the newest one). A resolved alert closes the open incident; one that
+finds no incident at all is stored unlinked, and that row is what marks its instance as over
+when its firing arrives late. So a late firing never reopens, and a resolution never runs.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, literal_column, select, update
+from sqlalchemy import Connection, and_, bindparam, literal_column, select, text, update
 
 from engine import policy
 from engine.models import Alert, AlertStatus, IncidentStatus, Mode, Policy, RunStatus, Severity, due_at
 from engine.store.bulk import insert_rows, select_rows
 from engine.store.tables import (
+    ENDED_INDEX,
+    ENDED_WHERE,
+    OPEN_FINGERPRINT_INDEX,
     alerts,
     audit_log,
     events,
@@ -106,7 +112,7 @@ class _Batch:
     def __init__(self, conn: Connection, now: datetime, batch: list[Submission]) -> None:
         self.conn = conn
         self.now = now
-        self.open_by_fp, self.by_instance = _lookup(conn, batch)
+        self.known = _lookup(conn, batch)
         self.recent_runs = _recent_runs(conn, batch, now)
         self.new_incidents: list[_Incident] = []
         self.bumped: set[_Incident] = set()
@@ -144,9 +150,18 @@ class _Batch:
 
     def _resolve(self, item: ClassifiedAlert, pending: _Pending) -> _Incident | None:
         alert = item.alert
-        current = self.open_by_fp.pop(alert.fingerprint, None)
+        fingerprint, start = alert.fingerprint, alert.starts_at
+        current = self.known.open_by_fp.pop(fingerprint, None)
         if current is None:
-            return self.by_instance.get((alert.fingerprint, alert.starts_at))
+            if start is None:
+                return None
+            latest = self.known.latest.get(fingerprint)
+            if latest is not None and latest.covers(start):
+                return self.known.owner(fingerprint, start, latest)  # a resolution told again, or late
+            # Resolved before it was seen firing: the stored alert row (no incident, resolved) is
+            # what tells its late firing that the instance is over.
+            self.known.latest.setdefault(fingerprint, _Latest()).ended = start
+            return None
         ends = alert.ends_at
         values = {
             "status": IncidentStatus.resolved.value,
@@ -162,13 +177,20 @@ class _Batch:
         pending.resolved.append(current)
         return current
 
-    def _fire(self, item: ClassifiedAlert, pending: _Pending) -> _Incident:
+    def _fire(self, item: ClassifiedAlert, pending: _Pending) -> _Incident | None:
         alert = item.alert
-        known = self.open_by_fp.get(alert.fingerprint) or self.by_instance.get(
-            (alert.fingerprint, alert.starts_at)
-        )
+        fingerprint, start = alert.fingerprint, alert.starts_at
+        known = self.known.open_by_fp.get(fingerprint)
+        if known is None and start is not None:
+            latest = self.known.latest.get(fingerprint)
+            if latest is not None and latest.covers(start):
+                # Late: this instance or a newer one is over. Count it, open nothing; if only a
+                # resolution told of that instance, the stored alert row alone records it.
+                known = self.known.owner(fingerprint, start, latest)
+                if known is None:
+                    return None
         if known is not None:
-            # Open: a repeat. Resolved with the same startsAt: a late redelivery. Count it only.
+            # Open: a repeat. Otherwise a late redelivery. Count it only.
             known.bumps += 1
             self.bumped.add(known)
             pending.updated.append(known)
@@ -198,8 +220,9 @@ class _Batch:
             },
         )
         self.new_incidents.append(incident)
-        self.open_by_fp[alert.fingerprint] = incident
-        self.by_instance[(alert.fingerprint, alert.starts_at)] = incident
+        self.known.add(incident)
+        if start is not None:
+            self.known.latest.setdefault(fingerprint, _Latest()).incident = start  # the newest: not late
         pending.opened.append(incident)
         if item.playbook is not None and item.mode in (Mode.auto, Mode.approval):
             self._enqueue(item, item.playbook, incident, pending)
@@ -343,83 +366,160 @@ _OPEN_BY_FINGERPRINT = select(*_COLUMNS).where(
         incidents.c.status == literal_column(f"'{IncidentStatus.open.value}'"),
     )
 )
-_BY_INSTANCE = select(*_COLUMNS).where(
-    and_(
-        incidents.c.fingerprint.in_(bindparam("fingerprints", expanding=True)),
-        incidents.c.starts_at.in_(bindparam("starts", expanding=True)),
-    )
-)
-# On SQLite the same two queries go to the driver directly: SQLAlchemy's expanding of the IN
-# lists was most of the lookup's cost for the small batches a busy writer commits. Without
-# statistics SQLite prefers `ix_incidents_status_opened_at` for a long IN list and then reads
-# every open incident (15 ms per batch at 40k open incidents, growing with the table), so the
-# partial unique index is named: one probe per fingerprint.
+# On SQLite the queries go to the driver directly: SQLAlchemy's expanding of the IN lists was
+# most of the lookup's cost for the small batches a busy writer commits. Without statistics
+# SQLite prefers `ix_incidents_status_opened_at` for a long IN list and then reads every open
+# incident (15 ms per batch at 40k open incidents, growing with the table), so the partial
+# unique index is named: one probe per fingerprint.
 _SQLITE_OPEN = (
-    "SELECT id, status, starts_at, fingerprint FROM incidents INDEXED BY uq_incidents_open_fingerprint"
+    f"SELECT id, status, starts_at, fingerprint FROM incidents INDEXED BY {OPEN_FINGERPRINT_INDEX}"
     f" WHERE fingerprint IN ({{}}) AND status = '{IncidentStatus.open.value}'"
 )
-_SQLITE_BY_INSTANCE = (
-    "SELECT id, status, starts_at, fingerprint FROM incidents WHERE fingerprint IN ({}) AND starts_at IN ({})"
+# The newest startsAt of each fingerprint's incidents, and of its resolved alerts that found no
+# incident: two index probes per fingerprint (a max over an index is its last entry), however
+# many startsAt values the batch carries. The literals let the partial index serve the second.
+_SQLITE_LATEST = (
+    "SELECT f.column1,"
+    " (SELECT max(starts_at) FROM incidents INDEXED BY ix_incidents_fingerprint_starts_at"
+    "  WHERE fingerprint = f.column1),"
+    f" (SELECT max(starts_at) FROM alerts INDEXED BY {ENDED_INDEX}"
+    f"  WHERE fingerprint = f.column1 AND {ENDED_WHERE})"
+    " FROM (VALUES {}) AS f"
 )
+_LATEST = text(
+    "SELECT f.fp,"
+    " (SELECT max(starts_at) FROM incidents WHERE fingerprint = f.fp),"
+    f" (SELECT max(starts_at) FROM alerts WHERE fingerprint = f.fp AND {ENDED_WHERE})"
+    " FROM unnest(CAST(:fingerprints AS text[])) AS f(fp)"
+)
+# Incidents of given (fingerprint, startsAt) pairs: one index probe per pair. SQLite scans the
+# table for a row-value IN list, so the pairs are spelled out; PostgreSQL probes per pair in a
+# lateral join, whatever its statistics say.
+_SQLITE_INSTANCE = "(fingerprint = ? AND starts_at = ?)"
+_INSTANCES = text(
+    "SELECT i.id, i.status, i.starts_at, i.fingerprint"
+    " FROM unnest(CAST(:fingerprints AS text[]), CAST(:starts AS timestamptz[])) AS p(fp, s)"
+    " CROSS JOIN LATERAL (SELECT id, status, starts_at, fingerprint FROM incidents"
+    "  WHERE fingerprint = p.fp AND starts_at = p.s) AS i"
+)
+_PAIRS = _CHUNK // 2
 
 
-def _incident_rows(
-    conn: Connection, fingerprints: list[str], starts: list[datetime]
-) -> Iterator[tuple[int, str, datetime | None, str]]:
-    """(id, status, starts_at, fingerprint) of the open incidents of `fingerprints`, then of
-    their incidents with one of `starts`."""
-    if conn.dialect.name == "sqlite":
-        yield from _sqlite_incident_rows(conn, fingerprints, starts)
-        return
-    queries: list[tuple[Any, dict[str, list[Any]]]] = [(_OPEN_BY_FINGERPRINT, {"fingerprints": fingerprints})]
-    if starts:
-        queries.append((_BY_INSTANCE, {"fingerprints": fingerprints, "starts": starts}))
-    for query, parameters in queries:
-        for row in conn.execute(query, parameters):
-            yield row.id, row.status, row.starts_at, row.fingerprint
+@dataclass(slots=True)
+class _Latest:
+    """When the newest known instance of a fingerprint started: its newest incident, and its
+    newest instance that only a resolution told of (resolved before it was seen firing)."""
 
+    incident: datetime | None = None
+    ended: datetime | None = None
 
-def _sqlite_incident_rows(
-    conn: Connection, fingerprints: list[str], starts: list[datetime]
-) -> Iterator[tuple[int, str, datetime | None, str]]:
-    marks = ", ".join("?" * len(fingerprints))
-    statements: list[tuple[str, list[Any]]] = [(_SQLITE_OPEN.format(marks), fingerprints)]
-    if starts:
-        texts = [sqlite_utc_text(value) for value in starts]
-        statements.append(
-            (_SQLITE_BY_INSTANCE.format(marks, ", ".join("?" * len(texts))), [*fingerprints, *texts])
+    def covers(self, start: datetime) -> bool:
+        """An alert of `start` is late: its instance, or a newer one, has been seen already."""
+        return (self.incident is not None and start <= self.incident) or (
+            self.ended is not None and start <= self.ended
         )
-    for sql, parameters in statements:
-        for incident_id, status, started, fingerprint in select_rows(conn, sql, parameters):
-            yield incident_id, status, None if started is None else sqlite_utc_datetime(started), fingerprint
 
 
-def _lookup(
-    conn: Connection, batch: list[Submission]
-) -> tuple[dict[str, _Incident], dict[tuple[str, datetime | None], _Incident]]:
-    """The open incident of each fingerprint, and the incidents of each (fingerprint, startsAt).
+@dataclass
+class _Known:
+    """What the database knows of the batch's fingerprints, kept current as the batch applies."""
 
-    Two narrow queries, each served by its own index; an OR of the two would scan every open
-    incident as the table grows.
+    open_by_fp: dict[str, _Incident] = field(default_factory=dict)
+    instances: dict[tuple[str, datetime], _Incident] = field(default_factory=dict)
+    latest: dict[str, _Latest] = field(default_factory=dict)
+
+    def add(self, incident: _Incident) -> None:
+        if incident.status == IncidentStatus.open.value:
+            self.open_by_fp.setdefault(incident.fingerprint, incident)
+        if incident.starts_at is not None:
+            self.instances.setdefault((incident.fingerprint, incident.starts_at), incident)
+
+    def owner(self, fingerprint: str, start: datetime, latest: _Latest) -> _Incident | None:
+        """The incident a late alert counts on: its own instance's, else the newest incident
+        if that started no earlier (a newer instance that never fired here has none)."""
+        own = self.instances.get((fingerprint, start))
+        if own is not None or latest.incident is None or latest.incident < start:
+            return own
+        return self.instances.get((fingerprint, latest.incident))
+
+
+def _lookup(conn: Connection, batch: list[Submission]) -> _Known:
+    """The open incident and the newest instance of each fingerprint, then the incidents of
+    the instances that the batch's late alerts belong to.
+
+    Narrow queries, each served by its own index and linear in the batch; an OR of them would
+    scan every open incident as the table grows. The last query runs only for late alerts.
     """
-    open_by_fp: dict[str, _Incident] = {}
-    by_instance: dict[tuple[str, datetime | None], _Incident] = {}
+    known = _Known()
     fingerprints = sorted({c.alert.fingerprint for s in batch for c in s.alerts})
-    starts = sorted({c.alert.starts_at for s in batch for c in s.alerts if c.alert.starts_at is not None})
-    found: dict[int, _Incident] = {}
     for i in range(0, len(fingerprints), _CHUNK):
-        for incident_id, status, started, fingerprint in _incident_rows(
-            conn, fingerprints[i : i + _CHUNK], starts
-        ):
-            if incident_id not in found:
-                found[incident_id] = _Incident(
-                    status=status, starts_at=started, fingerprint=fingerprint, id=incident_id
-                )
-    for known in found.values():
-        if known.status == IncidentStatus.open.value:
-            open_by_fp[known.fingerprint] = known
-        by_instance.setdefault((known.fingerprint, known.starts_at), known)
-    return open_by_fp, by_instance
+        chunk = fingerprints[i : i + _CHUNK]
+        for row in _open_rows(conn, chunk):
+            known.add(_Incident(status=row[1], starts_at=row[2], fingerprint=row[3], id=row[0]))
+        for fingerprint, incident, ended in _latest_rows(conn, chunk):
+            if incident is not None or ended is not None:
+                known.latest[fingerprint] = _Latest(incident, ended)
+    pairs: set[tuple[str, datetime]] = set()
+    for submission in batch:
+        for item in submission.alerts:
+            start, fingerprint = item.alert.starts_at, item.alert.fingerprint
+            latest = known.latest.get(fingerprint)
+            if start is None or latest is None or not latest.covers(start):
+                continue
+            pairs.add((fingerprint, start))
+            if latest.incident is not None and latest.incident >= start:
+                pairs.add((fingerprint, latest.incident))
+    wanted = sorted(pairs - known.instances.keys())
+    for i in range(0, len(wanted), _PAIRS):
+        for row in _instance_rows(conn, wanted[i : i + _PAIRS]):
+            known.add(_Incident(status=row[1], starts_at=row[2], fingerprint=row[3], id=row[0]))
+    return known
+
+
+_IncidentRow = tuple[int, str, datetime | None, str]
+
+
+def _open_rows(conn: Connection, fingerprints: list[str]) -> Iterator[_IncidentRow]:
+    """(id, status, starts_at, fingerprint) of the open incidents of `fingerprints`."""
+    if conn.dialect.name != "sqlite":
+        for row in conn.execute(_OPEN_BY_FINGERPRINT, {"fingerprints": fingerprints}):
+            yield row.id, row.status, row.starts_at, row.fingerprint
+        return
+    sql = _SQLITE_OPEN.format(", ".join("?" * len(fingerprints)))
+    for incident_id, status, started, fingerprint in select_rows(conn, sql, fingerprints):
+        yield incident_id, status, _sqlite_time(started), fingerprint
+
+
+def _latest_rows(
+    conn: Connection, fingerprints: list[str]
+) -> Iterator[tuple[str, datetime | None, datetime | None]]:
+    """(fingerprint, newest incident's startsAt, newest startsAt resolved without an incident)."""
+    if conn.dialect.name != "sqlite":
+        for row in conn.execute(_LATEST, {"fingerprints": fingerprints}):
+            yield row[0], row[1], row[2]
+        return
+    sql = _SQLITE_LATEST.format(", ".join("(?)" for _ in fingerprints))
+    for fingerprint, incident, ended in select_rows(conn, sql, fingerprints):
+        yield fingerprint, _sqlite_time(incident), _sqlite_time(ended)
+
+
+def _instance_rows(conn: Connection, pairs: list[tuple[str, datetime]]) -> Iterator[_IncidentRow]:
+    """(id, status, starts_at, fingerprint) of the incidents of these (fingerprint, startsAt)."""
+    if conn.dialect.name != "sqlite":
+        parameters = {"fingerprints": [fp for fp, _ in pairs], "starts": [start for _, start in pairs]}
+        for row in conn.execute(_INSTANCES, parameters):
+            yield row.id, row.status, row.starts_at, row.fingerprint
+        return
+    sql = "SELECT id, status, starts_at, fingerprint FROM incidents WHERE " + " OR ".join(
+        [_SQLITE_INSTANCE] * len(pairs)
+    )
+    values = [value for fingerprint, start in pairs for value in (fingerprint, sqlite_utc_text(start))]
+    for incident_id, status, started, fingerprint in select_rows(conn, sql, values):
+        yield incident_id, status, _sqlite_time(started), fingerprint
+
+
+def _sqlite_time(value: str | None) -> datetime | None:
+    return None if value is None else sqlite_utc_datetime(value)
 
 
 def _recent_runs(

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from sqlalchemy import ColumnElement, Row, Table, and_, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from engine.catalog import Catalog
 from engine.errors import Conflict, NotFound
@@ -14,6 +16,7 @@ from engine.models import IncidentStatus, RunStatus
 from engine.store.db import Database
 from engine.store.ingest import Receipt, Submission, apply_batch
 from engine.store.tables import (
+    OPEN_FINGERPRINT_INDEX,
     alerts,
     audit_log,
     codes,
@@ -74,6 +77,12 @@ STEP_FIELDS = (
     "attempt",
 )
 
+# A batch that lost the race once finds the open incident on its second try; more tries only
+# cover several fingerprints raced by several replicas in a row.
+_INGEST_ATTEMPTS = 3
+
+log = structlog.get_logger("suture.store")
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -91,9 +100,23 @@ class Store:
     # ------------------------------------------------------------ intake
 
     def ingest(self, batch: list[Submission]) -> list[Receipt]:
-        """One transaction for the whole batch (group commit)."""
-        with self.db.write() as conn:
-            return apply_batch(conn, batch, utcnow())
+        """One transaction for the whole batch (group commit).
+
+        Replicas on PostgreSQL may look up the same new fingerprint at once: both find no open
+        incident, and the second to insert one meets the first's in `uq_incidents_open_fingerprint`.
+        That batch is applied afresh; its lookup then finds the open incident and counts on it.
+        (On SQLite writers take turns, lookup included, so the race cannot happen there.)
+        """
+        attempt = 1
+        while True:
+            try:
+                with self.db.write() as conn:
+                    return apply_batch(conn, batch, utcnow())
+            except IntegrityError as exc:
+                if attempt >= _INGEST_ATTEMPTS or not _lost_open_race(exc):
+                    raise
+                log.info("intake_open_race_retried", attempt=attempt, bodies=len(batch))
+                attempt += 1
 
     # ----------------------------------------------------------- catalog
 
@@ -490,6 +513,12 @@ class Store:
             ).rowcount
             if not done:
                 conn.execute(insert(state).values(key=key, value=value, updated_at=utcnow()))
+
+
+def _lost_open_race(exc: IntegrityError) -> bool:
+    """Whether another writer committed the open incident this transaction meant to insert."""
+    constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+    return constraint == OPEN_FINGERPRINT_INDEX
 
 
 def _timeline(incident: Row[Any], entries: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -108,6 +108,9 @@ events = Table(
     Column("alert_count", Integer, nullable=False),
 )
 
+ENDED_INDEX = "ix_alerts_resolved_without_incident"
+ENDED_WHERE = "status = 'resolved' AND incident_id IS NULL"
+
 alerts = Table(
     "alerts",
     metadata,
@@ -128,6 +131,15 @@ alerts = Table(
     # incident_id serves an incident's alerts, received_at the time ranges `replay --since` reads.
     Index(None, "received_at"),
     Index(None, "incident_id"),
+    # Resolved alerts that found no incident (resolved before they were seen firing) are how a
+    # late firing of that instance learns it is over. Partial: other alerts write nothing to it.
+    Index(
+        ENDED_INDEX,
+        "fingerprint",
+        "starts_at",
+        sqlite_where=text(ENDED_WHERE),
+        postgresql_where=text(ENDED_WHERE),
+    ),
 )
 
 codes = Table(
@@ -153,6 +165,8 @@ playbook_versions = Table(
     Column("loaded_at", UtcDateTime, nullable=False),
     Index(None, "name", "version", unique=True),
 )
+
+OPEN_FINGERPRINT_INDEX = "uq_incidents_open_fingerprint"
 
 incidents = Table(
     "incidents",
@@ -182,7 +196,7 @@ incidents = Table(
     Index(None, "fingerprint", "starts_at"),
     # At most one open incident per fingerprint, also with several daemons on one database.
     Index(
-        "uq_incidents_open_fingerprint",
+        OPEN_FINGERPRINT_INDEX,
         "fingerprint",
         unique=True,
         sqlite_where=text("status = 'open'"),
