@@ -38,7 +38,7 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
-            click.echo(f"config error: {exc}", err=True)
+            click.echo(f"config error: {_in_file(exc, kwargs.get('config_path'))}", err=True)
             sys.exit(2)
         except CatalogError as exc:
             for problem in exc.problems:
@@ -61,10 +61,20 @@ def _dump(data: Any) -> None:
     )
 
 
+def _in_file(exc: ConfigError, config_path: str | None) -> str:
+    """A `database.url` found unusable after loading names its key; say which file, as loading does."""
+    from engine.store.db import DatabaseUrlError
+
+    return f"{config_path}: {exc}" if isinstance(exc, DatabaseUrlError) and config_path else str(exc)
+
+
 def _open_store(config: Config, *, upgrade: bool = True) -> Any:
     from engine.store import Store, open_database
 
-    return Store(open_database(config.database_url, upgrade=upgrade))
+    db = open_database(
+        config.database_url, upgrade=upgrade, sqlite_synchronous=config.database.sqlite_synchronous
+    )
+    return Store(db)
 
 
 def _cell(value: Any) -> str:
@@ -103,6 +113,7 @@ def serve(config_path: str) -> None:
     from engine.logging import configure_logging
 
     config = load_config(config_path)
+    config.access_control()  # API tokens are read now: a missing one stops us before the database opens
     configure_logging(config.logging.level, config.logging.format)
     Daemon(config).serve()
 
@@ -124,6 +135,8 @@ def validate(config_path: str, as_json: bool) -> None:
             raise
         _dump({"ok": False, "problems": exc.problems})
         sys.exit(1)
+    for warning in catalog.warnings:  # on stderr: they do not make the catalog invalid
+        click.echo(warning, err=True)
     if as_json:
         _dump({"ok": True, "codes": len(catalog.codes), "playbook_versions": len(catalog.playbooks)})
     else:
@@ -365,3 +378,27 @@ def run_playbook(playbook: str, alert_file: str, dry_run: bool, config_path: str
     )
     click.echo(f"run finished: {status.value}")
     sys.exit(0 if status.value == "succeeded" else 1)
+
+
+@main.group()
+def access() -> None:
+    """Credentials for the API (config.yaml `access:`)."""
+
+
+@access.command("hash")
+@handle_errors
+def access_hash() -> None:
+    """Read a password on stdin, print its hash for access.users[].password_hash."""
+    from engine.access import hash_password
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        raw = sys.stdin.buffer.read()
+        try:
+            password = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("the password on stdin is not UTF-8") from None
+        # `echo pw | suture access hash` adds a newline that is not part of the password.
+        password = password.removesuffix("\n").removesuffix("\r")
+    click.echo(hash_password(password))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import socket
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,12 +18,12 @@ from engine.catalog import Catalog, load_catalog
 from engine.config import Config
 from engine.errors import CatalogError
 from engine.intake import CatalogView, Intake
-from engine.intake_helpers import HelperPool
+from engine.intake_helpers import HelperPool, intake_health
 from engine.scheduler import schedule_polls
 from engine.store import Store, open_database
 from engine.store.db import sqlite_file
 from engine.templating import Renderer
-from engine.worker import PlaybookResolver, WorkerPool
+from engine.worker import Incarnation, PlaybookResolver, WorkerPool
 
 log = structlog.get_logger("suture.daemon")
 
@@ -46,18 +45,22 @@ def load_checked_catalog(config: Config, store: Store | None) -> Catalog:
 class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.db = open_database(config.database_url, upgrade=True)
+        self.db = open_database(
+            config.database_url, upgrade=True, sqlite_synchronous=config.database.sqlite_synchronous
+        )
         self.store = Store(self.db)
         catalog = load_checked_catalog(config, self.store)
         self.store.sync_catalog(catalog)
         self.renderer = Renderer(config.secret_values())
         self.resolver = PlaybookResolver(self.store, lambda: self.intake.view.catalog)
+        self.incarnation = Incarnation.new()
         self.pool = WorkerPool(
             config,
             self.store,
             self.resolver,
             self.renderer,
             paused=lambda: bool(self.store.get_state(PAUSED_KEY)),
+            incarnation=self.incarnation,
         )
         self.intake = Intake(self.store, CatalogView.of(catalog), on_runs_queued=self.pool.wake)
         # Helpers need a database other processes can open: not an in-memory SQLite.
@@ -70,8 +73,9 @@ class Daemon:
     def recover(self) -> dict[str, list[int]]:
         """Runs a dead daemon left `running` are re-queued (idempotent) or marked interrupted.
 
-        A run is abandoned when the process holding it is gone (same host), or when it has shown
-        no life for longer than its playbook's timeout plus a margin (another host).
+        A run is abandoned when the daemon start holding it is gone (same host: see
+        `_holder_is_dead`), or when it has shown no life for longer than its playbook's timeout
+        plus a margin (another host).
         """
         abandoned: dict[int, bool] = {}
         now = datetime.now(UTC)
@@ -90,15 +94,18 @@ class Daemon:
         return outcome
 
     def _holder_is_dead(self, worker: str | None) -> bool:
-        host, _, rest = (worker or "").partition(":")
-        pid_text = rest.split(":", 1)[0]
-        if host != socket.gethostname() or not pid_text.isdigit():
+        """Whether the daemon start named in `runs.worker` is surely gone; other hosts: never sure.
+
+        Our pid with another boot id is a predecessor (a container's PID 1 restarted); so is our
+        pid without a boot id, a row from before boot ids, since we always write ours.
+        """
+        holder, me = Incarnation.parse(worker), self.incarnation
+        if holder is None or holder.host != me.host or holder.boot == me.boot:
             return False
-        pid = int(pid_text)
-        if pid == os.getpid():
-            return False
+        if holder.pid == me.pid:
+            return True
         try:
-            os.kill(pid, 0)
+            os.kill(holder.pid, 0)
         except ProcessLookupError:
             return True
         except PermissionError:
@@ -106,14 +113,22 @@ class Daemon:
         return False
 
     def reload(self) -> bool:
-        """SIGHUP: swap in the new catalog if it is valid, keep the old one otherwise."""
+        """SIGHUP: swap in the new catalog if it is valid and stored, keep the old one otherwise.
+
+        Runs in a thread of its own: a failure nobody foresaw (the database locked, a loader bug)
+        is logged as `catalog_reload_failed` instead of dying with the thread unnoticed.
+        """
         with self._reload_lock:
             try:
                 catalog = load_checked_catalog(self.config, self.store)
+                self.store.sync_catalog(catalog)
             except CatalogError as exc:
                 log.error("catalog_reload_refused", problems=exc.problems)
                 return False
-            self.store.sync_catalog(catalog)
+            except Exception as exc:  # noqa: BLE001 - the reload thread must outlive any failure
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                log.error("catalog_reload_failed", error=type(exc).__name__ + (f": {first}" if first else ""))
+                return False
             self.intake.view = CatalogView.of(catalog)
             log.info("catalog_reloaded", codes=len(catalog.codes), playbooks=len(catalog.playbooks))
             return True
@@ -146,7 +161,7 @@ class Daemon:
             self.config,
             self.store,
             self.intake,
-            ready=self._ready.is_set,
+            ready=lambda: self._ready.is_set() and intake_health(self.intake, self.helpers) is None,
             wake_workers=self.pool.wake,
             helpers=self.helpers,
         )
