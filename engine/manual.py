@@ -41,7 +41,11 @@ def read_alert(path: Path, config: Config) -> Alert:
 def run_by_hand(
     config: Config, ref: str, alert_file: Path, *, dry_run: bool, echo: Callable[[dict[str, Any]], None]
 ) -> RunStatus:
-    store = Store(open_database(config.database_url, upgrade=True))
+    store = Store(
+        open_database(
+            config.database_url, upgrade=True, sqlite_synchronous=config.database.sqlite_synchronous
+        )
+    )
     catalog = load_checked_catalog(config, store)
     store.sync_catalog(catalog)
     entry = catalog.get_playbook(ref)
@@ -59,8 +63,13 @@ def run_by_hand(
         store.record_step(run_id, step)
         echo(step)
 
+    code = (context.get("code") or {}).get("code")
     outcome = Runner(config, Renderer(config.secret_values())).execute(
-        entry.playbook, context, dry_run=dry_run, record=record
+        entry.playbook,
+        context,
+        dry_run=dry_run,
+        record=record,
+        patterns=catalog.match_patterns(code) if code else {},
     )
     store.finish_run(run_id, outcome.status, outcome.error, remediated=False)
     return outcome.status
