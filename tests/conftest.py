@@ -29,11 +29,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh empty database: a SQLite file, or a throwaway PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'suture.db'}"
+def throwaway_database(kind: str, folder: Path) -> Iterator[str]:
+    """A fresh empty database URL: a SQLite file in `folder`, or a PostgreSQL database dropped after."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'suture.db'}"
         return
     import psycopg
 
@@ -46,6 +45,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh empty database: a SQLite file, or a throwaway PostgreSQL database."""
+    yield from throwaway_database(request.param, tmp_path)
 
 
 def write_config(

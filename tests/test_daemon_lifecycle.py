@@ -15,27 +15,8 @@ import pytest
 from tests.conftest import DaemonProcess, free_port, wait_for, write_config
 from tests.payloads import am_alert, am_body
 from tests.support.httpserver import TestHttpServer, running_http_server
+from tests.support.slow_playbook import SLOW_CODES, SLOW_IDEMPOTENT
 from tests.support.sshd import SshServer, running_sshd
-
-SLOW_CODES = """
-- code: SLOW-002
-  title: Slow and safe to repeat
-  severity: low
-  match: {alertname: SlowIdempotent}
-  target: "{{ labels.instance }}"
-  playbook: slow-idempotent
-  mode: auto
-"""
-SLOW_IDEMPOTENT = """
-name: slow-idempotent
-version: 1
-idempotent: true
-timeout: 120s
-steps:
-  - name: long sleep
-    ssh: {command: "sleep 60"}
-    timeout: 90s
-"""
 
 
 @pytest.fixture(scope="module")

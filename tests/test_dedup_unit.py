@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +23,7 @@ from engine.models import Alert, AlertStatus, Mode, Severity
 from engine.store import Store, open_database
 from engine.store.ingest import ClassifiedAlert, Receipt, Submission
 from engine.store.tables import alerts, incidents, runs
-from tests.conftest import PG_ADMIN_URL, wait_for
+from tests.conftest import throwaway_database, wait_for
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 T1 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -42,26 +41,10 @@ class Rows:
         return [i["status"] for i in self.incidents]
 
 
-def _database(kind: str, folder: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{folder / 'suture.db'}"
-        return
-    import psycopg
-
-    name = f"suture_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """A migrated database of the backend, through the daemon's own store."""
-    for db_url in _database(request.param, tmp_path_factory.mktemp(f"dedup-{request.param}")):
+    for db_url in throwaway_database(request.param, tmp_path_factory.mktemp(f"dedup-{request.param}")):
         db = open_database(db_url, upgrade=True)
         try:
             yield Store(db)

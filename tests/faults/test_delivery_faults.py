@@ -17,13 +17,12 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 
-from tests.conftest import PG_ADMIN_URL, DaemonProcess, free_port, wait_for, write_config
+from tests.conftest import DaemonProcess, free_port, throwaway_database, wait_for, write_config
 from tests.payloads import am_alert, am_body
 from tests.support.faultkit import half_stored, of_fingerprint
 
@@ -42,27 +41,11 @@ class Site:
         return self.replicas[0]
 
 
-def _database(kind: str, folder: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{folder / 'suture.db'}"
-        return
-    import psycopg
-
-    name = f"suture_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """Two replicas of the daemon on one fresh database."""
     folder = tmp_path_factory.mktemp(f"delivery-{request.param}")
-    for db_url in _database(request.param, folder):
+    for db_url in throwaway_database(request.param, folder):
         replicas: list[DaemonProcess] = []
         try:
             for n in range(2):

@@ -25,27 +25,9 @@ import yaml
 
 from tests.conftest import ROOT, DaemonProcess, free_port, run_cli, wait_for, write_config
 from tests.payloads import am_alert, am_body
+from tests.support.slow_playbook import SLOW_CODES, SLOW_IDEMPOTENT
 from tests.support.sshd import SshServer, running_sshd
 
-SLOW_CODES = """
-- code: SLOW-002
-  title: Slow and safe to repeat
-  severity: low
-  match: {alertname: SlowIdempotent}
-  target: "{{ labels.instance }}"
-  playbook: slow-idempotent
-  mode: auto
-"""
-SLOW_IDEMPOTENT = """
-name: slow-idempotent
-version: 1
-idempotent: true
-timeout: 120s
-steps:
-  - name: long sleep
-    ssh: {command: "sleep 60"}
-    timeout: 90s
-"""
 SLOW_FILES = {"codes/zz-slow.yaml": SLOW_CODES, "playbooks/slow-idempotent.yaml": SLOW_IDEMPOTENT}
 UNSHARE = ["unshare", "--fork", "--pid", "--mount-proc", "--kill-child"]
 
