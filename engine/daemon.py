@@ -13,17 +13,17 @@ import structlog
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from engine.api import Services, create_asgi
-from engine.catalog import Catalog, load_catalog
+from engine.catalog.loader import Catalog, load_catalog
 from engine.config import Config
 from engine.errors import CatalogError
-from engine.intake import CatalogView, Intake
-from engine.intake_helpers import HelperPool, intake_health
+from engine.execution.worker import Incarnation, PlaybookResolver, WorkerPool
+from engine.intake.classify import CatalogView, Intake
+from engine.intake.fastpath.helpers import HelperPool, intake_health
 from engine.scheduler import schedule_polls
 from engine.store import Store, open_database
 from engine.store.db import sqlite_file
 from engine.templating import Renderer
-from engine.worker import Incarnation, PlaybookResolver, WorkerPool
+from engine.web.api import Services, create_asgi
 
 log = structlog.get_logger("suture.daemon")
 

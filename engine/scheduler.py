@@ -19,7 +19,7 @@ from apscheduler.schedulers.base import BaseScheduler
 
 from engine.config import Config
 from engine.errors import SutureError
-from engine.intake import Intake
+from engine.intake.classify import Intake
 from engine.models import Alert, AlertStatus
 from engine.store import Store
 

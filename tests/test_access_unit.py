@@ -18,9 +18,9 @@ from engine.access import (
     hash_password,
     parse_password_hash,
 )
-from engine.api import json_problem, needed_role
 from engine.config import is_loopback, load_config
 from engine.errors import ConfigError
+from engine.web.api import json_problem, needed_role
 
 OPS = "operate-token-0123456789"
 RO = "read-token-0123456789ab"

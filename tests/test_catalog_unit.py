@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.catalog import load_catalog, placeholder_inside_quotes
-from engine.classify import Classifier
+from engine.catalog.classify import Classifier
+from engine.catalog.loader import load_catalog, placeholder_inside_quotes
 from engine.models import Alert, AlertStatus
 
 

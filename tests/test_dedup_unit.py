@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from engine.models import Alert, AlertStatus, Mode, Severity
+from engine.models import Alert, AlertStatus, ClassifiedAlert, Mode, Severity, Submission
+from engine.records import Receipt
 from engine.store import Store, open_database
-from engine.store.ingest import ClassifiedAlert, Receipt, Submission
 from engine.store.tables import alerts, incidents, runs
 from tests.conftest import throwaway_database, wait_for
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from engine.actions.base import ActionContext
-from engine.actions.http import HttpAction, host_allowed, parse_retry_after
 from engine.config import Config, HttpConfig
+from engine.execution.actions.base import ActionContext
+from engine.execution.actions.http import HttpAction, host_allowed, parse_retry_after
 from engine.models import HttpStep
 from tests.support.httpserver import TestHttpServer, redirect, respond, running_http_server, slow
 

@@ -21,11 +21,11 @@ from typing import Any
 import httpcore
 import pytest
 
-from engine.actions.base import ActionContext
-from engine.actions.http import HttpAction
-from engine.actions.http_transport import Refused, checked_addresses
 from engine.config import Config, HttpConfig
+from engine.execution.actions.base import ActionContext
+from engine.execution.actions.http import HttpAction
 from engine.models import HttpStep
+from engine.transport import Refused, checked_addresses
 from tests.support.httpserver import TestHttpServer, redirect, running_http_server
 
 

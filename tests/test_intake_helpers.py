@@ -212,9 +212,8 @@ def test_a_submission_crosses_to_the_helper_unchanged() -> None:
     import marshal
     from datetime import UTC, datetime, timedelta, timezone
 
-    from engine.intake_helpers import FRAME, Unwire, frame_values, wire
-    from engine.models import Alert, AlertStatus, Mode, Policy, Severity
-    from engine.store.ingest import ClassifiedAlert, Submission
+    from engine.intake.fastpath.codec import FRAME, Unwire, frame_values, wire
+    from engine.models import Alert, AlertStatus, ClassifiedAlert, Mode, Policy, Severity, Submission
 
     def alert(**changes: Any) -> Alert:
         fields: dict[str, Any] = {
@@ -279,8 +278,8 @@ def test_frames_split_across_writes_are_read_whole_and_in_order() -> None:
     import marshal
     import socket as socketlib
 
-    from engine.intake_helper import FrameReader
-    from engine.intake_helpers import frame_values
+    from engine.intake.fastpath.codec import frame_values
+    from engine.intake.fastpath.helper_main import FrameReader
 
     ours, theirs = socketlib.socketpair()
     with ours, theirs:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.models import Policy
-from engine.policy import lookback, refusal
+from engine.policy.limits import lookback, refusal
 from tests.payloads import am_alert, am_body
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

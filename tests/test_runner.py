@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.actions.base import TRUNCATION_MARKER
 from engine.config import Config, HttpConfig, InventoryEntry, SshConfig, WorkersConfig
+from engine.execution.actions.base import TRUNCATION_MARKER
+from engine.execution.runner import Runner, RunOutcome, StepRecord
 from engine.models import Playbook, RunStatus
-from engine.runner import Runner, RunOutcome, StepRecord
 from engine.templating import Renderer
 from tests.support.httpserver import TestHttpServer, respond, running_http_server
 from tests.support.sshd import SshServer, running_sshd

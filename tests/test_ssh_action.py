@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from engine.actions.base import ActionContext, RunResources
-from engine.actions.ssh import SshAction, resolve_destination, wrap_command
 from engine.config import Config, InventoryEntry, SshConfig
+from engine.execution.actions.base import ActionContext, RunResources
+from engine.execution.actions.ssh import SshAction, resolve_destination, wrap_command
 from engine.models import ActionResult, SshStep
 from tests.support.sshd import SshServer, running_sshd
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from engine.actions.base import ActionContext
-from engine.actions.wait import WaitAction
 from engine.config import Config, HttpConfig
+from engine.execution.actions.base import ActionContext
+from engine.execution.actions.wait import WaitAction
 
 
 def make_ctx(budget: float = 5) -> ActionContext:

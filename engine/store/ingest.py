@@ -5,8 +5,7 @@ fingerprint. Without one, it opens a new incident only if it started after every
 its fingerprint seen so far; otherwise it is a late delivery and only counts (on its own
 instance's incident, else the newest one). A resolved alert closes the open incident; one that
 finds no incident at all is stored unlinked, and that row is what marks its instance as over
-when its firing arrives late. So a late firing never reopens, and a resolution never runs.
-"""
+when its firing arrives late. So a late firing never reopens, and a resolution never runs."""
 
 from __future__ import annotations
 
@@ -17,8 +16,9 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, literal_column, select, text, update
 
-from engine import policy
-from engine.models import Alert, AlertStatus, IncidentStatus, Mode, Policy, RunStatus, Severity, due_at
+from engine.models import AlertStatus, ClassifiedAlert, IncidentStatus, Mode, RunStatus, Submission, due_at
+from engine.policy import limits as policy
+from engine.records import Receipt
 from engine.store.bulk import insert_rows, select_rows
 from engine.store.tables import (
     ENDED_INDEX,
@@ -34,52 +34,6 @@ from engine.store.tables import (
 )
 
 _CHUNK = 400  # bound parameters per IN (...) list
-
-
-@dataclass(slots=True)
-class ClassifiedAlert:
-    """An alert plus what the catalog says about it, decided before the write.
-
-    Not frozen (nothing changes it): a frozen dataclass costs a microsecond more to build, and
-    under a storm intake builds tens of thousands a second, in the daemon and in the helper.
-    """
-
-    alert: Alert
-    code: str
-    title: str
-    severity: Severity
-    target: str
-    mode: Mode
-    playbook: tuple[str, int] | None
-    dry_run: bool = False
-    policy: Policy | None = None
-
-
-@dataclass(frozen=True)
-class Submission:
-    source: str
-    body: str
-    alerts: list[ClassifiedAlert]
-
-
-@dataclass
-class Receipt:
-    event_id: int
-    alerts: int = 0
-    opened: list[int] = field(default_factory=list)
-    updated: list[int] = field(default_factory=list)
-    resolved: list[int] = field(default_factory=list)
-    runs_queued: list[int] = field(default_factory=list)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id,
-            "alerts": self.alerts,
-            "incidents_opened": self.opened,
-            "incidents_updated": sorted(set(self.updated)),
-            "incidents_resolved": self.resolved,
-            "runs_queued": self.runs_queued,
-        }
 
 
 @dataclass(eq=False)
@@ -357,6 +311,8 @@ def apply_batch(conn: Connection, batch: list[Submission], now: datetime) -> lis
 
 
 _COLUMNS = (incidents.c.id, incidents.c.status, incidents.c.starts_at, incidents.c.fingerprint)
+
+
 # Built once: constructing an IN clause over hundreds of values on every batch cost a fifth of
 # the writer's time; expanding parameters only fill in the placeholders. `'open'` is a literal
 # so that the partial index `uq_incidents_open_fingerprint` applies to every plan.
@@ -366,6 +322,8 @@ _OPEN_BY_FINGERPRINT = select(*_COLUMNS).where(
         incidents.c.status == literal_column(f"'{IncidentStatus.open.value}'"),
     )
 )
+
+
 # On SQLite the queries go to the driver directly: SQLAlchemy's expanding of the IN lists was
 # most of the lookup's cost for the small batches a busy writer commits. Without statistics
 # SQLite prefers `ix_incidents_status_opened_at` for a long IN list and then reads every open
@@ -375,6 +333,8 @@ _SQLITE_OPEN = (
     f"SELECT id, status, starts_at, fingerprint FROM incidents INDEXED BY {OPEN_FINGERPRINT_INDEX}"
     f" WHERE fingerprint IN ({{}}) AND status = '{IncidentStatus.open.value}'"
 )
+
+
 # The newest startsAt of each fingerprint's incidents, and of its resolved alerts that found no
 # incident: two index probes per fingerprint (a max over an index is its last entry), however
 # many startsAt values the batch carries. The literals let the partial index serve the second.
@@ -386,22 +346,30 @@ _SQLITE_LATEST = (
     f"  WHERE fingerprint = f.column1 AND {ENDED_WHERE})"
     " FROM (VALUES {}) AS f"
 )
+
+
 _LATEST = text(
     "SELECT f.fp,"
     " (SELECT max(starts_at) FROM incidents WHERE fingerprint = f.fp),"
     f" (SELECT max(starts_at) FROM alerts WHERE fingerprint = f.fp AND {ENDED_WHERE})"
     " FROM unnest(CAST(:fingerprints AS text[])) AS f(fp)"
 )
+
+
 # Incidents of given (fingerprint, startsAt) pairs: one index probe per pair. SQLite scans the
 # table for a row-value IN list, so the pairs are spelled out; PostgreSQL probes per pair in a
 # lateral join, whatever its statistics say.
 _SQLITE_INSTANCE = "(fingerprint = ? AND starts_at = ?)"
+
+
 _INSTANCES = text(
     "SELECT i.id, i.status, i.starts_at, i.fingerprint"
     " FROM unnest(CAST(:fingerprints AS text[]), CAST(:starts AS timestamptz[])) AS p(fp, s)"
     " CROSS JOIN LATERAL (SELECT id, status, starts_at, fingerprint FROM incidents"
     "  WHERE fingerprint = p.fp AND starts_at = p.s) AS i"
 )
+
+
 _PAIRS = _CHUNK // 2
 
 

@@ -10,11 +10,12 @@ import structlog
 from sqlalchemy import ColumnElement, Row, Table, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from engine.catalog import Catalog
+from engine.catalog.loader import Catalog
 from engine.errors import Conflict, NotFound
-from engine.models import IncidentStatus, RunStatus
+from engine.models import IncidentStatus, RunStatus, Submission
+from engine.records import Receipt
 from engine.store.db import Database
-from engine.store.ingest import Receipt, Submission, apply_batch
+from engine.store.ingest import apply_batch
 from engine.store.tables import (
     OPEN_FINGERPRINT_INDEX,
     alerts,

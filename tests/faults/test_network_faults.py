@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from engine.actions.base import ActionContext
-from engine.actions.http import HttpAction
-from engine.actions.ssh import SshAction
 from engine.config import Config, HttpConfig, SshConfig
+from engine.execution.actions.base import ActionContext
+from engine.execution.actions.http import HttpAction
+from engine.execution.actions.ssh import SshAction
 from engine.models import ActionResult, HttpStep, SshStep
 from tests.conftest import DaemonProcess, wait_for
 from tests.payloads import am_alert, am_body

@@ -28,8 +28,8 @@ from typing import Any, ClassVar
 
 import paramiko
 
-from engine.actions.base import TRUNCATION_MARKER, ActionContext, cap_output
 from engine.config import Config
+from engine.execution.actions.base import TRUNCATION_MARKER, ActionContext, cap_output
 from engine.models import ActionResult, SshStep
 
 log = logging.getLogger(__name__)

@@ -22,12 +22,14 @@ from connectors import CONNECTORS
 from engine import metrics
 from engine.access import AccessDenied, Actor, Role
 from engine.config import Config
+from engine.durations import parse_since
 from engine.errors import Conflict, NotFound, StoreUnavailable
-from engine.intake import Intake
-from engine.intake_helpers import HelperPool
+from engine.intake.answers import error
+from engine.intake.classify import Intake
+from engine.intake.fastpath.front import WebhookFront
+from engine.intake.fastpath.helpers import HelperPool
+from engine.intake.receive import WebhookReceiver
 from engine.store import Store
-from engine.timeparse import parse_since
-from engine.webhooks import WebhookFront, WebhookReceiver, error
 
 log = structlog.get_logger("suture.api")
 

@@ -21,11 +21,11 @@ import structlog
 import yaml
 
 from engine import metrics
-from engine.catalog import Catalog
+from engine.catalog.loader import Catalog
 from engine.config import Config
 from engine.errors import StoreUnavailable
+from engine.execution.runner import Runner
 from engine.models import Playbook, RunStatus
-from engine.runner import Runner
 from engine.store import Store
 from engine.templating import Renderer
 

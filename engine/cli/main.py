@@ -189,7 +189,7 @@ def incidents_list(
     status: str | None, code: str | None, since: str | None, limit: int, config_path: str, as_json: bool
 ) -> None:
     """List incidents, newest first."""
-    from engine.timeparse import parse_since
+    from engine.durations import parse_since
 
     store = _open_store(load_config(config_path))
     rows = store.list_incidents(status=status, code=code, since=parse_since(since), limit=limit)
@@ -255,7 +255,7 @@ def runs_list(
     status: str | None, playbook: str | None, since: str | None, limit: int, config_path: str, as_json: bool
 ) -> None:
     """List runs, newest first."""
-    from engine.timeparse import parse_since
+    from engine.durations import parse_since
 
     store = _open_store(load_config(config_path))
     rows = store.list_runs(status=status, playbook=playbook, since=parse_since(since), limit=limit)
@@ -370,7 +370,7 @@ def _user() -> str:
 @handle_errors
 def run_playbook(playbook: str, alert_file: str, dry_run: bool, config_path: str) -> None:
     """Run a playbook by hand against a sample alert, printing each step as it goes."""
-    from engine.manual import run_by_hand
+    from engine.cli.manual import run_by_hand
 
     config = load_config(config_path)
     status = run_by_hand(

@@ -1,11 +1,7 @@
 """One vendor webhook, received: authenticate, bound, parse, classify, commit, answer.
 
 `WebhookReceiver` holds the whole decision and is shared by the documented FastAPI route
-and by `WebhookFront`, the ASGI layer `suture serve` puts in front of FastAPI. The front
-hands alert POSTs straight to the receiver, skipping FastAPI's routing, middleware and
-dependency machinery: under an alert storm that machinery was a quarter of the daemon's CPU
-(py-spy, bench ingest). Every other request goes to FastAPI unchanged.
-"""
+and by the fast path's raw ASGI front (engine/intake/fastpath/front.py)."""
 
 from __future__ import annotations
 
@@ -14,38 +10,54 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 import structlog
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectors import Connector
 from connectors.signatures import bearer_token_ok, verify_hmac_sha256
 from engine import metrics
 from engine.config import Config, SourceConfig
 from engine.errors import InvalidPayload, StoreUnavailable
-from engine.intake import Intake, IntakeFull
-from engine.models import Alert
-from engine.store.ingest import Receipt, Submission
+from engine.intake.classify import Intake
+from engine.intake.writer import IntakeFull
+from engine.models import Alert, Submission
+from engine.records import Receipt
 
 if TYPE_CHECKING:
-    from engine.intake_helpers import HelperPool
+    from engine.intake.fastpath.helpers import HelperPool
+from engine.intake.answers import (
+    OVERLOADED,
+    UNAVAILABLE,
+    Answer,
+    Outcome,
+    Rejected,
+    Relayed,
+    error,
+    is_json,
+    unsupported,
+)
 
 log = structlog.get_logger("suture.api")
+
 
 #: How long a body waits for its commit. One whose commit has not begun by then is withdrawn
 #: (503, and never stored); one whose commit is under way waits for it up to
 #: `OUTCOME_WAIT_SECONDS` more, so its answer says what became of it.
 COMMIT_WAIT_SECONDS = 10.0
+
+
 OUTCOME_WAIT_SECONDS = 50.0
-#: Every 503 from an alert endpoint carries `Retry-After` with this many seconds.
-RETRY_AFTER_SECONDS = 5
+
+
 SIGNATURE_HEADERS = {"grafana": "X-Grafana-Alerting-Signature"}
+
+
 DEFAULT_SIGNATURE_HEADER = "X-Suture-Signature"
+
+
 REJECTIONS = (
     "unauthorized",
     "unsupported_media_type",
@@ -55,46 +67,6 @@ REJECTIONS = (
     "unavailable",
     "overloaded",
 )
-_RETRY_AFTER = str(RETRY_AFTER_SECONDS)
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: dict[str, Any]
-
-    def render(self) -> bytes:
-        return orjson.dumps(self.body, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z)
-
-    def headers(self) -> dict[str, str] | None:
-        """Headers beyond the content type: a 503 says when to retry."""
-        return {"Retry-After": _RETRY_AFTER} if self.status == 503 else None
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A body refused before any write: the metric's reason and the answer."""
-
-    reason: str
-    answer: Answer
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one submission, in the shape an intake helper process sends back."""
-
-    status: int
-    content: bytes
-    reason: str | None = None
-    opened: int = 0
-    runs_queued: bool = False
-
-
-def error(status: int, message: str, field: str | None = None) -> Answer:
-    body: dict[str, Any] = {"error": message}
-    if field is not None:
-        body["field"] = field
-    return Answer(status, body)
 
 
 class WebhookReceiver:
@@ -133,8 +105,8 @@ class WebhookReceiver:
         if not _token_ok(settings.token_env, headers.get("authorization")):
             return self._reject("unauthorized", error(401, "unauthorized"))
         content_type = headers.get("content-type")
-        if content_type != "application/json" and not _is_json(content_type):
-            return self._reject("unsupported_media_type", _unsupported(content_type))
+        if content_type != "application/json" and not is_json(content_type):
+            return self._reject("unsupported_media_type", unsupported(content_type))
         limit = config.server.max_body_bytes
         too_large = error(413, f"body is larger than server.max_body_bytes ({limit} bytes)")
         declared = headers.get("content-length")
@@ -193,20 +165,6 @@ class WebhookReceiver:
         return Relayed(outcome.status, {}, outcome.content)
 
 
-@dataclass(frozen=True)
-class Relayed(Answer):
-    """An answer a helper process already rendered."""
-
-    content: bytes = b""
-
-    def render(self) -> bytes:
-        return self.content
-
-
-UNAVAILABLE = error(503, "alerts not stored: the database is unavailable, retry later")
-OVERLOADED = error(503, "alerts not stored: intake is full, retry later")
-
-
 async def committed(future: Future[Receipt]) -> Receipt:
     """The receipt of a submitted body (`COMMIT_WAIT_SECONDS`): withdrawn if its commit has not
     begun by then (`StoreUnavailable`), `TimeoutError` if its begun commit outlasts the bound."""
@@ -238,65 +196,6 @@ def admit(config: Config, intake: Intake, connector: Connector, raw: bytes) -> S
     except InvalidPayload as exc:
         return Rejected("invalid", error(422, f"{exc.field}: {exc.message}", field=exc.field))
     return intake.prepare(source, raw.decode("utf-8", "replace"), alerts)
-
-
-class WebhookFront:
-    """ASGI: alert POSTs to their receiver directly, everything else to `app` (FastAPI)."""
-
-    def __init__(self, app: ASGIApp, receivers: list[WebhookReceiver]) -> None:
-        self.app = app
-        self.receivers = {receiver.path: receiver for receiver in receivers}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            receiver = self.receivers.get(scope["path"])
-            if receiver is not None:
-                await self._handle(receiver, scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-    async def _handle(self, receiver: WebhookReceiver, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            answer = await receiver.receive(Headers(scope=scope), _body_chunks(receive))
-        except _ClientGone:
-            return  # nothing was stored and nobody is left to answer
-        except Exception:  # noqa: BLE001 - the same last resort FastAPI's error middleware gives
-            log.exception("webhook_failed", source=receiver.source)
-            answer = error(500, "internal error")
-        content = answer.render()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
-        if answer.status == 503:
-            headers.append((b"retry-after", _RETRY_AFTER.encode()))
-        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
-
-
-class _ClientGone(Exception):
-    """The sender disconnected before its body was complete."""
-
-
-async def _body_chunks(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        if chunk := message.get("body", b""):
-            yield chunk
-        if not message.get("more_body", False):
-            return
-
-
-def _is_json(content_type: str | None) -> bool:
-    """`application/json`, in any case, with or without parameters (`; charset=utf-8`)."""
-    return content_type is not None and content_type.split(";", 1)[0].strip().lower() == "application/json"
-
-
-def _unsupported(content_type: str | None) -> Answer:
-    """The same words as the rest of the API's 415 (engine/api.py `json_problem`)."""
-    if content_type is None:
-        return error(415, "Content-Type must be application/json", field="content-type")
-    kind = content_type.split(";", 1)[0].strip().lower()[:80]
-    return error(415, f"Content-Type must be application/json (got {kind!r})", field="content-type")
 
 
 def _token_ok(token_env: str | None, header: str | None) -> bool:

@@ -6,8 +6,8 @@ import time
 from datetime import timedelta
 from typing import ClassVar
 
-from engine.actions.base import ActionContext
 from engine.durations import format_duration
+from engine.execution.actions.base import ActionContext
 from engine.models import ActionResult
 
 

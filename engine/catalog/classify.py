@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from engine.catalog import Catalog
+from engine.catalog.loader import Catalog
 from engine.models import Alert, Code
 
 

@@ -11,190 +11,41 @@ Helpers start when alerts arrive faster than `server.intake_helpers_above` per s
 leave after `IDLE_SECONDS` without a body, so an idle daemon is a single process. Below that
 rate one process keeps up, and a second writer would only make the workers' writes wait
 (bench latency: one sender at 350 alerts/s, alert to first step 5 ms alone, 300 ms with a
-helper). A helper that dies is replaced on the next burst; bodies it held are committed here.
-"""
+helper). A helper that dies is replaced on the next burst; bodies it held are committed here."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import marshal
-import pickle
 import socket
-import struct
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import structlog
 
 from engine import metrics
 from engine.config import Config
-from engine.intake import MAX_QUEUED_ALERTS, MAX_QUEUED_CHARS, WEDGED_SECONDS, IntakeWriter
-from engine.models import Alert, AlertStatus, Mode, Policy, Severity
-from engine.store.ingest import ClassifiedAlert, Submission
-from engine.webhooks import COMMIT_WAIT_SECONDS, OUTCOME_WAIT_SECONDS, OVERLOADED, UNAVAILABLE, Outcome
+from engine.intake.answers import OVERLOADED, UNAVAILABLE, Outcome
+from engine.intake.fastpath.codec import FRAME, WITHDRAW, frame_object, frame_values, wire
+from engine.intake.receive import COMMIT_WAIT_SECONDS, OUTCOME_WAIT_SECONDS
+from engine.intake.writer import MAX_QUEUED_ALERTS, MAX_QUEUED_CHARS, WEDGED_SECONDS, IntakeWriter
+from engine.models import Submission
 
 log = structlog.get_logger("suture.intake")
 
-FRAME = struct.Struct("!I")
+
 WINDOW_SECONDS = 0.25
+
+
 IDLE_SECONDS = 30.0
+
+
 START_TIMEOUT_SECONDS = 30.0
+
+
 RESPAWN_PAUSE_SECONDS = 30.0
-
-
-def frame(data: bytes) -> bytes:
-    return FRAME.pack(len(data)) + data
-
-
-def frame_values(message: Any) -> bytes:
-    """A frame of plain values (str, int, dict, tuple, None) in `marshal`'s format: submissions
-    and answers, thousands per second under a storm. Both ends are the same interpreter, so
-    its version-specific format is no concern; it writes these values in half pickle's time."""
-    return frame(marshal.dumps(message))
-
-
-def frame_object(message: Any) -> bytes:
-    """A frame of anything picklable: the config, once per helper."""
-    return frame(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def _micros(value: timedelta | None) -> int | None:
-    return None if value is None else value // _MICROSECOND
-
-
-def _time(value: datetime | None) -> int | None:
-    return None if value is None else (value - _EPOCH) // _MICROSECOND
-
-
-def wire(submission: Submission) -> tuple[Any, ...]:
-    """A submission as plain values: times as microseconds since the epoch (exact), enums as
-    their values, the policy as its three numbers."""
-    items = []
-    for item in submission.alerts:
-        alert, policy = item.alert, item.policy
-        items.append(
-            (
-                alert.source,
-                alert.name,
-                alert.fingerprint,
-                alert.status.value,
-                alert.labels,
-                alert.annotations,
-                _time(alert.starts_at),
-                _time(alert.ends_at),
-                alert.generator_url,
-                item.code,
-                item.title,
-                item.severity.value,
-                item.target,
-                item.mode.value,
-                item.playbook,
-                item.dry_run,
-                None if policy is None else (_micros(policy.cooldown), policy.max_runs, _micros(policy.per)),
-            )
-        )
-    return submission.source, submission.body, items
-
-
-class Unwire:
-    """`wire` undone, in the helper. The alerts were validated by the daemon, so they are built
-    without validating again; the few distinct times and policies of a storm are remembered."""
-
-    def __init__(self) -> None:
-        self._times: dict[int, datetime] = {}
-        self._policies: dict[tuple[int | None, int | None, int | None], Policy] = {}
-
-    def __call__(self, wired: tuple[Any, ...]) -> Submission:
-        source, body, items = wired
-        time_of, trusted = self._time, Alert.trusted
-        alerts = []
-        for (
-            alert_source,
-            name,
-            fingerprint,
-            status,
-            labels,
-            annotation_map,
-            starts_at,
-            ends_at,
-            generator_url,
-            code,
-            title,
-            severity,
-            target,
-            mode,
-            playbook,
-            dry_run,
-            policy,
-        ) in items:
-            alert = trusted(
-                alert_source,
-                name,
-                fingerprint,
-                _ALERT_STATUS[status],
-                labels,
-                annotation_map,
-                time_of(starts_at),
-                time_of(ends_at),
-                generator_url,
-            )
-            alerts.append(
-                ClassifiedAlert(
-                    alert,
-                    code,
-                    title,
-                    _SEVERITY[severity],
-                    target,
-                    _MODE[mode],
-                    playbook,  # marshal gives tuples back as tuples
-                    dry_run,
-                    None if policy is None else self._policy(policy),
-                )
-            )
-        return Submission(source, body, alerts)
-
-    def _time(self, micros: int | None) -> datetime | None:
-        if micros is None:
-            return None
-        value = self._times.get(micros)
-        if value is None:
-            if len(self._times) >= 4096:
-                self._times.clear()
-            value = self._times[micros] = _EPOCH + micros * _MICROSECOND
-        return value
-
-    def _policy(self, numbers: tuple[int | None, int | None, int | None]) -> Policy:
-        policy = self._policies.get(numbers)
-        if policy is None:
-            cooldown, max_runs, per = numbers
-            policy = self._policies[numbers] = Policy.model_construct(
-                cooldown=None if cooldown is None else cooldown * _MICROSECOND,
-                max_runs=max_runs,
-                per=None if per is None else per * _MICROSECOND,
-            )
-        return policy
-
-
-_ALERT_STATUS = {status.value: status for status in AlertStatus}
-_SEVERITY = {severity.value: severity for severity in Severity}
-_MODE = {mode.value: mode for mode in Mode}
-
-
-#: What the daemon sends in place of a submission to withdraw request N: `(N, WITHDRAW)`.
-WITHDRAW = None
-
-
-def outcome_values(request: int, outcome: Outcome) -> tuple[Any, ...]:
-    """A helper's answer as plain values, in `Outcome`'s field order."""
-    return request, outcome.status, outcome.content, outcome.reason, outcome.opened, outcome.runs_queued
 
 
 class HelperGone(Exception):
@@ -364,7 +215,7 @@ class HelperPool:
             ours, theirs = socket.socketpair()
             try:
                 process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                    [sys.executable, "-m", "engine.intake_helper", str(theirs.fileno())],
+                    [sys.executable, "-m", "engine.intake.fastpath.helper_main", str(theirs.fileno())],
                     pass_fds=[theirs.fileno()],
                     stdin=subprocess.DEVNULL,
                 )

@@ -11,10 +11,10 @@ from typing import Any
 
 import structlog
 
-from engine.actions import ActionContext, RunResources, get_action
-from engine.catalog import templates_of
+from engine.catalog.loader import templates_of
 from engine.config import Config
 from engine.errors import TemplateError
+from engine.execution.actions import ActionContext, RunResources, get_action
 from engine.models import ActionResult, HttpStep, OnFailure, Playbook, RunStatus, SshStep, Step
 from engine.templating import Renderer
 

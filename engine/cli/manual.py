@@ -13,9 +13,9 @@ from connectors import get_connector
 from engine.config import Config
 from engine.daemon import load_checked_catalog
 from engine.errors import InvalidPayload, NotFound, SutureError
-from engine.intake import CatalogView, Intake
+from engine.execution.runner import Runner
+from engine.intake.classify import CatalogView, Intake
 from engine.models import Alert, RunStatus
-from engine.runner import Runner
 from engine.store import Store, open_database
 from engine.store.ingest import run_context
 from engine.templating import Renderer

@@ -20,12 +20,12 @@ from typing import Any
 import structlog
 
 from engine.errors import StoreUnavailable
-from engine.intake import MAX_BATCH, IntakeWriter
-from engine.intake_helpers import FRAME, WITHDRAW, Unwire, frame_values, outcome_values
+from engine.intake.answers import UNAVAILABLE, Answer, Outcome
+from engine.intake.fastpath.codec import FRAME, WITHDRAW, Unwire, frame_values, outcome_values
+from engine.intake.writer import MAX_BATCH, IntakeWriter
 from engine.logging import configure_logging
+from engine.records import Receipt
 from engine.store import Store, open_database
-from engine.store.ingest import Receipt
-from engine.webhooks import UNAVAILABLE, Answer, Outcome
 
 log = structlog.get_logger("suture.intake")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from engine.actions.base import Action, ActionContext, RunResources, cap_output
+from engine.execution.actions.base import Action, ActionContext, RunResources, cap_output
 
 __all__ = ["Action", "ActionContext", "RunResources", "cap_output", "get_action"]
 
@@ -17,7 +17,7 @@ def get_action(name: str) -> Action:
 @cache
 def _registry() -> dict[str, Action]:
     """Imported on first use: paramiko and requests stay out of CLI start-up."""
-    from engine.actions import http, ssh, wait
+    from engine.execution.actions import http, ssh, wait
 
     registry: dict[str, Action] = {
         ssh.SshAction.name: ssh.SshAction(),

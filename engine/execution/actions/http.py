@@ -51,11 +51,11 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpcore
 import httpx
 
-from engine.actions.base import TRUNCATION_MARKER, ActionContext, cap_output
-from engine.actions.http_transport import IP_GLOB, PinnedBackend, PinnedTransport, Refused, Resolver
-from engine.actions.http_transport import normalise_host as _normalise_host
 from engine.config import HttpConfig
+from engine.execution.actions.base import TRUNCATION_MARKER, ActionContext, cap_output
 from engine.models import ActionResult, HttpStep
+from engine.transport import IP_GLOB, PinnedBackend, PinnedTransport, Refused, Resolver
+from engine.transport import normalise_host as _normalise_host
 
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -64,6 +64,8 @@ _DRAIN_LIMIT = 16 * 1024 * 1024
 _CHUNK = 64 * 1024
 #: Headers that must not travel to another origin on a redirect.
 _CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "cookie")
+
+
 def host_allowed(host: str, patterns: list[str]) -> bool:
     """Does `host` match one of `patterns` (globs, names, IPs, CIDR networks)?"""
     host = _normalise_host(host)

@@ -1,0 +1,1 @@
+"""Codes and playbooks: load, classify alerts against them, check them statically."""

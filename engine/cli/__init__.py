@@ -1,0 +1,1 @@
+"""The `suture` command line."""

@@ -1,0 +1,1 @@
+"""Running playbooks: the actions, the runner that sequences them, the workers that claim runs."""

@@ -1,0 +1,135 @@
+"""The seam between what happens and who cares: metrics now; notifications, escalation, audit next.
+
+Core code announces a typed event (`hooks.emit(RunFinished(...))`); subscribers are attached
+once by the composition root (`engine/daemon.py`). Emitting never fails the caller: a
+subscriber that raises is logged and the others still run, because a broken metric or a
+notification channel that is down must never lose an alert or stop a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+
+log = structlog.get_logger("suture.hooks")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsReceived:
+    """A webhook or poll body was committed with this many alerts."""
+
+    source: str
+    alerts: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class BodyRejected:
+    """A body was refused before any write (`reason` is one of intake's rejection names)."""
+
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentOpened:
+    incident_id: int
+    code: str
+    severity: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentResolved:
+    incident_id: int
+    resolution: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunQueued:
+    run_id: int
+    incident_id: int | None
+    playbook: str
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunHeld:
+    """A run a gate held back (recorded as skipped, waiting for approval, or deferred)."""
+
+    run_id: int | None
+    incident_id: int | None
+    playbook: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    run_id: int
+    playbook: str
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepFinished:
+    run_id: int
+    step: str
+    action: str
+    status: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    run_id: int
+    playbook: str
+    version: int
+    status: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class WorkersBusy:
+    """How many worker threads are running a playbook right now."""
+
+    busy: int
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeHelpers:
+    """How many intake helper processes are ready to take webhooks."""
+
+    ready: int
+
+
+E = TypeVar("E")
+Subscriber = Callable[[Any], None]
+
+
+class Hooks:
+    """Subscribers by event type. Attach at start-up; `emit` is safe from any thread."""
+
+    def __init__(self) -> None:
+        self._subscribers: dict[type, tuple[Subscriber, ...]] = {}
+
+    def subscribe(self, event_type: type[E], subscriber: Callable[[E], None]) -> None:
+        # A new tuple per subscribe: emit reads it without a lock.
+        self._subscribers[event_type] = (*self._subscribers.get(event_type, ()), subscriber)
+
+    def emit(self, event: object) -> None:
+        for subscriber in self._subscribers.get(type(event), ()):
+            try:
+                subscriber(event)
+            except Exception:  # noqa: BLE001 - a subscriber's failure must not fail the caller
+                log.exception("hook_failed", event=type(event).__name__)
+
+    def wants(self, event_type: type) -> bool:
+        """Whether anyone listens: lets a hot path skip building an event nobody reads."""
+        return event_type in self._subscribers
+
+
+#: For components built without a composition root (tests, `suture run`): nobody listens.
+NO_HOOKS = Hooks()

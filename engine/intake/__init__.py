@@ -1,0 +1,1 @@
+"""Everything between "bytes arrived" and "committed": receive, classify, write, answer."""

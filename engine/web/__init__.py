@@ -1,0 +1,1 @@
+"""The HTTP surface: the JSON API and (later) the console."""
