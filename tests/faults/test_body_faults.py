@@ -5,9 +5,9 @@ serves the module. Each hostile body gets its 4xx naming the field (or 413), the
 not change, the next good body still gets 202, and the daemon log never shows a traceback.
 The backend does not matter here (parsing happens before any write), so SQLite only; NUL in a
 label value, which PostgreSQL cannot store, is covered on both backends by
-tests/test_bad_input.py::test_invalid_body_is_refused_and_nothing_stored[nul-in-label].
+tests/e2e/test_bad_input.py::test_invalid_body_is_refused_and_nothing_stored[nul-in-label].
 
-Already covered with lowered limits by tests/test_ingest_fuzz.py (not repeated): a UTF-8 BOM,
+Already covered with lowered limits by tests/e2e/test_ingest_fuzz.py (not repeated): a UTF-8 BOM,
 a lone high surrogate in a label, nesting just past the parser's depth, bodies one byte over
 the size limit, random invalid UTF-8 and truncated JSON.
 """

@@ -4,7 +4,7 @@ Two `suture serve` replicas share one database per backend for the whole module;
 its own fingerprints and reads that fingerprint's rows straight from the database.
 
 Already proven elsewhere (not repeated here): three sequential redeliveries only bump counters
-(tests/test_intake_e2e.py::test_repeated_alert_only_bumps_counters); a redelivered firing after
+(tests/e2e/test_intake_e2e.py::test_repeated_alert_only_bumps_counters); a redelivered firing after
 its resolution stays resolved and a new startsAt recurs
 (::test_late_firing_does_not_reopen_but_new_start_recurs); a resolved alert never seen firing
 opens nothing (::test_resolved_only_alert_starts_nothing).

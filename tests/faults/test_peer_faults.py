@@ -3,8 +3,8 @@ HTTP port, and an SSH server whose session dies in the middle of a step.
 
 The daemon runs with one worker, so "the worker is freed" is visible: a second run can only
 start once the first has ended. The SSH step against a closed port is already proven end to end
-by tests/test_remediation_e2e.py::test_unreachable_host_fails_with_clear_message (and at the
-action level by tests/test_ssh_action.py::test_closed_port_is_a_retryable_error_naming_the_host);
+by tests/e2e/test_remediation_e2e.py::test_unreachable_host_fails_with_clear_message (and at the
+action level by tests/integration/test_ssh_action.py::test_closed_port_is_a_retryable_error_naming_the_host);
 a banner-less SSH server and a trickling HTTP body are covered by their own fault tests.
 """
 
