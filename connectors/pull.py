@@ -6,13 +6,14 @@ the caller compares them with the open incidents (an open incident whose fingerp
 no longer returned has resolved). Like the webhook connectors these know nothing of the
 database or of scheduling.
 
-Bounds, for any answer whatsoever: `timeout` seconds to connect and between two reads,
-and about the same for the whole body; at most `MAX_RESPONSE_BYTES` of body (after
-decompression); at most `MAX_ALERTS` alerts. Redirects are not followed. Every failure
-is a `PullError` whose message names the URL (without credentials or query string), the
-HTTP status or what was wrong; a token never appears in a message. A poll is all or
-nothing: one malformed alert fails the poll, since leaving it out would make the caller
-resolve its incident.
+Bounds, for any answer whatsoever: `timeout` seconds for the whole exchange (resolving,
+connecting, every read, however slowly the server sends), through the transport HTTP steps use
+(`engine.transport`); at most `MAX_RESPONSE_BYTES` of body (after decompression); at most
+`MAX_ALERTS` alerts. Redirects are not followed. `HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY` are
+honoured. Every failure is a `PullError` whose message names the URL (without credentials or
+query string), the HTTP status or what was wrong; a token or password never appears in a
+message. A poll is all or nothing: one malformed alert fails the poll, since leaving it out
+would make the caller resolve its incident.
 
 - `fetch_alertmanager`: `GET /api/v2/alerts?active=true&silenced=false&inhibited=false`.
   The Alertmanager fingerprint is used verbatim, as the webhook connector does, so the
@@ -26,20 +27,29 @@ resolve its incident.
 from __future__ import annotations
 
 import json
-import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import requests
-import requests.auth
-import urllib3
-from pydantic import Field, TypeAdapter, ValidationError
+import httpx
+from pydantic import Field, SecretStr, TypeAdapter, ValidationError
 
 from connectors.base import StrMap, Text, Timestamp, VendorModel, describe, dotted, json_type, vendor_alert
 from engine.errors import SutureError
 from engine.models import Alert, AlertStatus
+from engine.transport import (
+    TRANSPORT_ERRORS,
+    BoundedBackend,
+    Refused,
+    Secrets,
+    bounded_client,
+    display_url,
+    environment_proxy,
+    is_timeout,
+    read_capped,
+)
+from engine.transport import describe as describe_failure
 
 __all__ = [
     "MAX_ALERTS",
@@ -54,9 +64,10 @@ MAX_RESPONSE_BYTES = 20 * 1024 * 1024
 #: A poll that returns more alerts than this fails.
 MAX_ALERTS = 10_000
 
-_CHUNK = 64 * 1024
 #: How much of an error answer's body goes into the message.
 SNIPPET = 200
+
+Token = str | SecretStr | None
 
 
 class PullError(SutureError):
@@ -64,20 +75,6 @@ class PullError(SutureError):
 
 
 # ------------------------------------------------------------------------ HTTP
-
-
-def _display_url(url: str) -> str:
-    """The URL for messages: scheme, host, port and path; no user, password, query or fragment."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        port = parts.port
-    except ValueError:
-        return "<invalid URL>"
-    netloc = f"{host}:{port}" if port is not None else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def check_url(url: str, what: str) -> str:
@@ -88,13 +85,16 @@ def check_url(url: str, what: str) -> str:
         parts = urlsplit(url.strip())
         _ = parts.port  # raises ValueError for a port that is not a number
     except ValueError:
-        raise PullError(f"{what}: invalid URL {_display_url(url)}") from None
+        raise PullError(f"{what}: invalid URL {display_url(url)}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PullError(f"{what}: URL must start with http:// or https:// and name a host")
     return url.strip()
 
 
-def check_token(token: str | None, what: str) -> str | None:
+def check_token(token: Token, what: str) -> str | None:
+    """The token's text, if it can travel in a header; PullError otherwise (never showing it)."""
+    if isinstance(token, SecretStr):
+        token = token.get_secret_value()
     if token is None or token == "":
         return None
     if not isinstance(token, str):
@@ -110,33 +110,15 @@ def check_timeout(timeout: float, what: str) -> float:
     return float(timeout)
 
 
-class _Bearer(requests.auth.AuthBase):
-    """`Authorization: Bearer`, as an auth object: a header alone would lose to URL credentials or .netrc."""
+class _Bearer(httpx.Auth):
+    """`Authorization: Bearer`, as an auth object: a plain header would lose to credentials in the URL."""
 
     def __init__(self, token: str) -> None:
-        self.token = token
+        self._token = token
 
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self.token}"
-        return request
-
-
-class _Secrets:
-    """Everything that must never reach a message: the token and any password in the URL."""
-
-    def __init__(self, url: str, token: str | None) -> None:
-        values = [token] if token else []
-        try:
-            parts = urlsplit(url)
-            values += [parts.password or "", parts.username or "", parts.query]
-        except ValueError:
-            pass
-        self._values = sorted({value for value in values if value and len(value) >= 3}, key=len, reverse=True)
-
-    def scrub(self, text: str) -> str:
-        for value in self._values:
-            text = text.replace(value, "***")
-        return text
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
 
 
 def request_json(
@@ -146,138 +128,77 @@ def request_json(
     what: str,
     token: str | None,
     timeout: float,
-    session: requests.Session | None,
     params: Mapping[str, str] | None = None,
     body: bytes | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Any:
     """One bounded HTTP exchange; the decoded JSON of a 2xx answer, else PullError."""
-    shown = _display_url(url)
-    secrets = _Secrets(url, token)
-    all_headers = {"Accept": "application/json", **(headers or {})}
-    own_session = session is None
-    client = requests.Session() if session is None else session
+    proxy = environment_proxy(url)
+    shown = f"{method} {display_url(url)}" + (f" via proxy {display_url(proxy)}" if proxy else "")
+    secrets = Secrets(token, urls=(url, proxy))
     deadline = time.monotonic() + timeout
     try:
+        client = bounded_client(BoundedBackend(deadline), proxy=proxy)
+    except (Refused, httpx.InvalidURL) as exc:  # the proxy the environment names
+        raise PullError(f"{what}: {shown}: {secrets.scrub(str(exc))}") from None
+    with client:
         try:
-            response = client.request(
+            request = client.build_request(
                 method,
                 url,
                 params=params,
-                data=body,
-                headers=all_headers,
-                auth=_Bearer(token) if token else None,
-                timeout=(timeout, timeout),
-                stream=True,
-                allow_redirects=False,
+                content=body,
+                headers={"Accept": "application/json", **(headers or {})},
+                timeout=httpx.Timeout(timeout),
             )
-        except requests.Timeout:
-            raise PullError(f"{what}: {method} {shown} timed out after {timeout:g}s") from None
-        except (requests.RequestException, OSError, ValueError) as exc:
-            raise PullError(f"{what}: {method} {shown} failed: {_describe(exc, secrets)}") from None
+            response = client.send(
+                request, auth=_Bearer(token) if token else httpx.USE_CLIENT_DEFAULT, stream=True
+            )
+        except TRANSPORT_ERRORS as exc:
+            if is_timeout(exc):
+                raise PullError(f"{what}: {shown} timed out after {timeout:g}s") from None
+            raise PullError(f"{what}: {shown} failed: {describe_failure(exc, secrets)}") from None
         try:
             return _read_answer(
-                response,
-                what=what,
-                method=method,
-                shown=shown,
-                deadline=deadline,
-                timeout=timeout,
-                secrets=secrets,
+                response, what=what, shown=shown, deadline=deadline, timeout=timeout, secrets=secrets
             )
         finally:
             response.close()
-    finally:
-        if own_session:
-            client.close()
 
 
 def _read_answer(
-    response: requests.Response,
-    *,
-    what: str,
-    method: str,
-    shown: str,
-    deadline: float,
-    timeout: float,
-    secrets: _Secrets,
+    response: httpx.Response, *, what: str, shown: str, deadline: float, timeout: float, secrets: Secrets
 ) -> Any:
     status = response.status_code
     if 300 <= status < 400:
-        target = _display_url(response.headers.get("Location", ""))
+        target = display_url(response.headers.get("Location", ""))
         raise PullError(
-            f"{what}: {method} {shown} answered HTTP {status} redirecting to {target}; "
-            "configure the final URL"
+            f"{what}: {shown} answered HTTP {status} redirecting to {target}; configure the final URL"
         )
-    limit = MAX_RESPONSE_BYTES if 200 <= status < 300 else 4 * SNIPPET
+    ok = 200 <= status < 300
+    limit = MAX_RESPONSE_BYTES if ok else 4 * SNIPPET
     declared = response.headers.get("Content-Length", "")
-    if 200 <= status < 300 and declared.strip().isdigit() and int(declared) > limit:
-        raise PullError(
-            f"{what}: {method} {shown} answered {int(declared)} bytes, "
-            f"more than the limit of {MAX_RESPONSE_BYTES}"
-        )
-    chunks: list[bytes] = []
-    size = 0
+    if ok and declared.strip().isdigit() and int(declared) > limit:
+        raise PullError(f"{what}: {shown} answered {int(declared)} bytes, more than the limit of {limit}")
     try:
-        for chunk in _body_chunks(response):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                if 200 <= status < 300:
-                    raise PullError(
-                        f"{what}: {method} {shown} answered more than the limit of {MAX_RESPONSE_BYTES} bytes"
-                    )
-                break
-            if time.monotonic() > deadline:
-                raise PullError(f"{what}: {method} {shown} timed out after {timeout:g}s reading the answer")
-    except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
-        raise PullError(f"{what}: {method} {shown} timed out after {timeout:g}s reading the answer") from None
-    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-        if "timed out" in str(exc).lower():
-            raise PullError(
-                f"{what}: {method} {shown} timed out after {timeout:g}s reading the answer"
-            ) from None
+        body = read_capped(response, limit, deadline=deadline)
+    except TRANSPORT_ERRORS as exc:
+        if is_timeout(exc):
+            raise PullError(f"{what}: {shown} timed out after {timeout:g}s reading the answer") from None
         raise PullError(
-            f"{what}: {method} {shown} failed reading the answer: {_describe(exc, secrets)}"
+            f"{what}: {shown} failed reading the answer: {describe_failure(exc, secrets)}"
         ) from None
-    raw = b"".join(chunks)
-    if not 200 <= status < 300:
-        snippet = " ".join(raw[:SNIPPET].decode("utf-8", "replace").split())
+    if not ok:
+        snippet = " ".join(body.kept[:SNIPPET].decode("utf-8", "replace").split())
         detail = f": {secrets.scrub(snippet)}" if snippet else ""
-        raise PullError(f"{what}: {method} {shown} answered HTTP {status}{detail}")
+        raise PullError(f"{what}: {shown} answered HTTP {status}{detail}")
+    if not body.complete:
+        raise PullError(f"{what}: {shown} answered more than the limit of {limit} bytes")
     try:
-        return json.loads(raw)
+        return json.loads(body.kept)
     except (ValueError, RecursionError) as exc:
         where = f" (line {exc.lineno} column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
-        raise PullError(f"{what}: {method} {shown} did not answer valid JSON{where}") from None
-
-
-def _body_chunks(response: requests.Response) -> Iterator[bytes]:
-    """The decoded body, a piece per network read, so that the caller's deadline is checked often.
-
-    `iter_content` fills whole chunks: a server sending a byte every second would keep it
-    waiting well past any deadline without tripping the per-read timeout. urllib3 2's
-    `read1` returns after one read; with urllib3 1 the per-read timeout is the only bound.
-    """
-    read1 = getattr(response.raw, "read1", None)
-    if read1 is None:
-        yield from response.iter_content(_CHUNK)
-        return
-    while data := read1(_CHUNK, decode_content=True):
-        yield data
-
-
-def _describe(exc: BaseException, secrets: _Secrets) -> str:
-    """Why a request failed, in few words: the OS error if there is one, else the exception."""
-    text = " ".join(str(exc).split()) or "no detail"
-    if isinstance(exc, requests.ConnectionError) and (errno := _ERRNO.search(text)):
-        if "resolve" in text.lower():
-            return f"cannot resolve the host name ({errno.group(1).strip()})"
-        return f"cannot connect ({errno.group(1).strip()})"
-    return f"{type(exc).__name__}: {secrets.scrub(text)[:300]}"
-
-
-_ERRNO = re.compile(r"\[Errno -?\d+\] ([^\"')(]+)")
+        raise PullError(f"{what}: {shown} did not answer valid JSON{where}") from None
 
 
 # ------------------------------------------------------------------ validation
@@ -323,9 +244,8 @@ def fetch_alertmanager(
     url: str,
     *,
     source: str,
-    token: str | None = None,
+    token: Token = None,
     timeout: float = 10.0,
-    session: requests.Session | None = None,
     receiver: str | None = None,
     include_suppressed: bool = False,
 ) -> list[Alert]:
@@ -351,7 +271,6 @@ def fetch_alertmanager(
         what=what,
         token=check_token(token, what),
         timeout=check_timeout(timeout, what),
-        session=session,
         params=params,
     )
     items = shape(_GETTABLE_ALERTS, count(payload, what, "the alert list"), what, "alerts")
@@ -389,9 +308,8 @@ def fetch_prometheus(
     url: str,
     *,
     source: str,
-    token: str | None = None,
+    token: Token = None,
     timeout: float = 10.0,
-    session: requests.Session | None = None,
 ) -> list[Alert]:
     """The alerts Prometheus at `url` has firing now (pending ones are left out).
 
@@ -406,7 +324,6 @@ def fetch_prometheus(
         what=what,
         token=check_token(token, what),
         timeout=check_timeout(timeout, what),
-        session=session,
     )
     if not isinstance(payload, dict):
         raise PullError(f"{what}: unexpected answer: must be a JSON object, got {json_type(payload)}")

@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
 from pydantic import Field, TypeAdapter
 
 from connectors.base import Text, VendorModel, json_type
@@ -24,6 +23,7 @@ from connectors.pull import (
     MAX_ALERTS,
     SNIPPET,
     PullError,
+    Token,
     check_timeout,
     check_token,
     check_url,
@@ -90,10 +90,10 @@ _WEBHOOK_SETTINGS = SourceConfig()
 
 
 class _JsonRpc:
-    """Zabbix API calls over one session, each bounded like any other request."""
+    """Zabbix API calls, each bounded like any other request."""
 
-    def __init__(self, url: str, *, what: str, token: str, timeout: float, session: requests.Session) -> None:
-        self.url, self.what, self.token, self.timeout, self.session = url, what, token, timeout, session
+    def __init__(self, url: str, *, what: str, token: str, timeout: float) -> None:
+        self.url, self.what, self.token, self.timeout = url, what, token, timeout
         self._next_id = 0
 
     def call(self, method: str, params: dict[str, Any]) -> Any:
@@ -105,7 +105,6 @@ class _JsonRpc:
             what=f"{self.what} {method}",
             token=self.token,
             timeout=self.timeout,
-            session=self.session,
             body=json.dumps(request).encode("utf-8"),
             headers={"Content-Type": "application/json-rpc"},
         )
@@ -135,10 +134,9 @@ def fetch_zabbix_problems(
     url: str,
     *,
     source: str = "zabbix",
-    token: str,
+    token: Token,
     timezone: str = "UTC",
     timeout: float = 10.0,
-    session: requests.Session | None = None,
 ) -> list[Alert]:
     """The problems open in Zabbix now, each as the firing alert its webhook would have made.
 
@@ -158,15 +156,8 @@ def fetch_zabbix_problems(
     checked = check_token(token, what)
     if checked is None:
         raise PullError(f"{what}: a Zabbix API token is required")
-    limit = check_timeout(timeout, what)
-    own_session = session is None
-    client = requests.Session() if session is None else session
-    try:
-        rpc = _JsonRpc(endpoint, what=what, token=checked, timeout=limit, session=client)
-        return _zabbix_poll(rpc, source)
-    finally:
-        if own_session:
-            client.close()
+    rpc = _JsonRpc(endpoint, what=what, token=checked, timeout=check_timeout(timeout, what))
+    return _zabbix_poll(rpc, source)
 
 
 def _zabbix_poll(rpc: _JsonRpc, source: str) -> list[Alert]:

@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from engine.errors import SutureError
+from pydantic import SecretStr
+
+from engine.errors import InvalidArgument, SutureError
 
 Role = Literal["read", "operate"]
 
@@ -98,7 +100,7 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> 
 def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
     """A new salted hash for access.users[].password_hash."""
     if not password:
-        raise ValueError("the password is empty")
+        raise InvalidArgument("the password is empty")
     salt = os.urandom(_SALT_BYTES)
     return str(PasswordHash(n, r, p, salt, _scrypt(password, salt, n, r, p, _KEY_BYTES)))
 
@@ -126,8 +128,10 @@ def parse_password_hash(text: str) -> PasswordHash:
 
 @dataclass(frozen=True)
 class Token:
+    """A configured API token; its value prints as `**********`."""
+
     name: str
-    value: str
+    value: SecretStr
     role: Role
 
 
@@ -142,7 +146,9 @@ class AccessControl:
     """The API's access rules, with token values already read from the environment."""
 
     def __init__(self, tokens: Sequence[Token], users: Sequence[User], *, open_reads: bool = False) -> None:
-        self._tokens = [(_digest(t.value.encode("utf-8")), Actor(t.name, t.role)) for t in tokens]
+        self._tokens = [
+            (_digest(t.value.get_secret_value().encode("utf-8")), Actor(t.name, t.role)) for t in tokens
+        ]
         self._users = {u.name: (u.password, Actor(u.name, u.role)) for u in users}
         self.open_reads = open_reads
         challenges = []

@@ -1,12 +1,19 @@
-"""config.yaml as pydantic models. One wrong key, type or value: one clear line, exit 2."""
+"""config.yaml as pydantic models. One wrong key, type or value: one clear line, exit 2.
+
+The loaded config is frozen. It names secrets by environment variable only; each is read once,
+on first use (`suture serve` reads them all before it opens the database, read commands none),
+into a `SecretStr`, which prints as `**********` in a log line, a repr or a JSON dump.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import threading
+from collections.abc import Callable, Hashable
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -14,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -26,7 +34,7 @@ from engine.yamlfile import LocatedYaml, YamlSyntaxError, describe_validation_er
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DatabaseConfig(_Section):
@@ -206,6 +214,49 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class SourceSecrets(BaseModel):
+    """A source's secrets as read from the environment; None where no variable is named or it is empty."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: The bearer token webhooks must carry (`token_env`).
+    token: SecretStr | None = None
+    #: The HMAC-SHA256 key bodies must be signed with (`signature_secret_env`).
+    signature_secret: SecretStr | None = None
+    #: The token for the source's own API, for reconciling (`api_token_env`).
+    api_token: SecretStr | None = None
+
+
+def _from_env(variable: str | None) -> SecretStr | None:
+    """An unset or empty variable is "not configured", as README documents for sources and pulls."""
+    value = os.environ.get(variable) if variable else None
+    return SecretStr(value) if value else None
+
+
+T = TypeVar("T")
+
+
+class _Resolved:
+    """What a config read from the environment, each value once.
+
+    Not pickled: intake helper processes get the config but authenticate nothing.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[Hashable, Any] = {}
+        self._lock = threading.Lock()
+
+    def once(self, key: Hashable, read: Callable[[], T]) -> T:
+        with self._lock:
+            if key not in self._values:
+                self._values[key] = read()  # a ConfigError stores nothing: the next call reads again
+            value: T = self._values[key]
+            return value
+
+    def __reduce__(self) -> tuple[type[_Resolved], tuple[()]]:
+        return (_Resolved, ())
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -230,7 +281,7 @@ class Config(_Section):
     base_dir: Path = Field(default=Path("."), exclude=True)
     #: The parsed file, for `file:line` in errors found after loading (missing environment variables).
     _doc: LocatedYaml | None = PrivateAttr(default=None)
-    _access: AccessControl | None = PrivateAttr(default=None)
+    _resolved: _Resolved = PrivateAttr(default_factory=_Resolved)
 
     def resolve(self, relative: str) -> Path:
         path = Path(os.path.expanduser(relative))
@@ -252,12 +303,61 @@ class Config(_Section):
     def playbooks_dir(self) -> Path:
         return self.resolve(self.catalog.playbooks_dir)
 
-    def secret_values(self) -> dict[str, str]:
-        """Secrets from the environment; a missing variable is simply absent."""
-        return {name: os.environ[ref.env] for name, ref in self.secrets.items() if ref.env in os.environ}
-
     def source(self, name: str) -> SourceConfig:
         return self.sources.get(name) or SourceConfig()
+
+    def resolve_secrets(self) -> None:
+        """Read every secret now: `suture serve` calls this before it opens the database, so a
+        missing required one stops the start with a ConfigError, and no request reads the environment.
+        """
+        self.access_control()
+        for name in self.sources:
+            self.source_secrets(name)
+        for entry in self.pull:
+            self.pull_token(entry.name)
+        self.template_secrets()
+
+    def source_secrets(self, name: str) -> SourceSecrets:
+        """The webhook token, signing secret and API token of source `name`, read on the first call.
+
+        All optional: without a token a source takes unauthenticated bodies, without a signing
+        secret unsigned ones (README, "API").
+        """
+
+        def read() -> SourceSecrets:
+            settings = self.source(name)
+            return SourceSecrets(
+                token=_from_env(settings.token_env),
+                signature_secret=_from_env(settings.signature_secret_env),
+                api_token=_from_env(settings.api_token_env),
+            )
+
+        return self._resolved.once(("source", name), read)
+
+    def pull_token(self, name: str) -> SecretStr | None:
+        """The bearer token of the `pull:` entry `name`, read on the first call; None if it has none."""
+
+        def read() -> SecretStr | None:
+            entry = next((entry for entry in self.pull if entry.name == name), None)
+            return _from_env(entry.token_env) if entry is not None else None
+
+        return self._resolved.once(("pull", name), read)
+
+    def template_secrets(self) -> dict[str, SecretStr]:
+        """`secrets:` for playbook templates, read on the first call; a missing variable is simply absent."""
+
+        def read() -> dict[str, SecretStr]:
+            return {
+                name: SecretStr(os.environ[ref.env])
+                for name, ref in self.secrets.items()
+                if ref.env in os.environ
+            }
+
+        return self._resolved.once(("templates",), read)
+
+    def secret_values(self) -> dict[str, str]:
+        """`template_secrets()` in the clear, for the Renderer, which redacts them from every record."""
+        return {name: value.get_secret_value() for name, value in self.template_secrets().items()}
 
     def access_control(self) -> AccessControl:
         """The API's access rules, token values read from the environment on the first call only.
@@ -266,8 +366,9 @@ class Config(_Section):
         variable is unset (or too short) stops the start with a ConfigError: an operator who
         configured a token expects it to be required, not silently missing.
         """
-        if self._access is not None:
-            return self._access
+        return self._resolved.once(("access",), self._read_access)
+
+    def _read_access(self) -> AccessControl:
         tokens = []
         for index, token in enumerate(self.access.tokens):
             value = os.environ.get(token.token_env, "")
@@ -278,10 +379,9 @@ class Config(_Section):
                     f"{self._where(('access', 'tokens', index, 'token_env'))}: {key}: environment variable"
                     f" {token.token_env} {problem} (the token for {token.name})"
                 )
-            tokens.append(Token(token.name, value, token.role))
+            tokens.append(Token(token.name, SecretStr(value), token.role))
         users = [User(u.name, parse_password_hash(u.password_hash), u.role) for u in self.access.users]
-        self._access = AccessControl(tokens, users, open_reads=self.access.open_reads)
-        return self._access
+        return AccessControl(tokens, users, open_reads=self.access.open_reads)
 
     def _where(self, loc: tuple[str | int, ...]) -> str:
         return self._doc.where(loc) if self._doc is not None else "config.yaml"
@@ -301,7 +401,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}:1: expected a mapping of sections (database, server, ...)")
     data.pop("base_dir", None)
     try:
-        config = Config.model_validate(data)
+        config = Config.model_validate({**data, "base_dir": path.resolve().parent})
     except ValidationError as exc:
         problems = describe_validation_error(doc, exc)
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -312,6 +412,5 @@ def load_config(path: str | Path) -> Config:
             f"{doc.where(('server', 'host'))}: server.host: {config.server.host!r} is not a loopback"
             " address; configure access.tokens or access.users before the API listens beyond this machine"
         )
-    config.base_dir = path.resolve().parent
-    config._doc = doc
+    config._doc = doc  # a private attribute: the frozen fields stay as validated
     return config

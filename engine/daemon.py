@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import gc
-import os
 import signal
 import threading
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from engine import metrics
 from engine.catalog.loader import Catalog, load_catalog
+from engine.catalog.versions import stored_versions
+from engine.clock import SYSTEM_CLOCK, Clock
 from engine.config import Config
 from engine.errors import CatalogError
+from engine.execution.recovery import recover_runs
 from engine.execution.worker import Incarnation, PlaybookResolver, WorkerPool
+from engine.hooks import Hooks
 from engine.intake.classify import CatalogView, Intake
-from engine.intake.fastpath.helpers import HelperPool, intake_health
+from engine.intake.service import intake_health, start_helpers
+from engine.models import PAUSED_KEY
 from engine.scheduler import schedule_polls
 from engine.store import Store, open_database
 from engine.store.db import sqlite_file
@@ -26,10 +30,6 @@ from engine.templating import Renderer
 from engine.web.api import Services, create_asgi
 
 log = structlog.get_logger("suture.daemon")
-
-PAUSED_KEY = "paused"
-#: How long past its playbook timeout a run on another host may go silent before it is abandoned.
-STALE_MARGIN = timedelta(minutes=5)
 
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:
@@ -43,14 +43,17 @@ def load_checked_catalog(config: Config, store: Store | None) -> Catalog:
 
 
 class Daemon:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
+        self.clock = clock
+        self.hooks = Hooks()
+        metrics.install(self.hooks)
         self.db = open_database(
             config.database_url, upgrade=True, sqlite_synchronous=config.database.sqlite_synchronous
         )
         self.store = Store(self.db)
         catalog = load_checked_catalog(config, self.store)
-        self.store.sync_catalog(catalog)
+        self.store.sync_catalog(*stored_versions(catalog))
         self.renderer = Renderer(config.secret_values())
         self.resolver = PlaybookResolver(self.store, lambda: self.intake.view.catalog)
         self.incarnation = Incarnation.new()
@@ -61,56 +64,22 @@ class Daemon:
             self.renderer,
             paused=lambda: bool(self.store.get_state(PAUSED_KEY)),
             incarnation=self.incarnation,
+            hooks=self.hooks,
+            clock=self.clock,
         )
-        self.intake = Intake(self.store, CatalogView.of(catalog), on_runs_queued=self.pool.wake)
+        self.intake = Intake(
+            self.store, CatalogView.of(catalog), on_runs_queued=self.pool.wake, hooks=self.hooks
+        )
         # Helpers need a database other processes can open: not an in-memory SQLite.
         shared = not (self.db.is_sqlite and sqlite_file(self.db.url) is None)
-        self.helpers = HelperPool(config) if config.server.intake_helpers and shared else None
+        self.helpers = start_helpers(config, self.hooks, shared_database=shared)
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self._ready = threading.Event()
         self._reload_lock = threading.Lock()
 
     def recover(self) -> dict[str, list[int]]:
-        """Runs a dead daemon left `running` are re-queued (idempotent) or marked interrupted.
-
-        A run is abandoned when the daemon start holding it is gone (same host: see
-        `_holder_is_dead`), or when it has shown no life for longer than its playbook's timeout
-        plus a margin (another host).
-        """
-        abandoned: dict[int, bool] = {}
-        now = datetime.now(UTC)
-        for run in self.store.running_runs():
-            try:
-                playbook = self.resolver.get(run["playbook"], run["playbook_version"])
-                idempotent, limit = playbook.idempotent, playbook.timeout + STALE_MARGIN
-            except Exception:  # noqa: BLE001 - an unknown playbook is simply not re-run
-                idempotent, limit = False, STALE_MARGIN
-            stale = run["heartbeat_at"] is None or now - run["heartbeat_at"] > limit
-            if stale or self._holder_is_dead(run["worker"]):
-                abandoned[run["id"]] = idempotent
-        outcome = self.store.recover_interrupted(abandoned)
-        if outcome["requeued"] or outcome["interrupted"]:
-            log.warning("runs_recovered", **outcome)
-        return outcome
-
-    def _holder_is_dead(self, worker: str | None) -> bool:
-        """Whether the daemon start named in `runs.worker` is surely gone; other hosts: never sure.
-
-        Our pid with another boot id is a predecessor (a container's PID 1 restarted); so is our
-        pid without a boot id, a row from before boot ids, since we always write ours.
-        """
-        holder, me = Incarnation.parse(worker), self.incarnation
-        if holder is None or holder.host != me.host or holder.boot == me.boot:
-            return False
-        if holder.pid == me.pid:
-            return True
-        try:
-            os.kill(holder.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        """Runs a dead daemon left `running` are re-queued (idempotent) or marked interrupted."""
+        return recover_runs(self.store, self.resolver.get, self.incarnation, self.clock.now())
 
     def reload(self) -> bool:
         """SIGHUP: swap in the new catalog if it is valid and stored, keep the old one otherwise.
@@ -121,7 +90,7 @@ class Daemon:
         with self._reload_lock:
             try:
                 catalog = load_checked_catalog(self.config, self.store)
-                self.store.sync_catalog(catalog)
+                self.store.sync_catalog(*stored_versions(catalog))
             except CatalogError as exc:
                 log.error("catalog_reload_refused", problems=exc.problems)
                 return False
@@ -164,6 +133,8 @@ class Daemon:
             ready=lambda: self._ready.is_set() and intake_health(self.intake, self.helpers) is None,
             wake_workers=self.pool.wake,
             helpers=self.helpers,
+            clock=self.clock,
+            hooks=self.hooks,
         )
         return create_asgi(services)
 

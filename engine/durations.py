@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
 
+from engine.errors import InvalidArgument
+
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 
@@ -50,6 +52,7 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_since(value: str | None, now: datetime | None = None) -> datetime | None:
+    """`--since` / `?since=`: a duration back from now or an ISO 8601 time; InvalidArgument otherwise."""
     if not value:
         return None
     problem = f"since: expected a duration like 7d or an ISO 8601 time, got {value!r}"
@@ -58,10 +61,10 @@ def parse_since(value: str | None, now: datetime | None = None) -> datetime | No
     except ValueError:
         pass
     except OverflowError:
-        raise ValueError(f"since: {value!r} reaches back further than any date") from None
+        raise InvalidArgument(f"since: {value!r} reaches back further than any date") from None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
         return max(parsed.astimezone(UTC), EARLIEST)
     except (ValueError, OverflowError):
-        raise ValueError(problem) from None
+        raise InvalidArgument(problem) from None

@@ -18,12 +18,24 @@ log = structlog.get_logger("suture.hooks")
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookReady:
+    """The alert endpoint of `source` takes bodies; `reasons` are the rejections it may count
+    (so counters can start at zero, as Prometheus clients expect)."""
+
+    source: str
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class AlertsReceived:
-    """A webhook or poll body was committed with this many alerts."""
+    """A webhook body was committed with this many alerts, `seconds` after it arrived, and
+    opened `opened` incidents. Emitted by the daemon also for bodies an intake helper process
+    committed, so it counts every webhook in one place."""
 
     source: str
     alerts: int
     seconds: float
+    opened: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +48,8 @@ class BodyRejected:
 
 @dataclass(frozen=True, slots=True)
 class IncidentOpened:
+    """Emitted after the commit, by the process that committed it (the daemon, or a helper)."""
+
     incident_id: int
     code: str
     severity: str
@@ -64,6 +78,8 @@ class RunHeld:
     incident_id: int | None
     playbook: str
     reason: str
+    #: The run's status: `skipped` or `awaiting_approval`.
+    status: str = "skipped"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ an error at load time, never a silently ignored setting.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -15,6 +16,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine.durations import Duration
+
+#: The stored state key of the global kill switch (`suture pause|resume`).
+PAUSED_KEY = "paused"
 
 
 class Severity(StrEnum):
@@ -125,10 +129,28 @@ class OnFailure(StrEnum):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 # ---------------------------------------------------------------- playbooks
+
+
+@dataclass(frozen=True, slots=True)
+class StepTemplate:
+    """One templated field of a step: what `suture validate` checks and a run renders.
+
+    Declared by each step kind, so the catalog checks every kind the same way without
+    knowing any of them.
+    """
+
+    #: Where it sits in the YAML, from the step kind down (`("command",)`) or from the step.
+    path: tuple[str | int, ...]
+    source: str
+    #: Rendered for `sh`: each value is shell-quoted, so the author's own quotes would undo that.
+    shell: bool = False
+
+    def under(self, *prefix: str | int) -> StepTemplate:
+        return StepTemplate((*prefix, *self.path), self.source, self.shell)
 
 
 class SshStep(_Strict):
@@ -136,6 +158,11 @@ class SshStep(_Strict):
     sudo: bool = False
     #: Host to run on; a template, defaults to the incident's target.
     target: str | None = None
+
+    def templates(self) -> Iterator[StepTemplate]:
+        yield StepTemplate(("command",), self.command, shell=True)
+        if self.target:
+            yield StepTemplate(("target",), self.target)
 
 
 class HttpStep(_Strict):
@@ -153,8 +180,31 @@ class HttpStep(_Strict):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    def templates(self) -> Iterator[StepTemplate]:
+        yield StepTemplate(("url",), self.url)
+        for key, value in self.headers.items():
+            yield StepTemplate(("headers", key), value)
+        if self.body is not None:
+            yield StepTemplate(("body",), self.body)
+        yield from (StepTemplate(("json",), text) for text in _strings(self.json_body))
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
 
 ActionName = Literal["ssh", "http", "wait"]
+#: The step keys that name an action; a step has exactly one of them.
+ACTION_NAMES: tuple[ActionName, ...] = ("ssh", "http", "wait")
+#: What each kind's parameters are: its model, or the duration of a `wait`.
+StepParams = SshStep | HttpStep | timedelta
 
 
 class Step(_Strict):
@@ -172,7 +222,7 @@ class Step(_Strict):
 
     @model_validator(mode="after")
     def _one_action(self) -> Step:
-        given = [name for name in ("ssh", "http", "wait") if getattr(self, name) is not None]
+        given = [name for name in ACTION_NAMES if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError("a step needs exactly one of ssh, http or wait")
         if self.register_as is not None and not re.fullmatch(r"[a-z_][a-z0-9_]*", self.register_as):
@@ -181,11 +231,21 @@ class Step(_Strict):
 
     @property
     def action(self) -> ActionName:
-        if self.ssh is not None:
-            return "ssh"
-        if self.http is not None:
-            return "http"
-        return "wait"
+        """The name of the step's action, the key it is registered under."""
+        return next(name for name in ACTION_NAMES if getattr(self, name) is not None)
+
+    @property
+    def params(self) -> StepParams:
+        """The action's parameters as written, templates not rendered yet."""
+        params: StepParams = getattr(self, self.action)
+        return params
+
+    def templates(self) -> Iterator[StepTemplate]:
+        """Every template of the step's action, located from the step (`("ssh", "command")`);
+        `when` is an expression, not among them."""
+        params = self.params
+        if not isinstance(params, timedelta):  # a wait has none
+            yield from (template.under(self.action) for template in params.templates())
 
     def display_name(self, index: int) -> str:
         return self.name or f"{self.action} #{index + 1}"
@@ -306,3 +366,22 @@ class Submission:
     source: str
     body: str
     alerts: list[ClassifiedAlert]
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybookVersion:
+    """One playbook version as the database keeps it, forever and unchanged."""
+
+    name: str
+    version: int
+    sha256: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class CodeVersion:
+    """A code as loaded; stored as its next version whenever its content hash changes."""
+
+    code: str
+    sha256: str
+    body: dict[str, Any]

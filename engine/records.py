@@ -1,13 +1,349 @@
-"""Frozen read models built from rows: what the store returns, the API declares and the CLI prints."""
+"""Frozen read models built from rows: what the store returns, the API declares and the CLI prints.
+
+Field names and their order are the public JSON of ../shared/DESIGN.md ("JSON shapes"): the API
+and `suture ... --json` serialize a record's fields as they are declared here. The store builds
+records with `trusted()`, without validation: its rows come from its own schema, and validating
+every field would cost more than reading the rows.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Generic, Literal, Self, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+IncidentState = Literal["open", "resolved"]
+SeverityLevel = Literal["critical", "high", "medium", "low"]
+AlertState = Literal["firing", "resolved"]
+RunState = Literal[
+    "awaiting_approval",
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "rolled_back",
+    "timed_out",
+    "interrupted",
+    "rejected",
+    "expired",
+    "skipped",
+    "cancelled",
+]
+Phase = Literal["steps", "verify", "rollback"]
 
 
-@dataclass
+# What /openapi.json shows; tests/integration/test_openapi.py checks each is a valid record.
+INCIDENT_EXAMPLE: dict[str, Any] = {
+    "id": 42,
+    "code": "DISK-001",
+    "title": "Filesystem almost full",
+    "status": "open",
+    "severity": "high",
+    "target": "db-1",
+    "source": "alertmanager",
+    "fingerprint": "3f2a9c0d1e4b5a67",
+    "alertname": "NodeFilesystemAlmostOutOfSpace",
+    "occurrences": 3,
+    "opened_at": "2026-12-01T12:00:00Z",
+    "last_seen": "2026-12-01T12:10:00Z",
+    "resolved_at": None,
+    "resolution": None,
+    "due_at": "2026-12-02T12:00:00Z",
+    "remediated_at": None,
+}
+ALERT_EXAMPLE: dict[str, Any] = {
+    "id": 981,
+    "event_id": 977,
+    "source": "alertmanager",
+    "name": "NodeFilesystemAlmostOutOfSpace",
+    "status": "firing",
+    "fingerprint": "3f2a9c0d1e4b5a67",
+    "starts_at": "2026-12-01T11:59:30Z",
+    "ends_at": None,
+    "received_at": "2026-12-01T12:10:00Z",
+    "labels": {"alertname": "NodeFilesystemAlmostOutOfSpace", "instance": "db-1:9100", "mountpoint": "/var"},
+    "annotations": {"summary": "/var is 93% full"},
+}
+AUDIT_EXAMPLE: dict[str, Any] = {
+    "at": "2026-12-01T12:00:09Z",
+    "kind": "run_succeeded",
+    "message": "run 7 succeeded",
+    "actor": "suture",
+    "run_id": 7,
+}
+RUN_EXAMPLE: dict[str, Any] = {
+    "id": 7,
+    "incident_id": 42,
+    "playbook": "disk-cleanup",
+    "playbook_version": 3,
+    "status": "succeeded",
+    "trigger": "auto",
+    "dry_run": False,
+    "queued_at": "2026-12-01T12:00:00Z",
+    "started_at": "2026-12-01T12:00:01Z",
+    "finished_at": "2026-12-01T12:00:09Z",
+    "error": None,
+    "effective": None,
+    "worker": "host-a:4242:9f1c",
+}
+STEP_EXAMPLE: dict[str, Any] = {
+    "seq": 1,
+    "name": "usage before",
+    "phase": "steps",
+    "action": "ssh",
+    "status": "succeeded",
+    "params": {"command": "df --output=pcent /var", "sudo": False},
+    "exit_code": 0,
+    "http_status": None,
+    "stdout": "Use%\n 93%\n",
+    "stderr": "",
+    "error": None,
+    "started_at": "2026-12-01T12:00:01Z",
+    "duration_ms": 180,
+    "attempt": 1,
+}
+RECEIPT_EXAMPLE: dict[str, Any] = {
+    "event_id": 977,
+    "alerts": 2,
+    "incidents_opened": [42],
+    "incidents_updated": [40],
+    "incidents_resolved": [],
+    "runs_queued": [7],
+}
+
+
+def _shown(*examples: dict[str, Any]) -> ConfigDict:
+    """A frozen record's config with the examples /openapi.json shows for it."""
+    return ConfigDict(frozen=True, json_schema_extra={"examples": list(examples)})
+
+
+class Record(BaseModel):
+    """A frozen read model; equal records have equal fields."""
+
+    model_config = ConfigDict(frozen=True)
+
+    @classmethod
+    def trusted(cls, values: dict[str, Any]) -> Self:
+        """A record from values the store read from its own tables: what `model_construct` builds,
+        without its per-field default and alias handling. `values` holds every field, in order."""
+        record = cls.__new__(cls)
+        object.__setattr__(record, "__dict__", values)
+        object.__setattr__(record, "__pydantic_fields_set__", set(values))
+        object.__setattr__(record, "__pydantic_extra__", None)
+        object.__setattr__(record, "__pydantic_private__", None)
+        return record
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The record's fields in JSON order: what the store selects and the CLI shows."""
+        return tuple(cls.model_fields)
+
+
+# ----------------------------------------------------------------- incidents
+
+
+class Incident(Record):
+    """One occurrence of a code on a target, as `incidents list` shows it."""
+
+    model_config = _shown(INCIDENT_EXAMPLE)
+
+    id: int
+    code: str = Field(description="The incident code, or UNCLASSIFIED when no code matched.")
+    title: str
+    status: IncidentState
+    severity: SeverityLevel
+    target: str = Field(description="The host the incident is about; empty when none was found.")
+    source: str
+    fingerprint: str
+    alertname: str
+    occurrences: int = Field(description="Deliveries counted on this incident, redeliveries included.")
+    opened_at: datetime
+    last_seen: datetime
+    resolved_at: datetime | None
+    resolution: str | None = Field(description="How it closed: `alert_resolved`, `manual`, ...")
+    due_at: datetime | None = Field(description="Resolve-by deadline from the severity; none for low.")
+    remediated_at: datetime | None = Field(description="When a run first succeeded for it.")
+
+
+class IncidentAlert(Record):
+    """One alert delivered onto an incident (the newest 50 come with `incidents show`)."""
+
+    model_config = _shown(ALERT_EXAMPLE)
+
+    id: int
+    event_id: int
+    source: str
+    name: str
+    status: AlertState
+    fingerprint: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+    received_at: datetime
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+class AuditEntry(Record):
+    """One line of an incident's timeline: an audit-log row, or the opening and closing its row implies."""
+
+    model_config = _shown(AUDIT_EXAMPLE)
+
+    at: datetime
+    kind: str = Field(description="`incident_opened`, `run_started`, `run_<final status>`, ...")
+    message: str
+    actor: str
+    run_id: int | None
+
+
+# ---------------------------------------------------------------------- runs
+
+
+class Run(Record):
+    """One execution of one playbook version, as `runs list` shows it."""
+
+    model_config = _shown(RUN_EXAMPLE)
+
+    id: int
+    incident_id: int | None = Field(description="None for a run started by hand (`suture run`).")
+    playbook: str
+    playbook_version: int
+    status: RunState
+    trigger: str = Field(description="`auto`, `approval` or `manual`.")
+    dry_run: bool
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    effective: bool | None
+    worker: str | None = Field(description="The daemon start that holds or held the run.")
+
+
+class StepResult(Record):
+    """What one attempt of one step did; `params` are rendered with secrets redacted."""
+
+    model_config = _shown(STEP_EXAMPLE)
+
+    seq: int
+    name: str
+    phase: Phase
+    action: str = Field(description="The step's kind: `ssh`, `http` or `wait`.")
+    status: str
+    params: dict[str, Any]
+    exit_code: int | None
+    http_status: int | None
+    stdout: str
+    stderr: str
+    error: str | None
+    started_at: datetime
+    duration_ms: int
+    attempt: int
+
+
+class RunDetail(Run):
+    """A run with every step it recorded, in order: `runs show`."""
+
+    model_config = _shown({**RUN_EXAMPLE, "steps": [STEP_EXAMPLE]})
+
+    steps: list[StepResult]
+
+
+class IncidentDetail(Incident):
+    """An incident with its labels, newest alerts, runs and timeline: `incidents show`."""
+
+    model_config = _shown(
+        {
+            **INCIDENT_EXAMPLE,
+            "labels": ALERT_EXAMPLE["labels"],
+            "annotations": ALERT_EXAMPLE["annotations"],
+            "alerts": [ALERT_EXAMPLE],
+            "runs": [RUN_EXAMPLE],
+            "timeline": [AUDIT_EXAMPLE],
+        }
+    )
+
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    alerts: list[IncidentAlert]
+    runs: list[Run]
+    timeline: list[AuditEntry]
+
+
+class ClaimedRun(Run):
+    """A run a worker just took, with the template context it executes against."""
+
+    context: dict[str, Any]
+
+
+class HeldRun(Record):
+    """A run marked running: who holds it and when it last showed life (for recovery)."""
+
+    id: int
+    playbook: str
+    playbook_version: int
+    worker: str | None
+    heartbeat_at: datetime | None
+
+
+class OpenIncident(Record):
+    """An open incident of a pull source: what its next poll must still see firing."""
+
+    fingerprint: str
+    alertname: str
+    starts_at: datetime | None
+    labels: dict[str, str]
+
+
+# ------------------------------------------------------------- API answers
+
+ItemT = TypeVar("ItemT", bound=BaseModel)
+
+
+class Page(Record, Generic[ItemT]):
+    """A list answer, newest first; pass `next` as `cursor` for the page after."""
+
+    items: list[ItemT]
+    next: int | None = Field(description="The cursor of the next page; null on the last one.")
+
+
+class PlaybookSummary(Record):
+    """A playbook version of the catalog in force."""
+
+    name: str
+    version: int
+    description: str
+    sha256: str
+    idempotent: bool
+    steps: int = Field(description="How many steps (verify and rollback not counted).")
+
+
+class Health(Record):
+    status: Literal["ok"] = "ok"
+
+
+class Ready(Record):
+    status: Literal["ready"] = "ready"
+
+
+class ReceiptAnswer(Record):
+    """What an alert endpoint answers with 202: the event and what its alerts did."""
+
+    model_config = _shown(RECEIPT_EXAMPLE)
+
+    event_id: int
+    alerts: int
+    incidents_opened: list[int]
+    incidents_updated: list[int]
+    incidents_resolved: list[int]
+    runs_queued: list[int]
+
+
+@dataclass(frozen=True, slots=True)
 class Receipt:
+    """What one committed submission did. A dataclass, not a `Record`: intake builds one per body
+    and renders it itself (`as_json`, shaped as `ReceiptAnswer`), off FastAPI's path."""
+
     event_id: int
     alerts: int = 0
     opened: list[int] = field(default_factory=list)

@@ -8,7 +8,6 @@ no longer returns are resolved, which is how a pulled alert that disappears is c
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -55,15 +54,15 @@ class PollJob:
         gone = [
             Alert(
                 source=self.source,
-                name=row["alertname"],
-                fingerprint=row["fingerprint"],
+                name=row.alertname,
+                fingerprint=row.fingerprint,
                 status=AlertStatus.resolved,
-                labels=row["labels"],
-                starts_at=row["starts_at"],
+                labels=row.labels,
+                starts_at=row.starts_at,
                 ends_at=now,
             )
             for row in self.store.open_incidents_of_source(self.source)
-            if row["fingerprint"] not in seen
+            if row.fingerprint not in seen
         ]
         alerts = active + gone
         if not alerts:
@@ -82,11 +81,11 @@ def schedule_polls(scheduler: BaseScheduler, config: Config, store: Store, intak
     reconcile_zabbix = zabbix is not None and bool(zabbix.url and zabbix.api_token_env)
     if not config.pull and not reconcile_zabbix:
         return []
-    from connectors import pull, zabbix_api  # requests is only imported by daemons that poll
+    from connectors import pull, zabbix_api  # the HTTP client is only imported by daemons that poll
 
     jobs: list[tuple[PollJob, float]] = []
     for source in config.pull:
-        token = os.environ.get(source.token_env) if source.token_env else None
+        token = config.pull_token(source.name)
         options: dict[str, Any] = {
             "source": source.name,
             "token": token,
@@ -105,7 +104,7 @@ def schedule_polls(scheduler: BaseScheduler, config: Config, store: Store, intak
         jobs.append((job, source.interval.total_seconds()))
 
     if reconcile_zabbix and zabbix is not None and zabbix.api_token_env:
-        api_token = os.environ.get(zabbix.api_token_env, "")
+        api_token = config.source_secrets("zabbix").api_token or ""
 
         def fetch_zabbix() -> list[Alert]:
             assert zabbix is not None and zabbix.url

@@ -1,13 +1,25 @@
-"""The HTTP step's transport: every connection goes to an address that was checked, within a deadline.
+"""Suture's one HTTP transport: HTTP steps and pull clients connect through it, within a deadline.
 
-Why it exists: checking only the *name* in a URL against `http.allowed_hosts` lets a name under an
-allowed suffix point at 169.254.169.254 (cloud metadata) or an internal address, and a second DNS
-look-up at connect time could answer differently from the one that was checked (DNS rebinding).
-So the name is resolved once, here, every address is judged, and the socket is opened to the
-judged address itself. TLS still uses the URL's name for SNI and certificate verification,
-and the Host header is the URL's, because httpcore takes both from the request, not the socket.
+The deadline: every connect, TLS handshake, read and write is bounded by what is left of the
+exchange's budget (a step's timeout, a poll's `timeout`), so a peer that trickles its headers or
+body one byte at a time cannot hold a worker or a poll past it. Names are resolved in a helper
+thread under the same deadline. No retries; redirects are never followed here (the HTTP step
+follows them by hand, checking each target; pull clients refuse them).
 
-Address rules (after the host matched `allowed_hosts` by name or address):
+Two backends:
+
+- `BoundedBackend` (pull clients): connects to whatever the operator configured, within the
+  deadline. Pull clients honour `HTTP_PROXY` / `HTTPS_PROXY` / `NO_PROXY` (`environment_proxy`).
+- `PinnedBackend` (HTTP steps): also judges every address. Checking only the *name* in a URL
+  against `http.allowed_hosts` lets a name under an allowed suffix point at 169.254.169.254
+  (cloud metadata) or an internal address, and a second DNS look-up at connect time could answer
+  differently from the one that was checked (DNS rebinding). So the name is resolved once, here,
+  every address is judged, and the socket is opened to the judged address itself. TLS still uses
+  the URL's name for SNI and certificate verification, and the Host header is the URL's, because
+  httpcore takes both from the request, not the socket. Environment proxies are not used: a
+  proxy would resolve the name itself.
+
+Address rules of `PinnedBackend` (after the host matched `allowed_hosts` by name or address):
 
 - link-local (169.254.0.0/16, fe80::/10), unspecified, multicast and broadcast: never;
 - any other address that is not globally routable (loopback, RFC 1918, CGNAT 100.64.0.0/10,
@@ -17,9 +29,9 @@ Address rules (after the host matched `allowed_hosts` by name or address):
 - IPv4 embedded in IPv6 (`::ffff:a.b.c.d`, `64:ff9b::a.b.c.d`, `::a.b.c.d`) is judged as the
   IPv4 address it reaches.
 
-The deadline: every connect, TLS handshake, read and write is bounded by what is left of the
-step's budget, so a peer that trickles its headers or body one byte at a time cannot hold a
-worker past it. Environment proxies are not used: a proxy would resolve the name itself.
+Messages: `display_url` is how a URL appears in any error or log (no user-info, no query, no
+fragment); `Secrets.scrub` removes tokens, passwords and query strings from any text that goes
+into one; `describe` says in few words why an exchange failed.
 """
 
 from __future__ import annotations
@@ -32,12 +44,18 @@ import socket
 import ssl
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import certifi
 import httpcore
 import httpx
+from pydantic import SecretStr
+
+from engine.errors import PermanentFailure
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 #: `socket.getaddrinfo`'s shape; tests pass their own to decide what a name resolves to.
@@ -50,7 +68,20 @@ _COMPAT = ipaddress.ip_network("::/96")
 _BROADCAST = ipaddress.ip_address("255.255.255.255")
 
 
-class Refused(Exception):
+#: What a failed exchange can raise, from httpx, httpcore or the socket below them.
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
+    httpx.HTTPError,
+    httpx.InvalidURL,
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.ProxyError,
+    httpcore.UnsupportedProtocol,
+    OSError,
+)
+
+
+class Refused(PermanentFailure):
     """A request that must not be sent (or followed); never retryable."""
 
 
@@ -174,7 +205,7 @@ class _DeadlineStream(httpcore.NetworkStream):
     def _left(self, timeout: float | None, error: type[Exception]) -> float:
         left = self._deadline - time.monotonic()
         if left <= 0:
-            raise error("the step's time budget is used up")
+            raise error("the time budget is used up")
         return left if timeout is None else min(timeout, left)
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
@@ -197,16 +228,24 @@ class _DeadlineStream(httpcore.NetworkStream):
         return self._inner.get_extra_info(info)
 
 
-class PinnedBackend(httpcore.NetworkBackend):
-    """connect_tcp resolves, judges and connects to the judged address; nothing resolves twice."""
+class BoundedBackend(httpcore.NetworkBackend):
+    """Resolves within the deadline, tries each address in turn; every stream ends by the deadline."""
 
-    def __init__(self, patterns: list[str], resolver: Resolver, deadline: float) -> None:
-        self._patterns = patterns
+    def __init__(self, deadline: float, resolver: Resolver = socket.getaddrinfo) -> None:
+        #: `time.monotonic()` by which everything through this backend has ended.
+        self.deadline = deadline
         self._resolver = resolver
-        self._deadline = deadline
         self._inner = httpcore.SyncBackend()
-        #: Every address a socket was opened to, in order (what the step really reached).
+        #: Every address a socket was opened to, in order (what the exchange really reached).
         self.connected: list[str] = []
+
+    def addresses(self, host: str, port: int, timeout: float) -> list[IPAddress]:
+        """Where `host` may be reached: every address it resolves to."""
+        name = normalise_host(host)
+        try:
+            return [ipaddress.ip_address(name)]
+        except ValueError:
+            return _resolve(name, port, self._resolver, timeout)
 
     def connect_tcp(
         self,
@@ -217,11 +256,11 @@ class PinnedBackend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         del local_address
-        left = self._deadline - time.monotonic()
-        addresses = checked_addresses(host, port, self._patterns, self._resolver, left)
+        left = self.deadline - time.monotonic()
+        addresses = self.addresses(host, port, left)
         failure: Exception | None = None
         for address in addresses:
-            left = self._deadline - time.monotonic()
+            left = self.deadline - time.monotonic()
             if left <= 0:
                 break
             try:
@@ -235,7 +274,7 @@ class PinnedBackend(httpcore.NetworkBackend):
                 failure = exc
                 continue
             self.connected.append(str(address))
-            return _DeadlineStream(stream, self._deadline)
+            return _DeadlineStream(stream, self.deadline)
         if failure is not None:
             raise failure
         raise httpcore.ConnectTimeout("connecting took longer than the time left")
@@ -243,10 +282,21 @@ class PinnedBackend(httpcore.NetworkBackend):
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
     ) -> httpcore.NetworkStream:
-        raise httpcore.ConnectError("the http step does not use unix sockets")
+        raise httpcore.ConnectError("Suture's HTTP transport does not use unix sockets")
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
+
+
+class PinnedBackend(BoundedBackend):
+    """Also judges every address against `allowed_hosts`; connects to the judged one, resolving once."""
+
+    def __init__(self, patterns: list[str], resolver: Resolver, deadline: float) -> None:
+        super().__init__(deadline, resolver)
+        self._patterns = patterns
+
+    def addresses(self, host: str, port: int, timeout: float) -> list[IPAddress]:
+        return checked_addresses(host, port, self._patterns, self._resolver, timeout)
 
 
 def tls_context(verify: bool) -> ssl.SSLContext:
@@ -271,13 +321,33 @@ class _Body(httpx.SyncByteStream):
         self._response.close()
 
 
-class PinnedTransport(httpx.BaseTransport):
-    """An httpx transport over one httpcore pool that uses PinnedBackend; no proxies, no retries."""
+class BoundedTransport(httpx.BaseTransport):
+    """An httpx transport over one httpcore pool that uses the given backend; no retries.
 
-    def __init__(self, backend: PinnedBackend, verify: bool) -> None:
+    With `proxy` (an `http://` or `https://` URL, user-info for Proxy-Authorization), requests go
+    through that proxy: plain HTTP forwarded, HTTPS tunnelled with CONNECT, both over the backend.
+    """
+
+    def __init__(self, backend: BoundedBackend, verify: bool = True, proxy: str | None = None) -> None:
         self.backend = backend
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=tls_context(verify), network_backend=backend, retries=0, max_connections=4
+        context = tls_context(verify)
+        self._pool: httpcore.ConnectionPool
+        if proxy is None:
+            self._pool = httpcore.ConnectionPool(
+                ssl_context=context, network_backend=backend, retries=0, max_connections=4
+            )
+            return
+        url = httpx.URL(proxy)
+        if url.scheme not in ("http", "https"):
+            raise Refused(f"proxy {display_url(proxy)}: only http:// and https:// proxies are supported")
+        auth = (url.username, url.password) if url.username else None
+        self._pool = httpcore.HTTPProxy(
+            proxy_url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=b"/"),
+            proxy_auth=auth,
+            ssl_context=context,
+            network_backend=backend,
+            retries=0,
+            max_connections=4,
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -303,3 +373,132 @@ class PinnedTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._pool.close()
+
+
+#: The HTTP step's name for a BoundedTransport over a PinnedBackend.
+PinnedTransport = BoundedTransport
+
+
+def bounded_client(backend: BoundedBackend, *, verify: bool = True, proxy: str | None = None) -> httpx.Client:
+    """An httpx client over `backend`: redirects not followed, nothing taken from the environment."""
+    return httpx.Client(
+        transport=BoundedTransport(backend, verify, proxy),
+        headers={"User-Agent": "suture"},
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY` names for `url`, unless `NO_PROXY` exempts it."""
+    proxies = urllib.request.getproxies_environment()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    proxy = proxies.get(parts.scheme.lower()) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+# --------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class Body:
+    """The first bytes of a decoded body, how many bytes were read in all, and whether that was all."""
+
+    kept: bytes
+    total: int
+    complete: bool
+
+
+def read_capped(response: httpx.Response, keep: int, *, deadline: float, drain: int = 0) -> Body:
+    """Keep the first `keep` decoded bytes; read (and count) at most `drain` more; end by the deadline.
+
+    Each network read already ends by the deadline (the backend's streams); the check here also
+    bounds time spent decompressing. Past the deadline: TimeoutError.
+    """
+    kept = bytearray()
+    total = 0
+    for chunk in response.iter_bytes():
+        total += len(chunk)
+        room = keep - len(kept)
+        if room > 0:
+            kept += chunk[:room]
+        if time.monotonic() > deadline:
+            raise TimeoutError("reading the body took longer than the time left")
+        if total > keep + drain:
+            return Body(bytes(kept), total, complete=False)
+    return Body(bytes(kept), total, complete=True)
+
+
+# -------------------------------------------------------------------- messages
+
+
+def display_url(url: str) -> str:
+    """The URL for messages and logs: no user-info, no fragment; a query string shows as `?...`."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        query = "..." if parts.query else ""
+        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    except ValueError:
+        return "<invalid URL>"
+
+
+#: A query string inside some text (an exception's message may repeat the URL it was about).
+_QUERY = re.compile(r"\?[^\s'\")]+")
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^\"')(]+)")
+
+
+class Secrets:
+    """Everything that must never reach a message: given values, and a URL's user, password and query."""
+
+    def __init__(self, *values: str | SecretStr | None, urls: Iterable[str | None] = ()) -> None:
+        found = [v.get_secret_value() if isinstance(v, SecretStr) else v for v in values]
+        for url in urls:
+            try:
+                parts = urlsplit(url or "")
+                found += [parts.password, parts.username, parts.query]
+            except ValueError:
+                continue
+        #: Longest first, so a token containing a shorter secret is removed whole.
+        self._values = sorted({v for v in found if v and len(v) >= 3}, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for value in self._values:
+            text = text.replace(value, "***")
+        return text
+
+
+def causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it was raised from, innermost last (httpx wraps httpcore wraps OSError)."""
+    chain: list[BaseException] = []
+    item: BaseException | None = exc
+    while item is not None and item not in chain:
+        chain.append(item)
+        item = item.__cause__ or item.__context__
+    return chain
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """Did the exchange run out of time (a connect, a read, the whole deadline)?"""
+    return isinstance(exc, (httpx.TimeoutException, httpcore.TimeoutException, TimeoutError))
+
+
+def is_tls_failure(exc: BaseException) -> bool:
+    """Certificate and handshake failures are permanent: retrying meets the same certificate."""
+    return any(isinstance(item, ssl.SSLError) for item in causes(exc))
+
+
+def describe(exc: BaseException, secrets: Secrets | None = None) -> str:
+    """Why an exchange failed, in few words: the OS error if there is one, else the exception."""
+    text = _QUERY.sub("?...", (secrets or Secrets()).scrub(" ".join(str(exc).split())))[:300]
+    if isinstance(exc, (httpcore.ConnectError, httpx.ConnectError)):
+        if text.startswith("cannot resolve"):  # _resolve's own words, naming the host
+            return text
+        if errno := _ERRNO.search(text):
+            return f"cannot connect ({errno.group(1).strip()})"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from engine.errors import SutureError
+from engine.errors import YamlSyntaxError
 
 Loc = tuple[str | int, ...]
 
@@ -34,14 +34,6 @@ class LocatedYaml:
 
     def where(self, loc: Sequence[str | int]) -> str:
         return f"{self.path}:{self.line_of(loc)}"
-
-
-class YamlSyntaxError(SutureError):
-    """A file that is not YAML Suture accepts; always `file:line: message`, never a traceback."""
-
-    def __init__(self, path: Path, line: int, message: str) -> None:
-        self.path, self.line, self.message = path, line, message
-        super().__init__(f"{path}:{line}: {message}")
 
 
 #: Deeper than any catalog or config document needs; keeps PyYAML's recursive composer far from

@@ -1,4 +1,9 @@
-"""Shared fixtures: a database on SQLite and on the machine's PostgreSQL, and the real daemon."""
+"""Shared fixtures: a database on SQLite and on the machine's PostgreSQL, one real sshd and one
+loopback HTTP server per session, and the real daemon.
+
+Tiers (README, "Development"): tests/unit needs none of these; tests/integration needs sshd
+and PostgreSQL; tests/e2e and tests/faults start daemons too.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +22,15 @@ import orjson
 import pytest
 import yaml
 
+from tests.support.httpserver import TestHttpServer
+from tests.support.pgtemplate import ADMIN_URL, DATABASES
+from tests.support.sshd import SshServer, running_sshd
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_CATALOG = Path(__file__).resolve().parent / "catalog"
-PG_ADMIN_URL = os.environ.get("SUTURE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = ADMIN_URL
+#: PostgreSQL databases of this session: copies of one template migrated once.
+PG_DATABASES = DATABASES
 
 
 def free_port() -> int:
@@ -30,27 +40,66 @@ def free_port() -> int:
 
 
 def throwaway_database(kind: str, folder: Path) -> Iterator[str]:
-    """A fresh empty database URL: a SQLite file in `folder`, or a PostgreSQL database dropped after."""
+    """A fresh database URL: a new (empty) SQLite file in `folder`, or a PostgreSQL database
+    dropped after. The PostgreSQL one is a copy of the session's template, which the migrations
+    built, so `open_database(url, upgrade=True)` finds it at head and does nothing."""
     if kind == "sqlite":
         yield f"sqlite:///{folder / 'suture.db'}"
         return
-    import psycopg
-
-    name = f"suture_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    name = PG_DATABASES.create()
     try:
-        yield f"{base}/{name}"
+        yield PG_DATABASES.url(name)
     finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        PG_DATABASES.drop(name)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    PG_DATABASES.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh empty database: a SQLite file, or a throwaway PostgreSQL database."""
+    """A fresh database: a new SQLite file, or a throwaway PostgreSQL copy of the migrated template."""
     yield from throwaway_database(request.param, tmp_path)
+
+
+@pytest.fixture
+def pg_url(tmp_path: Path) -> Iterator[str]:
+    """A throwaway PostgreSQL database, for a test about PostgreSQL alone (request it first, so
+    it is dropped after the daemons using it are stopped)."""
+    yield from throwaway_database("postgresql", tmp_path)
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Iterator[SshServer]:
+    """One real sshd for the session (tests/support/sshd.py). A test that would break it (stop
+    the listener, change its host key) starts its own with `with running_sshd() as server:`."""
+    with running_sshd() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def _session_http_server() -> Iterator[TestHttpServer]:
+    server = TestHttpServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def http_server(_session_http_server: TestHttpServer) -> Iterator[TestHttpServer]:
+    """The session's loopback HTTP server (tests/support/httpserver.py), reset before and after
+    this test: no requests recorded, nothing scripted, slow answers of the last test abandoned."""
+    _session_http_server.reset()
+    yield _session_http_server
+    _session_http_server.reset()
+
+
+@pytest.fixture
+def hook(http_server: TestHttpServer) -> TestHttpServer:
+    """The HTTP server playbooks' `http` steps call (the name the runner and daemon tests use)."""
+    return http_server
 
 
 def write_config(
@@ -133,8 +182,8 @@ class DaemonProcess:
             f"{self.url}/api/v1/alerts/{source}", content=content, headers=headers, timeout=10, **kwargs
         )
 
-    def get(self, path: str) -> Any:
-        response = httpx.get(f"{self.url}{path}", timeout=10)
+    def get(self, path: str, headers: dict[str, str] | None = None) -> Any:
+        response = httpx.get(f"{self.url}{path}", headers=headers, timeout=10)
         response.raise_for_status()
         return response.json()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from engine.errors import CatalogError
-from engine.models import UNCLASSIFIED, Code, Playbook, Step
+from engine.models import UNCLASSIFIED, Code, Playbook, Step, StepTemplate
 from engine.yamlfile import LocatedYaml, YamlSyntaxError, describe_validation_error, load_located
 
 _PLACEHOLDER = re.compile(r"\{\{.*?\}\}", re.DOTALL)
@@ -202,17 +202,19 @@ def _option_warnings(catalog: Catalog, docs: Mapping[tuple[str, int], LocatedYam
         declared = set.intersection(*(set(declared_patterns(code)) for code in users)) if users else set()
         for phase in ("steps", "verify", "rollback"):
             for index, step in enumerate(getattr(entry.playbook, phase)):
-                if step.ssh is None:
-                    continue
-                for source, label in option_placeholders(step.ssh.command):
-                    if label is not None and label in declared:
+                for template in step.templates():
+                    if not template.shell:
                         continue
-                    hint = f", or declare {label}'s pattern in the code's match" if label else ""
-                    warnings.append(
-                        f"{docs[key].where((phase, index, 'ssh', 'command'))}: warning: ssh.command: "
-                        f"{{{{ {source} }}}} stands alone where the command reads options, so a value "
-                        f'starting with "-" will be refused at run time; put it after "--"{hint}'
-                    )
+                    where, field = docs[key].where((phase, index, *template.path)), _dotted(template)
+                    for source, label in option_placeholders(template.source):
+                        if label is not None and label in declared:
+                            continue
+                        hint = f", or declare {label}'s pattern in the code's match" if label else ""
+                        warnings.append(
+                            f"{where}: warning: {field}: "
+                            f"{{{{ {source} }}}} stands alone where the command reads options, so a value "
+                            f'starting with "-" will be refused at run time; put it after "--"{hint}'
+                        )
     return list(dict.fromkeys(warnings))  # two placeholders on one line: say it once
 
 
@@ -286,39 +288,21 @@ def _check_playbook_templates(
                 )
             if step.register_as:
                 registered.add(step.register_as)
-            for sub, template in templates_of(step):
-                if (error := check_template(template)) is not None:
-                    problems.append(f"{doc.where((*loc, *sub))}: {'.'.join(map(str, sub))}: {error}")
-            if step.ssh is not None and placeholder_inside_quotes(step.ssh.command):
-                problems.append(
-                    f"{doc.where((*loc, 'ssh', 'command'))}: ssh.command: do not put quotes around "
-                    "{{ ... }}; values are shell-quoted automatically and your quotes would undo that"
-                )
+            templates = list(step.templates())
+            for template in templates:
+                if (error := check_template(template.source)) is not None:
+                    problems.append(f"{doc.where((*loc, *template.path))}: {_dotted(template)}: {error}")
+            for template in templates:
+                if template.shell and placeholder_inside_quotes(template.source):
+                    problems.append(
+                        f"{doc.where((*loc, *template.path))}: {_dotted(template)}: do not put quotes around "
+                        "{{ ... }}; values are shell-quoted automatically and your quotes would undo that"
+                    )
             if step.when is not None and (error := check_expression(step.when)) is not None:
                 problems.append(f"{doc.where((*loc, 'when'))}: when: {error}")
     return problems
 
 
-def templates_of(step: Step) -> Iterable[tuple[tuple[str, ...], str]]:
-    if step.ssh is not None:
-        yield ("ssh", "command"), step.ssh.command
-        if step.ssh.target:
-            yield ("ssh", "target"), step.ssh.target
-    if step.http is not None:
-        yield ("http", "url"), step.http.url
-        for key, value in step.http.headers.items():
-            yield ("http", "headers", key), value
-        if step.http.body is not None:
-            yield ("http", "body"), step.http.body
-        yield from (((("http", "json"), s)) for s in _strings(step.http.json_body))
-
-
-def _strings(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
+def _dotted(template: StepTemplate) -> str:
+    """How a message names the field: `ssh.command`, `http.headers.Authorization`."""
+    return ".".join(map(str, template.path))

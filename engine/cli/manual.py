@@ -10,14 +10,15 @@ from typing import Any
 import orjson
 
 from connectors import get_connector
+from engine.catalog.versions import stored_versions
+from engine.cli.common import checked_catalog
 from engine.config import Config
-from engine.daemon import load_checked_catalog
 from engine.errors import InvalidPayload, NotFound, SutureError
 from engine.execution.runner import Runner
 from engine.intake.classify import CatalogView, Intake
+from engine.intake.runs import run_context
 from engine.models import Alert, RunStatus
 from engine.store import Store, open_database
-from engine.store.ingest import run_context
 from engine.templating import Renderer
 
 
@@ -46,8 +47,8 @@ def run_by_hand(
             config.database_url, upgrade=True, sqlite_synchronous=config.database.sqlite_synchronous
         )
     )
-    catalog = load_checked_catalog(config, store)
-    store.sync_catalog(catalog)
+    catalog = checked_catalog(config, store)
+    store.sync_catalog(*stored_versions(catalog))
     entry = catalog.get_playbook(ref)
     if entry is None:
         raise NotFound(f"playbook {ref!r} is not in the catalog")

@@ -1,21 +1,34 @@
-"""Execute one playbook version for one run: steps, verify, rollback. Knows no HTTP handling
-and no SQL: results go to a `record` callback, actions come from the registry by name."""
+"""Execute one playbook version for one run: steps, verify, rollback, retries, deadlines.
+
+Knows no step kind, no HTTP and no SQL: each step's action comes from the registry by name and
+renders, bounds, shows and executes its own parameters; results go to a `record` callback; time
+comes from an injected clock and sleep, so this control flow is unit-tested with a StubAction.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import structlog
 
-from engine.catalog.loader import templates_of
+from engine.clock import SYSTEM_CLOCK, Clock
 from engine.config import Config
-from engine.errors import TemplateError
-from engine.execution.actions import ActionContext, RunResources, get_action
-from engine.models import ActionResult, HttpStep, OnFailure, Playbook, RunStatus, SshStep, Step
+from engine.errors import PermanentFailure, StepFailed, StepTimedOut, TemplateError, TemporaryFailure
+from engine.execution.actions import (
+    Action,
+    ActionContext,
+    Registry,
+    Rendering,
+    RunResources,
+    default_registry,
+)
+from engine.execution.actions.base import failed, failure_of
+from engine.hooks import NO_HOOKS, Hooks, StepFinished
+from engine.models import ActionResult, OnFailure, Playbook, RunStatus, Step
 from engine.templating import Renderer
 
 log = structlog.get_logger("suture.runner")
@@ -44,6 +57,17 @@ class _DryValue:
 _DRY_REGISTERED = {"stdout": "", "stderr": "", "exit_code": 0, "status": 0, "body": "", "json": _DryValue()}
 
 
+#: A failed attempt's record status, by what its failure means.
+_STATUS_OF: dict[type[StepFailed], str] = {
+    TemporaryFailure: "failed",
+    PermanentFailure: "failed",
+    StepTimedOut: "timed_out",
+}
+
+#: Seconds a rollback may run past the playbook's deadline: undoing must not be cut short.
+ROLLBACK_SECONDS = 60.0
+
+
 @dataclass
 class RunOutcome:
     status: RunStatus
@@ -60,12 +84,34 @@ class _PhaseFailed(Exception):
 
 
 class Runner:
+    """Shared by every worker thread; each `execute` keeps its state in an `_Execution`.
+
+    `actions` defaults to the built-in registry (ssh, http, wait); `sleep` waits between
+    attempts and `clock` measures deadlines and stamps records, so a test can move time by hand.
+    """
+
     def __init__(
-        self, config: Config, renderer: Renderer, sleep: Callable[[float], None] = time.sleep
+        self,
+        config: Config,
+        renderer: Renderer,
+        *,
+        actions: Registry | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = SYSTEM_CLOCK,
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
         self.config = config
         self.renderer = renderer
-        self._sleep = sleep
+        self._actions = actions
+        self.sleep = sleep
+        self.clock = clock
+        self.hooks = hooks
+
+    @property
+    def actions(self) -> Registry:
+        if self._actions is None:
+            self._actions = default_registry()  # looked up late: paramiko only when a run executes
+        return self._actions
 
     def execute(
         self,
@@ -75,13 +121,15 @@ class Runner:
         dry_run: bool = False,
         record: Recorder | None = None,
         patterns: Mapping[str, str] | None = None,
+        run_id: int | None = None,
     ) -> RunOutcome:
         """Run the playbook to a final status; never raises for a step's failure.
 
         `patterns` are the code's match patterns ("labels.x" -> regex): a value of a label the
         code constrains may start with "-" where an SSH command reads options, if it matches.
+        With a `run_id`, each recorded step is announced as a StepFinished hook event.
         """
-        execution = _Execution(self, playbook, context, dry_run, record, patterns or {})
+        execution = _Execution(self, playbook, context, dry_run, record, patterns or {}, run_id)
         try:
             return execution.run()
         finally:
@@ -97,9 +145,13 @@ class _Execution:
         dry_run: bool,
         record: Recorder | None,
         patterns: Mapping[str, str],
+        run_id: int | None,
     ) -> None:
         self.runner = runner
         self.config = runner.config
+        self.actions = runner.actions
+        self.clock = runner.clock
+        self.run_id = run_id
         # Per run: it also redacts whatever expressions touching secrets rendered to.
         self.renderer = runner.renderer.session()
         self.patterns = patterns
@@ -108,7 +160,7 @@ class _Execution:
         self.target = str(context.get("target") or "")
         self.dry_run = dry_run
         self.record = record
-        self.deadline = time.monotonic() + playbook.timeout.total_seconds()
+        self.deadline = self.clock.monotonic() + playbook.timeout.total_seconds()
         self.resources = RunResources()
         self.outcome = RunOutcome(status=RunStatus.succeeded)
         self.seq = 0
@@ -155,7 +207,7 @@ class _Execution:
                 if step.when is not None:
                     sources = [(step.when, True)]
                 else:
-                    sources = [(template, False) for _, template in templates_of(step)]
+                    sources = [(template.source, False) for template in step.templates()]
                 missing: list[str] = []
                 for source, expression in sources:
                     missing += self.renderer.undefined_names(
@@ -167,7 +219,7 @@ class _Execution:
                 kind = {"steps": "step", "verify": "verification", "rollback": "rollback step"}[phase]
                 problem = f"{kind} {name!r} uses {', '.join(dict.fromkeys(missing))}"
                 error = f"{problem}; checked before any step ran, nothing was executed"
-                self._emit(phase, name, step, "failed", {}, None, time.monotonic(), 1, error=error)
+                self._emit(phase, name, step, "failed", {}, None, self.clock.monotonic(), 1, error=error)
                 problems.append(problem)
         return "; ".join(problems)
 
@@ -183,7 +235,8 @@ class _Execution:
             return self.outcome
         if failure.rollback and self.playbook.rollback:
             try:
-                self.deadline = max(self.deadline, time.monotonic() + 60)  # a rollback gets its own minute
+                # A rollback gets its own minute.
+                self.deadline = max(self.deadline, self.clock.monotonic() + ROLLBACK_SECONDS)
                 self._phase("rollback", self.playbook.rollback)
             except _PhaseFailed as rollback_failure:
                 self.outcome.status = RunStatus.failed
@@ -202,10 +255,13 @@ class _Execution:
                 try:
                     wanted = self.renderer.evaluate(step.when, self.variables)
                 except TemplateError as exc:
-                    self._emit(phase, name, step, "failed", {}, None, time.monotonic(), 1, error=str(exc))
+                    self._emit(
+                        phase, name, step, "failed", {}, None, self.clock.monotonic(), 1, error=str(exc)
+                    )
                     raise _PhaseFailed(f"step {name!r}: {exc}") from None
                 if not wanted:
-                    self._emit(phase, name, step, "skipped", {"when": step.when}, None, time.monotonic(), 1)
+                    skipped = {"when": step.when}
+                    self._emit(phase, name, step, "skipped", skipped, None, self.clock.monotonic(), 1)
                     continue
             executed += 1
             ok, result, timed_out = self._step(phase, name, step)
@@ -216,7 +272,7 @@ class _Execution:
                 raise _PhaseFailed(message, timed_out=timed_out)
             if verifying:
                 raise _PhaseFailed(message, rollback=True)
-            if time.monotonic() >= self.deadline:
+            if self.clock.monotonic() >= self.deadline:
                 # The playbook's own deadline ends the run, whatever the step's on_failure says.
                 raise _PhaseFailed(message, timed_out=True)
             if step.on_failure is OnFailure.continue_:
@@ -227,96 +283,71 @@ class _Execution:
 
     def _step(self, phase: str, name: str, step: Step) -> tuple[bool, str, bool]:
         """Run one step with its retries; returns (ok, error text, timed out)."""
-        started_wall = time.monotonic()
+        started = self.clock.monotonic()
+        action = self.actions[step.action]
         try:
-            params = self._render(step)
+            params = action.render(step.params, Rendering(self.renderer, self.variables, self.patterns))
         except TemplateError as exc:
-            self._emit(phase, name, step, "failed", {}, None, started_wall, 1, error=str(exc))
+            self._emit(phase, name, step, "failed", {}, None, started, 1, error=str(exc))
             return False, str(exc), False
-        shown = _params_for_record(step, params)
+        shown = action.shown(params)
         if self.dry_run:
-            self._emit(phase, name, step, "dry_run", shown, None, started_wall, 1)
+            self._emit(phase, name, step, "dry_run", shown, None, started, 1)
             self._register(step, ActionResult(ok=True, registered=dict(_DRY_REGISTERED)))
             return True, "", False
-        action = get_action(step.action)
+        timeout = (
+            step.timeout.total_seconds()
+            if step.timeout is not None
+            else action.default_timeout(params, self.config)
+        )
         attempts = step.retries + 1
         delay = step.retry_delay.total_seconds()
         result = ActionResult(ok=False, error="not run")
         for attempt in range(1, attempts + 1):
-            remaining = self.deadline - time.monotonic()
+            remaining = self.deadline - self.clock.monotonic()
             if remaining <= 0:
+                error = "playbook timeout reached before this step"
                 self._emit(
-                    phase,
-                    name,
-                    step,
-                    "timed_out",
-                    shown,
-                    None,
-                    time.monotonic(),
-                    attempt,
-                    error="playbook timeout reached before this step",
+                    phase, name, step, "timed_out", shown, None, self.clock.monotonic(), attempt, error=error
                 )
                 return False, f"timed out: playbook timeout {self.playbook.timeout} reached", True
-            budget = min(self._step_timeout(step), remaining)
-            ctx = ActionContext(
-                config=self.config,
-                target=self.target,
-                timeout_seconds=budget,
-                output_limit_bytes=self.config.workers.output_limit_bytes,
-                resources=self.resources,
-            )
-            began = time.monotonic()
-            try:
-                result = action.execute(params, ctx)
-            except Exception as exc:  # noqa: BLE001 - an action bug must end in a recorded failure
-                log.exception("action_crashed", action=step.action, step=name)
-                result = ActionResult(ok=False, error=f"{step.action} action crashed: {exc}")
-            status = "succeeded" if result.ok else ("timed_out" if result.timed_out else "failed")
+            budget = min(timeout, remaining)
+            began = self.clock.monotonic()
+            result = self._attempt(action, params, budget, step, name)
+            failure = failure_of(result)
+            status = "succeeded" if failure is None else _STATUS_OF[type(failure)]
             self._emit(phase, name, step, status, shown, result, began, attempt)
-            if result.ok:
+            if failure is None:
                 self._register(step, result)
                 return True, "", False
-            if not result.retryable or attempt == attempts:
+            if not failure.retryable or attempt == attempts:
                 break
             wait = float(result.registered.get("retry_after") or delay)
-            self.runner._sleep(max(0.0, min(wait, self.deadline - time.monotonic())))
+            self.runner.sleep(max(0.0, min(wait, self.deadline - self.clock.monotonic())))
             delay *= step.retry_backoff
         self._register(step, result)
+        timed_out = isinstance(failure_of(result), StepTimedOut)
         error = result.error or "failed"
-        if result.timed_out and "timed out" not in error:
+        if timed_out and "timed out" not in error:
             error = f"timed out: {error}"
-        return False, error, result.timed_out
+        return False, error, timed_out
 
-    def _step_timeout(self, step: Step) -> float:
-        if step.timeout is not None:
-            return step.timeout.total_seconds()
-        if step.wait is not None:
-            return step.wait.total_seconds() + 1.0
-        if step.http is not None:
-            return self.config.http.timeout.total_seconds()
-        return self.config.ssh.command_timeout.total_seconds()
-
-    def _render(self, step: Step) -> Any:
-        render = self.renderer.render_value
-        if step.ssh is not None:
-            return SshStep(
-                command=self.renderer.render(
-                    step.ssh.command, self.variables, shell=True, patterns=self.patterns
-                ),
-                sudo=step.ssh.sudo,
-                target=self.renderer.render(step.ssh.target, self.variables) if step.ssh.target else None,
-            )
-        if step.http is not None:
-            http = step.http
-            return http.model_copy(
-                update={
-                    "url": self.renderer.render(http.url, self.variables),
-                    "headers": render(http.headers, self.variables),
-                    "json_body": render(http.json_body, self.variables),
-                    "body": render(http.body, self.variables),
-                }
-            )
-        return step.wait
+    def _attempt(self, action: Action, params: Any, budget: float, step: Step, name: str) -> ActionResult:
+        ctx = ActionContext(
+            config=self.config,
+            target=self.target,
+            timeout_seconds=budget,
+            output_limit_bytes=self.config.workers.output_limit_bytes,
+            resources=self.resources,
+            step=name,
+        )
+        try:
+            return action.execute(params, ctx)
+        except StepFailed as failure:  # an action may raise its failure instead of returning it
+            return failed(failure)
+        except Exception as exc:  # noqa: BLE001 - an action bug must end in a recorded failure
+            log.exception("action_crashed", action=step.action, step=name, run_id=self.run_id)
+            return ActionResult(ok=False, error=f"{step.action} action crashed: {exc}")
 
     def _register(self, step: Step, result: ActionResult) -> None:
         if step.register_as:
@@ -334,7 +365,7 @@ class _Execution:
         attempt: int,
         error: str | None = None,
     ) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         redact = self.renderer.redact
         record: StepRecord = {
             "seq": self.seq,
@@ -348,7 +379,7 @@ class _Execution:
             "stdout": redact(result.stdout) if result else "",
             "stderr": redact(result.stderr) if result else "",
             "error": redact(error or (result.error if result and not result.ok else None)),
-            "started_at": datetime.now(UTC) - timedelta(seconds=now - began),
+            "started_at": self.clock.now() - timedelta(seconds=now - began),
             "duration_ms": int((now - began) * 1000),
             "attempt": attempt,
         }
@@ -356,19 +387,7 @@ class _Execution:
         self.outcome.steps.append(record)
         if self.record is not None:
             self.record(record)
-
-
-def _params_for_record(step: Step, params: Any) -> dict[str, Any]:
-    if isinstance(params, SshStep):
-        return {"command": params.command, "sudo": params.sudo, "target": params.target}
-    if isinstance(params, HttpStep):
-        return {
-            "method": params.method,
-            "url": params.url,
-            "headers": params.headers,
-            "json": params.json_body,
-            "body": params.body,
-            "expect_status": params.expect_status,
-        }
-    assert step.wait is not None
-    return {"seconds": step.wait.total_seconds()}
+        hooks = self.runner.hooks
+        if self.run_id is not None and hooks.wants(StepFinished):
+            seconds = record["duration_ms"] / 1000
+            hooks.emit(StepFinished(self.run_id, name, step.action, status, seconds))

@@ -15,23 +15,31 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 import yaml
 
-from engine import metrics
 from engine.catalog.loader import Catalog
+from engine.clock import SYSTEM_CLOCK, Clock
 from engine.config import Config
 from engine.errors import StoreUnavailable
+from engine.execution.actions import Registry
 from engine.execution.runner import Runner
-from engine.models import Playbook, RunStatus
+from engine.hooks import NO_HOOKS, Hooks, RunFinished, RunHeld, RunStarted, WorkersBusy
+from engine.models import Mode, Playbook, Policy, RunStatus
+from engine.policy import chain
+from engine.policy.decisions import Allow, refusal
+from engine.policy.request import NO_HISTORY, RunHistory, RunRequest
+from engine.records import ClaimedRun
 from engine.store import Store
 from engine.templating import Renderer
 
 log = structlog.get_logger("suture.worker")
 
 PERSIST_ATTEMPTS = 5
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -83,17 +91,24 @@ class PlaybookResolver:
         code = (context.get("code") or {}).get("code")
         return self._catalog().match_patterns(code) if code else {}
 
+    def policy(self, context: dict[str, Any]) -> Policy | None:
+        """The run's code's policy in the catalog in force (None: the code is gone or limits nothing)."""
+        code = (context.get("code") or {}).get("code")
+        for entry in self._catalog().codes if code else ():
+            if entry.code.code == code:
+                return entry.code.policy
+        return None
 
-def _persist(write: Callable[..., None], *args: Any, **kwargs: Any) -> None:
-    """Write a run's history, riding out a busy database: what a step did must not be lost."""
-    for attempt in range(PERSIST_ATTEMPTS):
+
+def _persist(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Write a run's history (or read what it needs), riding out a busy database: what a step did
+    must not be lost, and a claimed run must not fail for one locked read."""
+    for attempt in range(PERSIST_ATTEMPTS - 1):
         try:
-            write(*args, **kwargs)
-            return
+            return call(*args, **kwargs)
         except StoreUnavailable:
-            if attempt == PERSIST_ATTEMPTS - 1:
-                raise
             time.sleep(0.2 * (attempt + 1))
+    return call(*args, **kwargs)
 
 
 class WorkerPool:
@@ -106,12 +121,19 @@ class WorkerPool:
         *,
         paused: Callable[[], bool] = lambda: False,
         incarnation: Incarnation | None = None,
+        hooks: Hooks = NO_HOOKS,
+        clock: Clock = SYSTEM_CLOCK,
+        actions: Registry | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.resolver = resolver
-        self.runner = Runner(config, renderer)
+        self.hooks = hooks
+        self.clock = clock
+        self.runner = Runner(config, renderer, actions=actions, hooks=hooks, clock=clock)
         self._paused = paused
+        self._busy = 0
+        self._busy_lock = threading.Lock()
         self._cond = threading.Condition()
         self._pending = 0
         self._stopping = False
@@ -160,37 +182,56 @@ class WorkerPool:
             self.wake()  # there may be more: let the next idle worker look
             self.execute(run, worker)
 
-    def _record(self, run_id: int, step: dict[str, Any]) -> None:
-        _persist(self.store.record_step, run_id, step)
-        metrics.STEP_SECONDS.labels(step["action"]).observe(step["duration_ms"] / 1000)
+    def _busy_by(self, change: int) -> None:
+        # Announced under the lock: two workers' counts must not reach a gauge out of order.
+        with self._busy_lock:
+            self._busy += change
+            self.hooks.emit(WorkersBusy(self._busy))
 
-    def execute(self, run: dict[str, Any], worker: str) -> RunStatus:
-        """Execute one claimed run to its final status and store every step."""
-        run_id = run["id"]
-        bound = log.bind(run_id=run_id, incident_id=run["incident_id"], worker=worker)
-        bound.info("run_claimed", playbook=run["playbook"], version=run["playbook_version"])
-        metrics.WORKERS_BUSY.inc()
+    def execute(self, run: ClaimedRun, worker: str) -> RunStatus:
+        """Execute one claimed run to its final status and store every step.
+
+        Announces RunStarted, then RunFinished once the final status is stored (not when storing
+        it failed: recovery decides that run later), and WorkersBusy on the way in and out.
+        """
+        run_id, name, version = run.id, run.playbook, run.playbook_version
+        bound = log.bind(run_id=run_id, incident_id=run.incident_id, worker=worker)
+        bound.info("run_claimed", playbook=name, version=version)
+        began = self.clock.monotonic()
+        self._busy_by(+1)
+        self.hooks.emit(RunStarted(run_id, name, version))
+
+        def finished(status: RunStatus) -> RunStatus:
+            seconds = self.clock.monotonic() - began
+            self.hooks.emit(RunFinished(run_id, name, version, status.value, seconds))
+            return status
+
         try:
+            if (held := self._recheck(run)) is not None:
+                _persist(self.store.finish_run, run_id, RunStatus.skipped, held, remediated=False)
+                bound.info("run_held", reason=held)
+                self.hooks.emit(RunHeld(run_id, run.incident_id, name, held))
+                return finished(RunStatus.skipped)
             try:
-                playbook = self.resolver.get(run["playbook"], run["playbook_version"])
+                playbook = self.resolver.get(name, version)
             except Exception as exc:  # noqa: BLE001 - a missing playbook must fail the run, not the worker
                 self.store.finish_run(
                     run_id, RunStatus.failed, f"cannot load playbook: {exc}", remediated=False
                 )
-                return RunStatus.failed
+                return finished(RunStatus.failed)
             outcome = self.runner.execute(
                 playbook,
-                run["context"],
-                dry_run=bool(run["dry_run"]),
-                record=lambda step: self._record(run_id, step),
-                patterns=self.resolver.patterns(run["context"]),
+                run.context,
+                dry_run=bool(run.dry_run),
+                record=lambda step: _persist(self.store.record_step, run_id, step),
+                patterns=self.resolver.patterns(run.context),
+                run_id=run_id,
             )
             _persist(
                 self.store.finish_run, run_id, outcome.status, outcome.error, remediated=outcome.remediated
             )
-            metrics.RUNS_FINISHED.labels(outcome.status.value).inc()
             bound.info("run_finished", status=outcome.status.value, error=outcome.error)
-            return outcome.status
+            return finished(outcome.status)
         except Exception:  # noqa: BLE001 - a bug must fail this run, never kill the worker thread
             bound.exception("run_crashed")
             try:
@@ -198,7 +239,36 @@ class WorkerPool:
                     run_id, RunStatus.failed, "internal error while executing", remediated=False
                 )
             except Exception:  # noqa: BLE001 - recovery at next start will catch it
-                pass
-            return RunStatus.failed
+                return RunStatus.failed
+            return finished(RunStatus.failed)
         finally:
-            metrics.WORKERS_BUSY.dec()
+            self._busy_by(-1)
+
+    def _recheck(self, run: ClaimedRun) -> str | None:
+        """Why the claimed run must not start after all (None: it may), asked of the policy chain
+        outside the claim transaction: another writer may have queued a run for the same code
+        and target after intake read the history this run was queued on. A run started by hand
+        is not asked, nor is one whose code limits nothing (no read then)."""
+        if run.trigger == Mode.manual.value:
+            return None
+        policy = self.resolver.policy(run.context)
+        span = chain.lookback(policy)
+        if span is None:
+            return None
+        code, target = run.context["code"]["code"], run.context["target"]
+        now = self.clock.now()
+        recent = _persist(self.store.recent_runs, [code], now - span, claimed=run.id)
+        history = RunHistory(tuple(recent[(code, target)])) if (code, target) in recent else NO_HISTORY
+        request = RunRequest(
+            code=code,
+            target=target,
+            playbook=run.playbook,
+            version=run.playbook_version,
+            mode=Mode(run.trigger),
+            dry_run=run.dry_run,
+            policy=policy,
+            incident_id=run.incident_id,
+            fingerprint=(run.context.get("alert") or {}).get("fingerprint"),
+        )
+        decision = chain.recheck(request, history, now)
+        return None if isinstance(decision, Allow) else refusal(decision)

@@ -14,6 +14,7 @@ import structlog
 from engine.catalog.classify import Classifier
 from engine.catalog.loader import Catalog
 from engine.errors import TemplateError
+from engine.hooks import NO_HOOKS, Hooks
 from engine.intake.writer import IntakeWriter
 from engine.models import UNCLASSIFIED, Alert, ClassifiedAlert, Mode, Severity, Submission
 from engine.store import Store
@@ -48,9 +49,13 @@ class Intake(IntakeWriter):
     """Classification against the catalog in force, plus the writer."""
 
     def __init__(
-        self, store: Store, view: CatalogView, on_runs_queued: Callable[[], None] | None = None
+        self,
+        store: Store,
+        view: CatalogView,
+        on_runs_queued: Callable[[], None] | None = None,
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
-        super().__init__(store, on_runs_queued)
+        super().__init__(store, on_runs_queued, hooks)
         self.view = view
         self._renderer = Renderer()
         self._targets: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}

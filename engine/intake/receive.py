@@ -6,28 +6,22 @@ and by the fast path's raw ASGI front (engine/intake/fastpath/front.py)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import Protocol
 
 import orjson
 import structlog
+from pydantic import SecretStr
 
 from connectors import Connector
 from connectors.signatures import bearer_token_ok, verify_hmac_sha256
-from engine import metrics
+from engine.clock import SYSTEM_CLOCK, Clock
 from engine.config import Config, SourceConfig
 from engine.errors import InvalidPayload, StoreUnavailable
-from engine.intake.classify import Intake
-from engine.intake.writer import IntakeFull
-from engine.models import Alert, Submission
-from engine.records import Receipt
-
-if TYPE_CHECKING:
-    from engine.intake.fastpath.helpers import HelperPool
+from engine.hooks import NO_HOOKS, AlertsReceived, BodyRejected, Hooks, WebhookReady
 from engine.intake.answers import (
     OVERLOADED,
     UNAVAILABLE,
@@ -39,6 +33,25 @@ from engine.intake.answers import (
     is_json,
     unsupported,
 )
+from engine.intake.classify import Intake
+from engine.intake.writer import IntakeFull
+from engine.models import Alert, Submission
+from engine.records import Receipt
+
+
+class Forwarder(Protocol):
+    async def forward(self, submission: Submission) -> Outcome | None:
+        """The helper's outcome after its commit, or None when the body must be committed here."""
+        ...
+
+
+class Relay(Protocol):
+    """Where a body may be committed instead of this process's writer (the fast path's helpers).
+
+    A protocol, so receiving knows nothing of helper processes and the fast path may import it."""
+
+    def pick(self, alerts: int) -> Forwarder | None: ...
+
 
 log = structlog.get_logger("suture.api")
 
@@ -77,32 +90,41 @@ class WebhookReceiver:
         config: Config,
         intake: Intake,
         connector: Connector,
-        helpers: HelperPool | None = None,
+        helpers: Relay | None = None,
         wake_workers: Callable[[], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
         self.config = config
         self.intake = intake
         self.connector = connector
         self.helpers = helpers
         self.wake_workers = wake_workers
+        self.clock = clock
         self.source = source = connector.source
         self.path = f"/api/v1/alerts/{source}"
-        # Labelled children looked up once: `.labels()` per request showed in profiles.
-        self._rejected = {reason: metrics.WEBHOOKS_REJECTED.labels(source, reason) for reason in REJECTIONS}
-        self._received = metrics.ALERTS_RECEIVED.labels(source)
-        self._seconds = metrics.INGEST_SECONDS.labels(source)
+        # The config is frozen and its secrets are read once: no request looks either up again.
+        self.settings = config.source(source)
+        self.secrets = config.source_secrets(source)
+        self.hooks = hooks
+        # Built once: the rejection events are the same few objects for every request.
+        self._rejected = {reason: BodyRejected(source, reason) for reason in REJECTIONS}
+        hooks.emit(WebhookReady(source, REJECTIONS))
 
     def _reject(self, reason: str, answer: Answer) -> Answer:
-        self._rejected[reason].inc()
+        self.hooks.emit(self._rejected[reason])
         return answer
+
+    def _received(self, alerts: int, opened: int, started: float) -> None:
+        if self.hooks.wants(AlertsReceived):
+            self.hooks.emit(AlertsReceived(self.source, alerts, time.perf_counter() - started, opened))
 
     async def receive(self, headers: Mapping[str, str], chunks: AsyncIterator[bytes]) -> Answer:
         started = time.perf_counter()
-        source, config = self.source, self.config
-        settings = config.source(source)
+        source, config, settings = self.source, self.config, self.settings
         if not settings.enabled:
             return error(404, f"source {source} is disabled in config.yaml")
-        if not _token_ok(settings.token_env, headers.get("authorization")):
+        if not _token_ok(self.secrets.token, headers.get("authorization")):
             return self._reject("unauthorized", error(401, "unauthorized"))
         content_type = headers.get("content-type")
         if content_type != "application/json" and not is_json(content_type):
@@ -119,9 +141,11 @@ class WebhookReceiver:
                 return self._reject("too_large", too_large)
         raw = bytes(body)
         del body
-        if (denied := _signature_problem(source, settings, headers, raw)) is not None:
+        secret = self.secrets.signature_secret
+        denied = _signature_problem(source, settings, secret, headers, raw, self.clock) if secret else None
+        if denied is not None:
             return self._reject("bad_signature", denied)
-        admitted = admit(config, self.intake, self.connector, raw)
+        admitted = admit(config, self.intake, self.connector, raw, now=self.clock.now())
         del raw  # the submission keeps the text; a waiting body should hold it once, not thrice
         if isinstance(admitted, Rejected):
             return self._reject(admitted.reason, admitted.answer)
@@ -147,19 +171,15 @@ class WebhookReceiver:
                 error=f"commit still running after {COMMIT_WAIT_SECONDS + OUTCOME_WAIT_SECONDS:.0f} s",
             )
             return self._reject("unavailable", UNAVAILABLE)
-        self._received.inc(len(admitted.alerts))
-        metrics.INCIDENTS_OPENED.inc(len(receipt.opened))
-        self._seconds.observe(time.perf_counter() - started)
+        self._received(len(admitted.alerts), len(receipt.opened), started)
         return Answer(202, receipt.as_json())
 
     def _relay(self, outcome: Outcome, alerts: int, started: float) -> Answer:
-        """A helper's outcome, counted here: the metrics live in this process."""
+        """A helper's outcome, announced here: the hooks (and metrics) live in this process."""
         if outcome.reason is not None:
-            self._rejected[outcome.reason].inc()
+            self.hooks.emit(self._rejected[outcome.reason])
         if outcome.status == 202:
-            self._received.inc(alerts)
-            metrics.INCIDENTS_OPENED.inc(outcome.opened)
-            self._seconds.observe(time.perf_counter() - started)
+            self._received(alerts, outcome.opened, started)
             if outcome.runs_queued and self.wake_workers is not None:
                 self.wake_workers()
         return Relayed(outcome.status, {}, outcome.content)
@@ -183,7 +203,9 @@ async def committed(future: Future[Receipt]) -> Receipt:
         return await waiting
 
 
-def admit(config: Config, intake: Intake, connector: Connector, raw: bytes) -> Submission | Rejected:
+def admit(
+    config: Config, intake: Intake, connector: Connector, raw: bytes, *, now: datetime
+) -> Submission | Rejected:
     """From an authenticated body to a classified submission: JSON, vendor parse, limits."""
     try:
         payload = orjson.loads(raw)
@@ -191,32 +213,34 @@ def admit(config: Config, intake: Intake, connector: Connector, raw: bytes) -> S
         return Rejected("invalid", error(400, f"body is not valid JSON: {exc}", field="body"))
     source = connector.source
     try:
-        alerts = connector.parse(payload, config.source(source), datetime.now(UTC))
+        alerts = connector.parse(payload, config.source(source), now)
         check_limits(config, alerts)
     except InvalidPayload as exc:
         return Rejected("invalid", error(422, f"{exc.field}: {exc.message}", field=exc.field))
     return intake.prepare(source, raw.decode("utf-8", "replace"), alerts)
 
 
-def _token_ok(token_env: str | None, header: str | None) -> bool:
-    """Constant-time bearer check; the answer never says which part was wrong."""
-    expected = os.environ.get(token_env) if token_env else None
-    return not expected or bearer_token_ok(expected, header)
+def _token_ok(expected: SecretStr | None, header: str | None) -> bool:
+    """Constant-time bearer check when a token is configured; the answer never says which part was wrong."""
+    return expected is None or bearer_token_ok(expected.get_secret_value(), header)
 
 
 def _signature_problem(
-    source: str, settings: SourceConfig, headers: Mapping[str, str], body: bytes
+    source: str,
+    settings: SourceConfig,
+    secret: SecretStr,
+    headers: Mapping[str, str],
+    body: bytes,
+    clock: Clock,
 ) -> Answer | None:
-    """HMAC-SHA256 over the raw body (or `timestamp:body`) when a secret is configured."""
-    secret = os.environ.get(settings.signature_secret_env) if settings.signature_secret_env else None
-    if not secret:
-        return None
+    """HMAC-SHA256 over the raw body (or `timestamp:body`, fresh by `clock`) with the source's secret."""
     header = settings.signature_header or SIGNATURE_HEADERS.get(source, DEFAULT_SIGNATURE_HEADER)
     given = headers.get(header)
     timestamp = headers.get(settings.timestamp_header) if settings.timestamp_header else None
     if not given or (settings.timestamp_header and not timestamp):
         return error(401, f"missing signature header {header}")
-    if not verify_hmac_sha256(secret.encode(), body, given, timestamp=timestamp):
+    now = clock.now().timestamp() if timestamp is not None else None
+    if not verify_hmac_sha256(secret.get_secret_value().encode(), body, given, timestamp=timestamp, now=now):
         return error(401, "signature does not match the body")
     return None
 

@@ -2,22 +2,31 @@
 
 Requests hand it a Submission and wait for the commit that holds it, so concurrent webhooks
 share transactions instead of fighting over SQLite's lock (see shared/PERFORMANCE.md: one
-writer with grouped commits has the best tail)."""
+writer with grouped commits has the best tail).
+
+Before each write transaction the writer reads the run history the batch's policy gates look
+back on; the store then asks the gates (`engine/intake/runs.py`, in memory) for the run of
+each incident it opens. After the commit, the writer announces what was stored on the hooks."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from datetime import UTC, datetime
 
 import structlog
 
 from engine.errors import StoreUnavailable
-from engine.models import Submission
+from engine.hooks import NO_HOOKS, Hooks, IncidentOpened, IncidentResolved, RunHeld, RunQueued
+from engine.intake.runs import BatchPlanner, history_spans
+from engine.models import RunStatus, Submission
 from engine.records import Receipt
 from engine.store import Store
+from engine.store.ingest import Applied, RunPlanner
 
 log = structlog.get_logger("suture.intake")
 
@@ -61,9 +70,13 @@ class IntakeWriter:
     only ever completes futures it set running, so a late request cannot break it.
     """
 
-    def __init__(self, store: Store, on_runs_queued: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, store: Store, on_runs_queued: Callable[[], None] | None = None, hooks: Hooks = NO_HOOKS
+    ) -> None:
         self.store = store
         self._on_runs_queued = on_runs_queued
+        self.hooks = hooks
+        self._committed: list[Applied] = []  # since the last `after_commit`
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._items: deque[_Queued] = deque()
@@ -195,7 +208,7 @@ class IntakeWriter:
     def _probe(self) -> None:
         """An empty commit while commits fail: does the database take writes again?"""
         try:
-            self.store.ingest([])
+            self.store.ingest([], _no_history)
         except Exception as exc:  # noqa: BLE001 - any failure just means: not yet
             self._settle([], str(exc) or type(exc).__name__)
         else:
@@ -228,7 +241,7 @@ class IntakeWriter:
     def commit(self, batch: list[Submission]) -> list[Receipt | StoreUnavailable]:
         """Store the batch in one transaction: a receipt per submission, or why it was not stored."""
         try:
-            return list(self.store.ingest(batch))
+            applied = self.store.ingest(batch, self._planner(batch))
         except StoreUnavailable as exc:
             # The database, not a submission: retrying one by one would only wait again.
             log.error("intake_write_failed", error=str(exc), bodies=len(batch))
@@ -239,9 +252,22 @@ class IntakeWriter:
                 return [outcome for submission in batch for outcome in self.commit([submission])]
             log.error("intake_write_failed", error=str(exc), source=batch[0].source)
             return [StoreUnavailable(f"could not store alerts: {exc}")]
+        self._committed.append(applied)
+        return list(applied.receipts)
+
+    def _planner(self, batch: list[Submission]) -> Callable[[], RunPlanner]:
+        """The gates' view of run history for this batch, read outside the write transaction.
+
+        Another writer may queue a run between this read and the write; the worker asks the
+        gates again when it claims a run (`policy.chain.recheck`), which catches that."""
+        spans = history_spans(batch)
+        if not spans:
+            return _no_history
+        since = datetime.now(UTC) - max(spans.values())
+        return functools.partial(BatchPlanner, self.store.recent_runs(spans.keys(), since))
 
     def after_commit(self, receipts: list[Receipt]) -> None:
-        """Log what was stored and wake the workers if runs were queued."""
+        """Log what was stored, wake the workers if runs were queued, announce it on the hooks."""
         for receipt in receipts:
             log.info(
                 "event_stored",
@@ -253,3 +279,33 @@ class IntakeWriter:
             )
         if self._on_runs_queued is not None and any(r.runs_queued for r in receipts):
             self._on_runs_queued()
+        committed, self._committed = self._committed, []
+        announce(self.hooks, committed)
+
+
+def _no_history() -> RunPlanner:
+    """A planner for a batch whose codes limit nothing: no history to read."""
+    return BatchPlanner({})
+
+
+def announce(hooks: Hooks, committed: list[Applied]) -> None:
+    """The hooks' events of committed batches; built only for events someone listens to."""
+    if hooks.wants(IncidentOpened):
+        for applied in committed:
+            for opened in applied.opened():
+                hooks.emit(IncidentOpened(opened.incident_id, opened.code, opened.severity, opened.target))
+    if hooks.wants(IncidentResolved):
+        for applied in committed:
+            for receipt in applied.receipts:
+                for incident_id in receipt.resolved:
+                    hooks.emit(IncidentResolved(incident_id, "alert_resolved"))
+    if hooks.wants(RunQueued) or hooks.wants(RunHeld):
+        for applied in committed:
+            for run in applied.runs:
+                if run.id is None:
+                    continue
+                if run.status is RunStatus.queued:
+                    hooks.emit(RunQueued(run.id, run.incident_id, run.playbook, run.version))
+                else:
+                    reason = run.reason or run.status.value
+                    hooks.emit(RunHeld(run.id, run.incident_id, run.playbook, reason, run.status.value))

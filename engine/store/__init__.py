@@ -1,4 +1,4 @@
-"""The only package that speaks SQL. It returns plain dicts and domain values, never ORM rows."""
+"""The only package that speaks SQL. Its reads return the frozen records of engine.records, never ORM rows."""
 
 from engine.store.db import Database, open_database
 from engine.store.store import Store

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError, ProgrammingError
 
 from engine.errors import ConfigError, StoreUnavailable
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+#: The newest migration in engine/migrations/versions (a unit test keeps the two in step).
+HEAD_REVISION = "0003"
 SQLITE_BUSY_TIMEOUT_MS = 5000
 #: `database.sqlite_synchronous`: `full` syncs the WAL at every commit, so an answered write
 #: survives an OS crash or power loss; `normal` syncs only at checkpoints (faster, not durable).
@@ -90,6 +90,9 @@ class Database:
 
     def upgrade(self) -> None:
         """Apply Alembic migrations up to head; a database that cannot be reached is StoreUnavailable."""
+        from alembic import command  # only here: importing alembic is most of a read command's start
+        from alembic.config import Config as AlembicConfig
+
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         try:
@@ -99,6 +102,19 @@ class Database:
                 conn.commit()
         except OperationalError as exc:
             raise StoreUnavailable(f"database unavailable: {_short(exc)}") from exc
+
+    def is_current(self) -> bool:
+        """Whether the schema is at `HEAD_REVISION`, read with plain SQL (no alembic import)."""
+        try:
+            with self.engine.connect() as conn:
+                found = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
+        except OperationalError as exc:
+            if self.is_sqlite and "no such table" in str(exc):
+                return False
+            raise StoreUnavailable(f"database unavailable: {_short(exc)}") from exc
+        except ProgrammingError:  # PostgreSQL: relation "alembic_version" does not exist
+            return False
+        return found == [HEAD_REVISION]
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -236,8 +252,11 @@ def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("suture_write") else "BEGIN")
 
 
-def open_database(url: str, *, upgrade: bool = False, sqlite_synchronous: Synchronous = "full") -> Database:
-    """The database of `database.url`, migrated to head if `upgrade`.
+def open_database(
+    url: str, *, upgrade: bool | Literal["if_behind"] = False, sqlite_synchronous: Synchronous = "full"
+) -> Database:
+    """The database of `database.url`, migrated to head if `upgrade` (`"if_behind"`: only when
+    its schema is not at head, which read commands use so they neither migrate nor import alembic).
 
     Callers pass `config.database.sqlite_synchronous`; the default is the durable choice, so a
     caller that forgets it loses speed, never answered writes.
@@ -245,7 +264,8 @@ def open_database(url: str, *, upgrade: bool = False, sqlite_synchronous: Synchr
     db = Database(url, sqlite_synchronous=sqlite_synchronous)
     if upgrade:
         try:
-            db.upgrade()
+            if upgrade is True or not db.is_current():
+                db.upgrade()
         except BaseException:
             db.dispose()
             raise

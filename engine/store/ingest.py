@@ -5,19 +5,22 @@ fingerprint. Without one, it opens a new incident only if it started after every
 its fingerprint seen so far; otherwise it is a late delivery and only counts (on its own
 instance's incident, else the newest one). A resolved alert closes the open incident; one that
 finds no incident at all is stored unlinked, and that row is what marks its instance as over
-when its firing arrives late. So a late firing never reopens, and a resolution never runs."""
+when its firing arrives late. So a late firing never reopens, and a resolution never runs.
+
+Whether a newly opened incident gets a run, with which status and timeline words, is not
+decided here: the caller's `RunPlanner` (the intake writer, asking the policy chain) says so
+for each one, and this module writes what it was told."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, and_, bindparam, literal_column, select, text, update
+from sqlalchemy import Connection, and_, bindparam, literal_column, or_, select, text, update
 
-from engine.models import AlertStatus, ClassifiedAlert, IncidentStatus, Mode, RunStatus, Submission, due_at
-from engine.policy import limits as policy
+from engine.models import AlertStatus, ClassifiedAlert, IncidentStatus, RunStatus, Submission, due_at
 from engine.records import Receipt
 from engine.store.bulk import insert_rows, select_rows
 from engine.store.tables import (
@@ -34,6 +37,78 @@ from engine.store.tables import (
 )
 
 _CHUNK = 400  # bound parameters per IN (...) list
+
+
+class AuditNote(Protocol):
+    """The timeline entry of a new run, worded by the domain; the run's id is known only here."""
+
+    @property
+    def kind(self) -> str: ...
+
+    def message(self, run_id: int) -> str: ...
+
+
+@dataclass(slots=True, eq=False)
+class NewRun:
+    """A run the caller decided a newly opened incident gets, written as given.
+
+    The store fills in `id` and `incident_id` when it writes the rows, so the caller can tell
+    (hooks) what became of it after the commit.
+    """
+
+    playbook: str
+    version: int
+    status: RunStatus
+    trigger: str
+    dry_run: bool
+    #: What the executor renders the playbook with; `context["incident"]["id"]` is filled in.
+    context: dict[str, Any]
+    note: AuditNote
+    #: The run's `error` column: why a gate held it back, when it is skipped.
+    error: str | None = None
+    #: Born finished (skipped): `finished_at` is the batch's time.
+    finished: bool = False
+    #: What the gate that stopped it said (skipped or awaiting approval); not written.
+    reason: str | None = None
+    id: int | None = None
+    incident_id: int | None = None
+
+
+class RunPlanner(Protocol):
+    """The run a newly opened incident gets, or None; asked once per incident, in batch order.
+
+    Called while the batch is applied, so it must not touch the database: what it looks back
+    on was read before the write transaction began.
+    """
+
+    def __call__(self, item: ClassifiedAlert, now: datetime) -> NewRun | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedIncident:
+    incident_id: int
+    code: str
+    severity: str
+    target: str
+
+
+@dataclass(eq=False)
+class Applied:
+    """What a committed batch did: a receipt per submission, and for hooks the incidents it
+    opened and the runs it wrote (with their ids)."""
+
+    receipts: list[Receipt]
+    runs: list[NewRun]
+    _opened: list[_Incident] = field(default_factory=list, repr=False)
+
+    def opened(self) -> list[OpenedIncident]:
+        """Built on demand: under a storm the writer asks only when someone listens."""
+        found = []
+        for incident in self._opened:
+            row = incident.row
+            if incident.id is not None and row is not None:
+                found.append(OpenedIncident(incident.id, row["code"], row["severity"], row["target"]))
+        return found
 
 
 @dataclass(eq=False)
@@ -57,23 +132,23 @@ class _Pending:
     opened: list[_Incident] = field(default_factory=list)
     updated: list[_Incident] = field(default_factory=list)
     resolved: list[_Incident] = field(default_factory=list)
-    runs: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[NewRun] = field(default_factory=list)
 
 
 class _Batch:
     """Decide per alert in memory, then write each table with one multi-row statement."""
 
-    def __init__(self, conn: Connection, now: datetime, batch: list[Submission]) -> None:
+    def __init__(self, conn: Connection, now: datetime, batch: list[Submission], plan: RunPlanner) -> None:
         self.conn = conn
         self.now = now
+        self.plan = plan
         self.known = _lookup(conn, batch)
-        self.recent_runs = _recent_runs(conn, batch, now)
         self.new_incidents: list[_Incident] = []
         self.bumped: set[_Incident] = set()
         self.resolutions: list[dict[str, Any]] = []
-        self.new_runs: list[tuple[_Incident, dict[str, Any]]] = []
+        self.new_runs: list[tuple[_Incident, NewRun, dict[str, Any]]] = []
         self.alert_rows: list[tuple[dict[str, Any], _Incident | None]] = []
-        self.audit_rows: list[tuple[dict[str, Any], _Incident, dict[str, Any] | None]] = []
+        self.audit_rows: list[tuple[dict[str, Any], _Incident, NewRun]] = []
 
     def apply(self, item: ClassifiedAlert, pending: _Pending) -> None:
         alert = item.alert
@@ -178,43 +253,29 @@ class _Batch:
         if start is not None:
             self.known.latest.setdefault(fingerprint, _Latest()).incident = start  # the newest: not late
         pending.opened.append(incident)
-        if item.playbook is not None and item.mode in (Mode.auto, Mode.approval):
-            self._enqueue(item, item.playbook, incident, pending)
+        if (run := self.plan(item, self.now)) is not None:
+            self._enqueue(run, incident, pending)
         return incident
 
-    def _enqueue(
-        self, item: ClassifiedAlert, playbook: tuple[str, int], incident: _Incident, pending: _Pending
-    ) -> None:
-        status = RunStatus.queued if item.mode is Mode.auto else RunStatus.awaiting_approval
-        held: str | None = None
-        if item.policy is not None:
-            earlier = self.recent_runs.setdefault((item.code, item.target), [])
-            held = policy.refusal(item.policy, earlier, self.now)
-            if held is None:
-                earlier.append(self.now)
-        run = {
+    def _enqueue(self, run: NewRun, incident: _Incident, pending: _Pending) -> None:
+        now = self.now
+        row = {
             "incident_id": None,
-            "playbook": playbook[0],
-            "playbook_version": playbook[1],
-            "status": RunStatus.skipped.value if held else status.value,
-            "trigger": item.mode.value,
-            "dry_run": item.dry_run,
-            "queued_at": self.now,
-            "finished_at": self.now if held else None,
-            "error": held,
-            "context": run_context(item, 0, self.now),
+            "playbook": run.playbook,
+            "playbook_version": run.version,
+            "status": run.status.value,
+            "trigger": run.trigger,
+            "dry_run": run.dry_run,
+            "queued_at": now,
+            "finished_at": now if run.finished else None,
+            "error": run.error,
+            "context": run.context,
         }
-        self.new_runs.append((incident, run))
-        if held:
-            self._audit(incident, run, "run_skipped", f"not started: {held}")
-            return
-        pending.runs.append(run)
-        kind = "run_queued" if item.mode is Mode.auto else "run_awaiting_approval"
-        self._audit(incident, run, kind, f"of {playbook[0]}@{playbook[1]}")
-
-    def _audit(self, incident: _Incident, run: dict[str, Any] | None, kind: str, message: str) -> None:
-        row = {"at": self.now, "actor": "suture", "kind": kind, "message": message, "detail": None}
-        self.audit_rows.append((row, incident, run))
+        self.new_runs.append((incident, run, row))
+        audit = {"at": now, "actor": "suture", "kind": run.note.kind, "message": None, "detail": None}
+        self.audit_rows.append((audit, incident, run))
+        if not run.finished:
+            pending.runs.append(run)
 
     def write(self) -> None:
         conn, now = self.conn, self.now
@@ -259,27 +320,30 @@ class _Batch:
                 [{"b_id": incident_id, "b_n": n} for incident_id, n in stored_bumps.items()],
             )
         if self.new_runs:
-            for incident, run in self.new_runs:
-                run["incident_id"] = incident.id
-                run["context"]["incident"]["id"] = incident.id
-            run_ids = insert_rows(conn, runs, [run for _, run in self.new_runs], ids=True)
-            for (_, run), run_id in zip(self.new_runs, run_ids, strict=True):
-                run["id"] = run_id
+            for incident, run, row in self.new_runs:
+                run.incident_id = row["incident_id"] = incident.id
+                run.context["incident"]["id"] = incident.id
+            run_ids = insert_rows(conn, runs, [row for _, _, row in self.new_runs], ids=True)
+            for (_, run, _), run_id in zip(self.new_runs, run_ids, strict=True):
+                run.id = run_id
         if self.alert_rows:
             for row, owner in self.alert_rows:
                 row["incident_id"] = owner.id if owner is not None else None
             insert_rows(conn, alerts, [row for row, _ in self.alert_rows], ids=False)
         if self.audit_rows:
-            for row, subject, queued in self.audit_rows:
+            for row, subject, run in self.audit_rows:
+                assert run.id is not None
                 row["incident_id"] = subject.id
-                row["run_id"] = queued["id"] if queued is not None else None
-                if queued is not None:
-                    row["message"] = f"run {queued['id']} {row['message']}"
+                row["run_id"] = run.id
+                row["message"] = run.note.message(run.id)
             insert_rows(conn, audit_log, [row for row, _, _ in self.audit_rows], ids=False)
 
 
-def apply_batch(conn: Connection, batch: list[Submission], now: datetime) -> list[Receipt]:
-    """Store every submission of the batch; the caller commits once for all of them."""
+def apply_batch(conn: Connection, batch: list[Submission], now: datetime, plan: RunPlanner) -> Applied:
+    """Store every submission of the batch; the caller commits once for all of them.
+
+    `plan` says which run each newly opened incident gets; it is asked in batch order, so its
+    answer may count the runs it gave earlier incidents of the same batch."""
     event_ids = insert_rows(
         conn,
         events,
@@ -289,7 +353,7 @@ def apply_batch(conn: Connection, batch: list[Submission], now: datetime) -> lis
         ],
         ids=True,
     )
-    work = _Batch(conn, now, batch)
+    work = _Batch(conn, now, batch, plan)
     pendings = []
     for submission, event_id in zip(batch, event_ids, strict=True):
         pending = _Pending(event_id=event_id, alerts=len(submission.alerts))
@@ -297,17 +361,18 @@ def apply_batch(conn: Connection, batch: list[Submission], now: datetime) -> lis
             work.apply(item, pending)
         pendings.append(pending)
     work.write()
-    return [
+    receipts = [
         Receipt(
             event_id=p.event_id,
             alerts=p.alerts,
             opened=[int(i.id) for i in p.opened if i.id is not None],
             updated=[int(i.id) for i in p.updated if i.id is not None],
             resolved=[int(i.id) for i in p.resolved if i.id is not None],
-            runs_queued=[int(r["id"]) for r in p.runs],
+            runs_queued=[int(r.id) for r in p.runs if r.id is not None],
         )
         for p in pendings
     ]
+    return Applied(receipts, [run for _, run, _ in work.new_runs], work.new_incidents)
 
 
 _COLUMNS = (incidents.c.id, incidents.c.status, incidents.c.starts_at, incidents.c.fingerprint)
@@ -490,50 +555,28 @@ def _sqlite_time(value: str | None) -> datetime | None:
     return None if value is None else sqlite_utc_datetime(value)
 
 
-def _recent_runs(
-    conn: Connection, batch: list[Submission], now: datetime
+def recent_runs(
+    conn: Connection, codes: Collection[str], since: datetime, claimed: int | None = None
 ) -> dict[tuple[str, str], list[datetime]]:
-    """When runs were started for each (code, target) that a policy in this batch looks back on."""
-    spans = {
-        c.code: span
-        for s in batch
-        for c in s.alerts
-        if c.policy is not None and (span := policy.lookback(c.policy)) is not None
-    }
-    if not spans:
+    """When runs of these codes were queued since `since`, by (code, target); skipped ones left out.
+
+    With `claimed` (a run a worker is about to start), that run itself and the runs queued after
+    it that have not started are left out too: what its recheck at claim looks back on."""
+    if not codes:
         return {}
+    conditions = [
+        incidents.c.code.in_(sorted(codes)),
+        runs.c.queued_at >= since,
+        runs.c.status != RunStatus.skipped.value,
+    ]
+    if claimed is not None:
+        conditions += [runs.c.id != claimed, or_(runs.c.id < claimed, runs.c.started_at.is_not(None))]
     query = (
         select(incidents.c.code, incidents.c.target, runs.c.queued_at)
         .join(incidents, runs.c.incident_id == incidents.c.id)
-        .where(
-            and_(
-                incidents.c.code.in_(sorted(spans)),
-                runs.c.queued_at >= now - max(spans.values()),
-                runs.c.status != RunStatus.skipped.value,
-            )
-        )
+        .where(and_(*conditions))
     )
     recent: dict[tuple[str, str], list[datetime]] = {}
     for row in conn.execute(query):
         recent.setdefault((row.code, row.target), []).append(row.queued_at)
     return recent
-
-
-def run_context(item: ClassifiedAlert, incident_id: int, now: datetime) -> dict[str, Any]:
-    """Everything the executor needs to render and run the playbook, frozen at queue time."""
-    alert = item.alert
-    return {
-        "labels": alert.labels,
-        "annotations": alert.annotations,
-        "target": item.target,
-        "alert": {
-            "name": alert.name,
-            "source": alert.source,
-            "status": alert.status.value,
-            "fingerprint": alert.fingerprint,
-            "starts_at": alert.starts_at.isoformat() if alert.starts_at else None,
-            "generator_url": alert.generator_url,
-        },
-        "code": {"code": item.code, "title": item.title, "severity": item.severity.value},
-        "incident": {"id": incident_id, "opened_at": now.isoformat(), "fingerprint": alert.fingerprint},
-    }

@@ -1,21 +1,31 @@
-"""Every query Suture makes, returning plain dicts shaped like the public JSON."""
+"""Every query Suture makes; reads return the frozen records of engine.records."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-import structlog
 from sqlalchemy import ColumnElement, Row, Table, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from engine.catalog.loader import Catalog
 from engine.errors import Conflict, NotFound
-from engine.models import IncidentStatus, RunStatus, Submission
-from engine.records import Receipt
+from engine.models import CodeVersion, IncidentStatus, PlaybookVersion, RunStatus, Submission
+from engine.records import (
+    AuditEntry,
+    ClaimedRun,
+    HeldRun,
+    Incident,
+    IncidentAlert,
+    IncidentDetail,
+    OpenIncident,
+    Record,
+    Run,
+    RunDetail,
+    StepResult,
+)
 from engine.store.db import Database
-from engine.store.ingest import apply_batch
+from engine.store.ingest import Applied, RunPlanner, apply_batch, recent_runs
 from engine.store.tables import (
     OPEN_FINGERPRINT_INDEX,
     alerts,
@@ -28,68 +38,25 @@ from engine.store.tables import (
     step_results,
 )
 
-INCIDENT_FIELDS = (
-    "id",
-    "code",
-    "title",
-    "status",
-    "severity",
-    "target",
-    "source",
-    "fingerprint",
-    "alertname",
-    "occurrences",
-    "opened_at",
-    "last_seen",
-    "resolved_at",
-    "resolution",
-    "due_at",
-    "remediated_at",
-)
-RUN_FIELDS = (
-    "id",
-    "incident_id",
-    "playbook",
-    "playbook_version",
-    "status",
-    "trigger",
-    "dry_run",
-    "queued_at",
-    "started_at",
-    "finished_at",
-    "error",
-    "effective",
-    "worker",
-)
-STEP_FIELDS = (
-    "seq",
-    "name",
-    "phase",
-    "action",
-    "status",
-    "params",
-    "exit_code",
-    "http_status",
-    "stdout",
-    "stderr",
-    "error",
-    "started_at",
-    "duration_ms",
-    "attempt",
-)
+INCIDENT_FIELDS = Incident.field_names()
+RUN_FIELDS = Run.field_names()
+STEP_FIELDS = StepResult.field_names()
+ALERT_FIELDS = IncidentAlert.field_names()
+AUDIT_FIELDS = AuditEntry.field_names()
+
+RecordT = TypeVar("RecordT", bound=Record)
 
 # A batch that lost the race once finds the open incident on its second try; more tries only
 # cover several fingerprints raced by several replicas in a row.
 _INGEST_ATTEMPTS = 3
-
-log = structlog.get_logger("suture.store")
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _row(row: Row[Any], fields: Sequence[str]) -> dict[str, Any]:
+def _values(row: Row[Any], fields: Sequence[str]) -> dict[str, Any]:
+    """The named columns of a row that may hold more, in the order of `fields`."""
     mapping = row._mapping
     return {name: mapping[name] for name in fields}
 
@@ -100,8 +67,9 @@ class Store:
 
     # ------------------------------------------------------------ intake
 
-    def ingest(self, batch: list[Submission]) -> list[Receipt]:
-        """One transaction for the whole batch (group commit).
+    def ingest(self, batch: list[Submission], plan: Callable[[], RunPlanner]) -> Applied:
+        """One transaction for the whole batch (group commit); `plan()` gives each attempt a fresh
+        planner for the runs of the incidents it opens.
 
         Replicas on PostgreSQL may look up the same new fingerprint at once: both find no open
         incident, and the second to insert one meets the first's in `uq_incidents_open_fingerprint`.
@@ -112,12 +80,25 @@ class Store:
         while True:
             try:
                 with self.db.write() as conn:
-                    return apply_batch(conn, batch, utcnow())
+                    return apply_batch(conn, batch, utcnow(), plan())
             except IntegrityError as exc:
                 if attempt >= _INGEST_ATTEMPTS or not _lost_open_race(exc):
                     raise
-                log.info("intake_open_race_retried", attempt=attempt, bodies=len(batch))
+                import structlog  # here, not at the top: read commands never log and skip its import
+
+                structlog.get_logger("suture.store").info(
+                    "intake_open_race_retried", attempt=attempt, bodies=len(batch)
+                )
                 attempt += 1
+
+    def recent_runs(
+        self, codes: Collection[str], since: datetime, claimed: int | None = None
+    ) -> dict[tuple[str, str], list[datetime]]:
+        """When runs of these codes were queued since `since`, by (code, target): what the policy
+        gates look back on, read before the intake write they decide for, or (`claimed`) before
+        a worker starts that run."""
+        with self.db.read() as conn:
+            return recent_runs(conn, codes, since, claimed)
 
     # ----------------------------------------------------------- catalog
 
@@ -128,7 +109,9 @@ class Store:
             )
             return {(r.name, r.version): r.sha256 for r in rows}
 
-    def sync_catalog(self, catalog: Catalog) -> dict[str, int]:
+    def sync_catalog(
+        self, playbooks: Sequence[PlaybookVersion], code_versions: Sequence[CodeVersion]
+    ) -> dict[str, int]:
         """Keep every playbook version and every code version ever loaded; rows are never changed."""
         now = utcnow()
         added = {"playbooks": 0, "codes": 0}
@@ -137,11 +120,15 @@ class Store:
                 (r.name, r.version)
                 for r in conn.execute(select(playbook_versions.c.name, playbook_versions.c.version))
             }
-            for (name, version), entry in sorted(catalog.playbooks.items()):
-                if (name, version) not in stored:
+            for entry in sorted(playbooks, key=lambda p: (p.name, p.version)):
+                if (entry.name, entry.version) not in stored:
                     conn.execute(
                         insert(playbook_versions).values(
-                            name=name, version=version, sha256=entry.sha256, body=entry.body, loaded_at=now
+                            name=entry.name,
+                            version=entry.version,
+                            sha256=entry.sha256,
+                            body=entry.body,
+                            loaded_at=now,
                         )
                     )
                     added["playbooks"] += 1
@@ -153,15 +140,15 @@ class Store:
                     )
                 )
             }
-            for code_entry in catalog.codes:
-                version, sha = latest.get(code_entry.code.code, (0, ""))
-                if sha != code_entry.sha256:
+            for code_version in code_versions:
+                version, sha = latest.get(code_version.code, (0, ""))
+                if sha != code_version.sha256:
                     conn.execute(
                         insert(codes).values(
-                            code=code_entry.code.code,
+                            code=code_version.code,
                             version=version + 1,
-                            sha256=code_entry.sha256,
-                            body=code_entry.code.model_dump(mode="json", by_alias=True),
+                            sha256=code_version.sha256,
+                            body=code_version.body,
                             loaded_at=now,
                         )
                     )
@@ -189,10 +176,10 @@ class Store:
         since: datetime | None = None,
         limit: int = 100,
         before_id: int | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Incident]:
         return self._newest_first(
             incidents,
-            INCIDENT_FIELDS,
+            Incident,
             {"status": status, "code": code},
             incidents.c.opened_at,
             since,
@@ -200,53 +187,41 @@ class Store:
             before_id,
         )
 
-    def get_incident(self, incident_id: int) -> dict[str, Any]:
+    def get_incident(self, incident_id: int) -> IncidentDetail:
         with self.db.read() as conn:
             row = conn.execute(select(incidents).where(incidents.c.id == incident_id)).first()
             if row is None:
                 raise NotFound(f"incident {incident_id} not found")
-            result = _row(row, INCIDENT_FIELDS)
-            result["labels"] = row.labels
-            result["annotations"] = row.annotations
-            result["alerts"] = [
-                dict(r._mapping)
-                for r in conn.execute(
-                    select(
-                        alerts.c.id,
-                        alerts.c.event_id,
-                        alerts.c.source,
-                        alerts.c.name,
-                        alerts.c.status,
-                        alerts.c.fingerprint,
-                        alerts.c.starts_at,
-                        alerts.c.ends_at,
-                        alerts.c.received_at,
-                        alerts.c.labels,
-                        alerts.c.annotations,
-                    )
-                    .where(alerts.c.incident_id == incident_id)
-                    .order_by(alerts.c.id.desc())
-                    .limit(50)
-                )
-            ]
-            result["runs"] = [
-                _row(r, RUN_FIELDS)
-                for r in conn.execute(
-                    select(runs).where(runs.c.incident_id == incident_id).order_by(runs.c.id)
-                )
-            ]
-            result["timeline"] = _timeline(
-                row,
-                [
-                    {"at": r.at, "kind": r.kind, "message": r.message, "actor": r.actor, "run_id": r.run_id}
-                    for r in conn.execute(
-                        select(audit_log)
-                        .where(audit_log.c.incident_id == incident_id)
-                        .order_by(audit_log.c.id)
-                    )
-                ],
+            newest_alerts = conn.execute(
+                select(*[alerts.c[name] for name in ALERT_FIELDS])
+                .where(alerts.c.incident_id == incident_id)
+                .order_by(alerts.c.id.desc())
+                .limit(50)
             )
-        return result
+            its_runs = conn.execute(
+                select(*[runs.c[name] for name in RUN_FIELDS])
+                .where(runs.c.incident_id == incident_id)
+                .order_by(runs.c.id)
+            )
+            audit = conn.execute(
+                select(*[audit_log.c[name] for name in AUDIT_FIELDS])
+                .where(audit_log.c.incident_id == incident_id)
+                .order_by(audit_log.c.id)
+            )
+            return IncidentDetail.trusted(
+                {
+                    **_values(row, INCIDENT_FIELDS),
+                    "labels": row.labels,
+                    "annotations": row.annotations,
+                    "alerts": [
+                        IncidentAlert.trusted(dict(zip(ALERT_FIELDS, r, strict=True))) for r in newest_alerts
+                    ],
+                    "runs": [Run.trusted(dict(zip(RUN_FIELDS, r, strict=True))) for r in its_runs],
+                    "timeline": _timeline(
+                        row, [AuditEntry.trusted(dict(zip(AUDIT_FIELDS, r, strict=True))) for r in audit]
+                    ),
+                }
+            )
 
     # -------------------------------------------------------------- runs
 
@@ -258,10 +233,10 @@ class Store:
         since: datetime | None = None,
         limit: int = 100,
         before_id: int | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Run]:
         return self._newest_first(
             runs,
-            RUN_FIELDS,
+            Run,
             {"status": status, "playbook": playbook},
             runs.c.queued_at,
             since,
@@ -272,14 +247,15 @@ class Store:
     def _newest_first(
         self,
         table: Table,
-        fields: Sequence[str],
+        record: type[RecordT],
         equals: dict[str, str | None],
         time_column: ColumnElement[datetime],
         since: datetime | None,
         limit: int,
         before_id: int | None,
-    ) -> list[dict[str, Any]]:
-        """A page of rows, newest first; `before_id` is the cursor the API hands out."""
+    ) -> list[RecordT]:
+        """A page of records, newest first; `before_id` is the cursor the API hands out."""
+        fields = record.field_names()
         query = select(*[table.c[name] for name in fields])
         for column, value in equals.items():
             if value:
@@ -289,22 +265,28 @@ class Store:
         if before_id:
             query = query.where(table.c.id < before_id)
         query = query.order_by(table.c.id.desc()).limit(limit)
+        trusted = record.trusted
         with self.db.read() as conn:
-            return [_row(r, fields) for r in conn.execute(query)]
+            return [trusted(dict(zip(fields, r, strict=True))) for r in conn.execute(query)]
 
-    def get_run(self, run_id: int) -> dict[str, Any]:
+    def get_run(self, run_id: int) -> RunDetail:
         with self.db.read() as conn:
-            row = conn.execute(select(runs).where(runs.c.id == run_id)).first()
+            row = conn.execute(
+                select(*[runs.c[name] for name in RUN_FIELDS]).where(runs.c.id == run_id)
+            ).first()
             if row is None:
                 raise NotFound(f"run {run_id} not found")
-            result = _row(row, RUN_FIELDS)
-            result["steps"] = [
-                _row(r, STEP_FIELDS)
-                for r in conn.execute(
-                    select(step_results).where(step_results.c.run_id == run_id).order_by(step_results.c.seq)
-                )
-            ]
-        return result
+            steps = conn.execute(
+                select(*[step_results.c[name] for name in STEP_FIELDS])
+                .where(step_results.c.run_id == run_id)
+                .order_by(step_results.c.seq)
+            )
+            return RunDetail.trusted(
+                {
+                    **dict(zip(RUN_FIELDS, row, strict=True)),
+                    "steps": [StepResult.trusted(dict(zip(STEP_FIELDS, r, strict=True))) for r in steps],
+                }
+            )
 
     def run_context(self, run_id: int) -> dict[str, Any]:
         with self.db.read() as conn:
@@ -334,7 +316,7 @@ class Store:
             ).inserted_primary_key[0]  # type: ignore[index]
         return int(run_id)
 
-    def claim_run(self, worker: str) -> dict[str, Any] | None:
+    def claim_run(self, worker: str) -> ClaimedRun | None:
         """Atomically take the oldest queued run: one run, one worker, also across processes."""
         now = utcnow()
         with self.db.write() as conn:
@@ -354,8 +336,7 @@ class Store:
             if claimed != 1:
                 return None
             row = conn.execute(select(runs).where(runs.c.id == run_id)).one()
-            result = _row(row, RUN_FIELDS)
-            result["context"] = row.context
+            result = ClaimedRun.trusted({**_values(row, RUN_FIELDS), "context": row.context})
             if row.incident_id is not None:
                 conn.execute(
                     insert(audit_log).values(
@@ -403,17 +384,16 @@ class Store:
                 )
             )
 
-    def running_runs(self) -> list[dict[str, Any]]:
+    def running_runs(self) -> list[HeldRun]:
         """Runs marked running, with who holds them and when they last showed life."""
+        fields = HeldRun.field_names()
         with self.db.read() as conn:
             rows = conn.execute(
-                select(
-                    runs.c.id, runs.c.playbook, runs.c.playbook_version, runs.c.worker, runs.c.heartbeat_at
-                ).where(runs.c.status == RunStatus.running.value)
+                select(*[runs.c[name] for name in fields]).where(runs.c.status == RunStatus.running.value)
             )
-            return [dict(r._mapping) for r in rows]
+            return [HeldRun.trusted(dict(zip(fields, r, strict=True))) for r in rows]
 
-    def decide_run(self, run_id: int, *, approve: bool, by: str, reason: str | None = None) -> dict[str, Any]:
+    def decide_run(self, run_id: int, *, approve: bool, by: str, reason: str | None = None) -> RunDetail:
         """Approve (queue) or reject a run awaiting approval; anything else is refused."""
         now = utcnow()
         new_status = RunStatus.queued if approve else RunStatus.rejected
@@ -490,15 +470,16 @@ class Store:
                 )
         return outcome
 
-    def open_incidents_of_source(self, source: str) -> list[dict[str, Any]]:
+    def open_incidents_of_source(self, source: str) -> list[OpenIncident]:
         """What a poll of `source` must still see firing; anything it no longer sees is resolved."""
+        fields = OpenIncident.field_names()
         with self.db.read() as conn:
             rows = conn.execute(
-                select(
-                    incidents.c.fingerprint, incidents.c.alertname, incidents.c.starts_at, incidents.c.labels
-                ).where(and_(incidents.c.status == IncidentStatus.open.value, incidents.c.source == source))
+                select(*[incidents.c[name] for name in fields]).where(
+                    and_(incidents.c.status == IncidentStatus.open.value, incidents.c.source == source)
+                )
             )
-            return [dict(r._mapping) for r in rows]
+            return [OpenIncident.trusted(dict(zip(fields, r, strict=True))) for r in rows]
 
     # ------------------------------------------------------------- state
 
@@ -522,29 +503,33 @@ def _lost_open_race(exc: IntegrityError) -> bool:
     return constraint == OPEN_FINGERPRINT_INDEX
 
 
-def _timeline(incident: Row[Any], entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _timeline(incident: Row[Any], entries: list[AuditEntry]) -> list[AuditEntry]:
     """Opening and closing come from the incident row itself (intake writes no audit row for
     them: one row less per alert in a storm); everything else from the audit log, in time order."""
-    opened = {
-        "at": incident.opened_at,
-        "kind": "incident_opened",
-        "message": f"{incident.code} opened for {incident.target or 'unknown target'}",
-        "actor": incident.source,
-        "run_id": None,
-    }
+    opened = AuditEntry.trusted(
+        {
+            "at": incident.opened_at,
+            "kind": "incident_opened",
+            "message": f"{incident.code} opened for {incident.target or 'unknown target'}",
+            "actor": incident.source,
+            "run_id": None,
+        }
+    )
     timeline = list(entries)
     if incident.resolved_at is not None and incident.resolution == "alert_resolved":
         timeline.append(
-            {
-                "at": incident.resolved_at,
-                "kind": "incident_resolved",
-                "message": "alert resolved at the source",
-                "actor": incident.source,
-                "run_id": None,
-            }
+            AuditEntry.trusted(
+                {
+                    "at": incident.resolved_at,
+                    "kind": "incident_resolved",
+                    "message": "alert resolved at the source",
+                    "actor": incident.source,
+                    "run_id": None,
+                }
+            )
         )
     # The source's end time may predate Suture hearing of the problem: opening always comes first.
-    return [opened, *sorted(timeline, key=lambda entry: entry["at"])]
+    return [opened, *sorted(timeline, key=lambda entry: entry.at)]
 
 
 __all__ = ["Store", "utcnow"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 import structlog
@@ -17,18 +17,35 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
 
 from connectors import CONNECTORS
 from engine import metrics
 from engine.access import AccessDenied, Actor, Role
+from engine.clock import SYSTEM_CLOCK, Clock
 from engine.config import Config
 from engine.durations import parse_since
-from engine.errors import Conflict, NotFound, StoreUnavailable
+from engine.errors import Conflict, InvalidArgument, NotFound, StoreUnavailable
+from engine.hooks import NO_HOOKS, Hooks
 from engine.intake.answers import error
 from engine.intake.classify import Intake
-from engine.intake.fastpath.front import WebhookFront
-from engine.intake.fastpath.helpers import HelperPool
 from engine.intake.receive import WebhookReceiver
+from engine.intake.service import Helpers, front_door
+from engine.models import Code
+from engine.records import (
+    AuditEntry,
+    Health,
+    Incident,
+    IncidentAlert,
+    IncidentDetail,
+    Page,
+    PlaybookSummary,
+    Ready,
+    ReceiptAnswer,
+    Run,
+    RunDetail,
+    StepResult,
+)
 from engine.store import Store
 
 log = structlog.get_logger("suture.api")
@@ -50,7 +67,9 @@ class Services:
     intake: Intake
     ready: Callable[[], bool]
     wake_workers: Callable[[], None] = lambda: None
-    helpers: HelperPool | None = None
+    helpers: Helpers | None = None
+    clock: Clock = SYSTEM_CLOCK
+    hooks: Hooks = NO_HOOKS
 
 
 class Decision(BaseModel):
@@ -69,8 +88,19 @@ class Decision(BaseModel):
 class ErrorBody(BaseModel):
     """Every error the API answers: a message, and the field it is about when there is one."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"error": "run 7 not found"}, {"error": "limit: ...", "field": "limit"}]
+        }
+    )
     error: str
     field: str | None = None
+
+
+class CodeEntry(Code):
+    """A code of the catalog in force, with the playbook version its incidents run now."""
+
+    playbook_version: int | None = None
 
 
 def _error(
@@ -93,6 +123,7 @@ _ERROR_MEANINGS = {
     413: "Body too large",
     415: "A POST body must be Content-Type: application/json",
     422: "A field is invalid; `field` names it",
+    503: "The database is unavailable, or intake is full; retry after `Retry-After` seconds",
 }
 
 
@@ -179,7 +210,15 @@ def create_app(services: Services) -> FastAPI:
     app.state.access = services.config.access_control()
     vendor_schemas: dict[str, Any] = {}
     receivers = [
-        WebhookReceiver(services.config, services.intake, c, services.helpers, services.wake_workers)
+        WebhookReceiver(
+            services.config,
+            services.intake,
+            c,
+            services.helpers,
+            services.wake_workers,
+            services.clock,
+            services.hooks,
+        )
         for c in CONNECTORS.values()
     ]
     for receiver in receivers:
@@ -196,7 +235,9 @@ def create_app(services: Services) -> FastAPI:
             document = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
-            document.setdefault("components", {}).setdefault("schemas", {}).update(vendor_schemas)
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(vendor_schemas)
+            _restore_examples(schemas)
             app.openapi_schema = document
         return app.openapi_schema
 
@@ -204,10 +245,33 @@ def create_app(services: Services) -> FastAPI:
     return app
 
 
-def create_asgi(services: Services) -> WebhookFront:
+#: The answers whose schemas carry examples (see engine.records).
+_EXAMPLED: tuple[type[BaseModel], ...] = (
+    Incident,
+    IncidentDetail,
+    IncidentAlert,
+    AuditEntry,
+    Run,
+    RunDetail,
+    StepResult,
+    ReceiptAnswer,
+    ErrorBody,
+)
+
+
+def _restore_examples(schemas: dict[str, Any]) -> None:
+    """FastAPI drops every null from the document, its examples' fields too; a field that is
+    always sent, null or not, must stay in them: put each model's own examples back."""
+    for model in _EXAMPLED:
+        examples = model.model_json_schema().get("examples")
+        if examples and model.__name__ in schemas:
+            schemas[model.__name__]["examples"] = examples
+
+
+def create_asgi(services: Services) -> ASGIApp:
     """What `suture serve` runs: the FastAPI app behind the webhook fast path."""
     app = create_app(services)
-    return WebhookFront(app, app.state.receivers)
+    return front_door(app, app.state.receivers)
 
 
 def _add_alert_route(app: FastAPI, receiver: WebhookReceiver) -> dict[str, Any]:
@@ -222,28 +286,35 @@ def _add_alert_route(app: FastAPI, receiver: WebhookReceiver) -> dict[str, Any]:
         return Response(content, status_code=status, headers=answer.headers(), media_type="application/json")
 
     receive.__name__ = f"receive_{source}"
+    refusals = {
+        400: "Body is not JSON",
+        401: "Missing or wrong bearer token",
+        413: "Body too large",
+        415: "Content-Type is not application/json",
+        422: "A field is invalid; `field` names it",
+        503: "Not stored; retry after the `Retry-After` seconds",
+    }
     app.post(
         f"/api/v1/alerts/{source}",
         status_code=202,
         summary=f"Receive a {source} webhook",
+        # The receiver renders its own answer; the model documents it.
+        response_model=ReceiptAnswer,
+        response_description="Committed: event, alerts and incidents are stored",
+        responses={status: {"model": ErrorBody, "description": text} for status, text in refusals.items()},
         openapi_extra={
-            "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
-            "responses": {
-                "202": {"description": "Committed: event, alerts and incidents are stored"},
-                "400": {"description": "Body is not JSON"},
-                "401": {"description": "Missing or wrong bearer token"},
-                "413": {"description": "Body too large"},
-                "415": {"description": "Content-Type is not application/json"},
-                "422": {"description": "A field is invalid; `field` names it"},
-                "503": {"description": "Not stored; retry after the `Retry-After` seconds"},
-            },
+            "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}
         },
     )(receive)
     return dict(defs)
 
 
-def _page(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
-    return {"items": items, "next": items[-1]["id"] if len(items) == limit and items else None}
+Listed = TypeVar("Listed", Incident, Run)
+
+
+def _page(page: type[Page[Listed]], items: list[Listed], limit: int) -> Page[Listed]:
+    full = len(items) == limit and items
+    return page.trusted({"items": items, "next": items[-1].id if full else None})
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -261,8 +332,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def _unavailable(_request: Request, exc: StoreUnavailable) -> Response:
         return _error(503, str(exc))
 
-    @app.exception_handler(ValueError)
-    async def _bad_value(_request: Request, exc: ValueError) -> Response:
+    @app.exception_handler(InvalidArgument)
+    async def _bad_argument(_request: Request, exc: InvalidArgument) -> Response:
         return _error(400, str(exc))
 
     @app.exception_handler(HTTPException)
@@ -290,7 +361,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 def _api_router(services: Services) -> APIRouter:
     """/api/v1 beyond the alert endpoints: every route authenticated by GuardedRoute."""
     store = services.store
-    router = APIRouter(route_class=GuardedRoute, responses=_documented(401, 403, 422))
+    router = APIRouter(route_class=GuardedRoute, responses=_documented(401, 403, 422, 503))
 
     @router.get("/api/v1/incidents", responses=_documented(400))
     def list_incidents(
@@ -299,14 +370,14 @@ def _api_router(services: Services) -> APIRouter:
         since: str | None = None,
         limit: int = Query(100, ge=1, le=1000),
         cursor: int | None = Query(None, ge=1, le=MAX_ID),
-    ) -> Any:
+    ) -> Page[Incident]:
         items = store.list_incidents(
             status=status, code=code, since=parse_since(since), limit=limit, before_id=cursor
         )
-        return _page(items, limit)
+        return _page(Page[Incident], items, limit)
 
     @router.get("/api/v1/incidents/{incident_id}", responses=_documented(404))
-    def get_incident(incident_id: int = Path(ge=1, le=MAX_ID)) -> Any:
+    def get_incident(incident_id: int = Path(ge=1, le=MAX_ID)) -> IncidentDetail:
         return store.get_incident(incident_id)
 
     @router.get("/api/v1/runs", responses=_documented(400))
@@ -316,14 +387,14 @@ def _api_router(services: Services) -> APIRouter:
         since: str | None = None,
         limit: int = Query(100, ge=1, le=1000),
         cursor: int | None = Query(None, ge=1, le=MAX_ID),
-    ) -> Any:
+    ) -> Page[Run]:
         items = store.list_runs(
             status=status, playbook=playbook, since=parse_since(since), limit=limit, before_id=cursor
         )
-        return _page(items, limit)
+        return _page(Page[Run], items, limit)
 
     @router.get("/api/v1/runs/{run_id}", responses=_documented(404))
-    def get_run(run_id: int = Path(ge=1, le=MAX_ID)) -> Any:
+    def get_run(run_id: int = Path(ge=1, le=MAX_ID)) -> RunDetail:
         return store.get_run(run_id)
 
     changes = _documented(404, 409, 413, 415)
@@ -333,7 +404,7 @@ def _api_router(services: Services) -> APIRouter:
         actor: Annotated[Actor, Depends(authenticated)],
         run_id: int = Path(ge=1, le=MAX_ID),
         body: Decision | None = None,
-    ) -> Any:
+    ) -> RunDetail:
         run = store.decide_run(run_id, approve=True, by=actor.name)
         services.wake_workers()
         return run
@@ -343,36 +414,36 @@ def _api_router(services: Services) -> APIRouter:
         actor: Annotated[Actor, Depends(authenticated)],
         run_id: int = Path(ge=1, le=MAX_ID),
         body: Decision | None = None,
-    ) -> Any:
+    ) -> RunDetail:
         reason = body.reason if body else None
         return store.decide_run(run_id, approve=False, by=actor.name, reason=reason)
 
     @router.get("/api/v1/codes")
-    def list_codes() -> Any:
+    def list_codes() -> Page[CodeEntry]:
         catalog = services.intake.view.catalog
         items = []
         for entry in catalog.codes:
-            item = entry.code.model_dump(mode="json", by_alias=True)
             playbook = catalog.playbook_for(entry.code)
-            item["playbook_version"] = playbook.playbook.version if playbook else None
-            items.append(item)
-        return {"items": items, "next": None}
+            version = playbook.playbook.version if playbook else None
+            # The code was validated when the catalog loaded: copy its fields, do not check them again.
+            items.append(CodeEntry.model_construct(**dict(entry.code), playbook_version=version))
+        return Page[CodeEntry](items=items, next=None)
 
     @router.get("/api/v1/playbooks")
-    def list_playbooks() -> Any:
+    def list_playbooks() -> Page[PlaybookSummary]:
         catalog = services.intake.view.catalog
         items = [
-            {
-                "name": e.playbook.name,
-                "version": e.playbook.version,
-                "description": e.playbook.description,
-                "sha256": e.sha256,
-                "idempotent": e.playbook.idempotent,
-                "steps": len(e.playbook.steps),
-            }
+            PlaybookSummary(
+                name=e.playbook.name,
+                version=e.playbook.version,
+                description=e.playbook.description,
+                sha256=e.sha256,
+                idempotent=e.playbook.idempotent,
+                steps=len(e.playbook.steps),
+            )
             for e in sorted(catalog.playbooks.values(), key=lambda e: (e.playbook.name, e.playbook.version))
         ]
-        return {"items": items, "next": None}
+        return Page[PlaybookSummary](items=items, next=None)
 
     return router
 
@@ -381,14 +452,16 @@ def _add_probe_routes(app: FastAPI, services: Services) -> None:
     """Health, readiness and metrics: open to the machine's own probes and scrapers."""
 
     @app.get("/healthz")
-    def healthz() -> Any:
-        return {"status": "ok"}
+    def healthz() -> Health:
+        return Health()
 
-    @app.get("/readyz")
-    def readyz() -> Response:
+    @app.get(
+        "/readyz", response_model=Ready, responses={503: {"model": ErrorBody, "description": "Not ready"}}
+    )
+    def readyz() -> Ready | Response:
         if not services.ready():
             return _error(503, "not ready")
-        return ORJSONResponse({"status": "ready"})
+        return Ready()
 
     @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
     def prometheus_metrics() -> Response:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, func, select
 
 from engine.store.tables import alerts, events, incidents
-from tests.conftest import DaemonProcess
+from tests.conftest import DaemonProcess, free_port, throwaway_database, write_config
 from tests.payloads import am_alert, am_body
 
 
@@ -44,11 +45,28 @@ BAD_BODIES = [
 ]
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def refusing(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[DaemonProcess, str]]:
+    """One daemon per backend for the bodies that must be refused: nothing they send is stored, so
+    its database stays empty from one test to the next (each checks it still is)."""
+    folder = tmp_path_factory.mktemp(f"bad-input-{request.param}")
+    for db_url in throwaway_database(request.param, folder):
+        port = free_port()
+        daemon = DaemonProcess(write_config(folder / "site", db_url, port=port), port).start()
+        try:
+            yield daemon, db_url
+        finally:
+            daemon.stop()
+
+
 @pytest.mark.parametrize(("body", "status", "field"), BAD_BODIES)
 def test_invalid_body_is_refused_and_nothing_stored(
-    daemon: DaemonProcess, db_url: str, body: object, status: int, field: str | None
+    refusing: tuple[DaemonProcess, str], body: object, status: int, field: str | None
 ) -> None:
     """Each invalid body gets its 4xx naming the bad field, and no event, alert or incident is stored."""
+    daemon, db_url = refusing
     response = daemon.post("alertmanager", body)
     assert response.status_code == status, response.text
     answer = response.json()
@@ -59,8 +77,9 @@ def test_invalid_body_is_refused_and_nothing_stored(
     assert _row_counts(db_url) == (0, 0, 0)
 
 
-def test_ten_mebibyte_body_gets_413(daemon: DaemonProcess, db_url: str) -> None:
+def test_ten_mebibyte_body_gets_413(refusing: tuple[DaemonProcess, str]) -> None:
     """A 10 MiB body is refused with 413 naming the limit, and nothing is stored."""
+    daemon, db_url = refusing
     big = b'{"version":"4","alerts":[{"labels":{"x":"' + b"a" * (10 * 1024 * 1024) + b'"}}]}'
     response = daemon.post("alertmanager", big)
     assert response.status_code == 413

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,30 @@ def test_serve_refuses_bad_config_with_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"{config}:1: server.port:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_read_commands_need_no_secret_and_serve_needs_them_all(tmp_path: Path) -> None:
+    """A required token's variable unset: reads work (they read no secret), serve exits 2 in one line."""
+    config = write_config(
+        tmp_path / "site",
+        f"sqlite:///{tmp_path / 'site' / 'suture.db'}",
+        port=free_port(),
+        sources={"generic": {"token_env": "SUTURE_TEST_UNSET_SOURCE"}},
+        access={"tokens": [{"name": "chatops", "token_env": "SUTURE_TEST_UNSET_OPS", "role": "operate"}]},
+    )
+    assert "SUTURE_TEST_UNSET_OPS" not in os.environ
+    run_cli("db", "upgrade", config=config)
+    for command in (("incidents", "list"), ("runs", "list"), ("validate",)):
+        result = _suture(*command, "--config", str(config))
+        assert result.returncode == 0 and result.stderr == "", (command, result.stderr)
+    result = _suture("serve", "--config", str(config))
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert re.fullmatch(
+        rf"config error: {re.escape(str(config))}:\d+: access\.tokens\.0\.token_env: environment variable "
+        r"SUTURE_TEST_UNSET_OPS is not set \(the token for chatops\)",
+        line,
+    ), line
 
 
 def _site(tmp_path: Path) -> Path:
@@ -142,12 +167,13 @@ def test_playbook_errors_and_changed_stored_version(tmp_path: Path) -> None:
     run_cli("db", "upgrade", config=config)
     run_cli("validate", config=config)  # stores nothing by itself
     # Serving stores the versions; do that through the same path the daemon uses.
+    from engine.catalog.versions import stored_versions
     from engine.daemon import load_checked_catalog
     from engine.store import Store, open_database
 
     cfg = load_config(config)
     store = Store(open_database(cfg.database_url, upgrade=True))
-    store.sync_catalog(load_checked_catalog(cfg, store))
+    store.sync_catalog(*stored_versions(load_checked_catalog(cfg, store)))
     noop = config.parent / "playbooks" / "noop.yaml"
     noop.write_text(noop.read_text().replace("wait: 0s", "wait: 1s"))
     broken = config.parent / "playbooks" / "broken.yaml"

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +13,9 @@ import pytest
 
 from tests.conftest import DaemonProcess, free_port, wait_for, write_config
 from tests.payloads import am_alert, am_body
-from tests.support.httpserver import TestHttpServer, running_http_server
+from tests.support.httpserver import TestHttpServer
 from tests.support.slow_playbook import SLOW_CODES, SLOW_IDEMPOTENT
-from tests.support.sshd import SshServer, running_sshd
-
-
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[SshServer]:
-    with running_sshd() as server:
-        yield server
+from tests.support.sshd import SshServer
 
 
 def _ssh_sections(sshd: SshServer) -> dict[str, Any]:
@@ -36,6 +29,16 @@ def _run_status(daemon: DaemonProcess, run_id: int) -> str:
     return str(daemon.cli("runs", "show", str(run_id))["status"])
 
 
+def _workers_polled(daemon: DaemonProcess, fingerprint: str, headers: dict[str, str]) -> None:
+    """Queue an automatic run and wait until it succeeded: the workers have looked at the queue
+    since every run queued before it (what a test that expects a run NOT to start waits for)."""
+    response = daemon.post(
+        "alertmanager", am_body(am_alert(fingerprint=fingerprint, instance=f"{fingerprint}:1"))
+    )
+    [run_id] = response.json()["runs_queued"]
+    wait_for(lambda: daemon.get(f"/api/v1/runs/{run_id}", headers)["status"] == "succeeded")
+
+
 @pytest.mark.parametrize(
     ("alertname", "expected"), [("SlowThing", "interrupted"), ("SlowIdempotent", "requeued")]
 )
@@ -46,12 +49,13 @@ def test_sigkill_mid_run_is_recovered_at_next_start(
     files = {"codes/zz-slow.yaml": SLOW_CODES, "playbooks/slow-idempotent.yaml": SLOW_IDEMPOTENT}
     db = f"sqlite:///{tmp_path / 'crash.db'}"
     daemon = daemon_factory(db, files=files, **_ssh_sections(sshd))
+    earlier = set(sshd.commands())
     response = daemon.post(
         "alertmanager", am_body(am_alert(alertname, fingerprint="crash1", instance="sshhost"))
     )
     [run_id] = response.json()["runs_queued"]
-    wait_for(lambda: _run_status(daemon, run_id) == "running")
-    time.sleep(0.5)  # the SSH command is under way
+    wait_for(lambda: sshd.running("sleep 60", besides=earlier))  # the SSH command is under way
+    assert _run_status(daemon, run_id) == "running"
     daemon.kill()
     assert _run_status(daemon, run_id) == "running"  # what a dead daemon leaves behind
 
@@ -113,12 +117,6 @@ SECRET_CODE = """
   playbook: notify
   mode: auto
 """
-
-
-@pytest.fixture
-def hook() -> Iterator[TestHttpServer]:
-    with running_http_server() as server:
-        yield server
 
 
 def test_secrets_reach_the_target_but_never_the_database_or_logs(
@@ -187,46 +185,34 @@ def test_generic_signature_checked_when_secret_configured(daemon_factory: Any, t
     assert ok.status_code == 202
 
 
-def test_two_daemons_on_one_postgres_execute_each_run_once(daemon_factory: Any, tmp_path: Path) -> None:
+def test_two_daemons_on_one_postgres_execute_each_run_once(
+    pg_url: str, daemon_factory: Any, tmp_path: Path
+) -> None:
     """Two daemon processes on one PostgreSQL database: every queued run is executed by exactly one worker."""
-    import uuid
-
-    import psycopg
-
-    from tests.conftest import PG_ADMIN_URL
-
-    name = f"suture_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    first = daemon_factory(pg_url)
+    port = free_port()
+    config = write_config(tmp_path / "second", pg_url, port=port)
+    second = DaemonProcess(config, port).start()
     try:
-        first = daemon_factory(url)
-        port = free_port()
-        config = write_config(tmp_path / "second", url, port=port)
-        second = DaemonProcess(config, port).start()
-        try:
-            alerts = [am_alert(fingerprint=f"m{i}", mountpoint="/") for i in range(40)]
-            for i in range(0, 40, 10):
-                target = first if i % 20 == 0 else second
-                assert target.post("alertmanager", am_body(*alerts[i : i + 10])).status_code == 202
-            runs = wait_for(
-                lambda: (r := first.cli("runs", "list", "--status", "succeeded")) and len(r) == 40 and r,
-                timeout=30,
-            )
-            # A run executed twice would have two step results.
-            details = [first.cli("runs", "show", str(r["id"])) for r in runs]
-            assert [len(d["steps"]) for d in details] == [1] * 40
-        finally:
-            second.stop()
+        alerts = [am_alert(fingerprint=f"m{i}", mountpoint="/") for i in range(40)]
+        for i in range(0, 40, 10):
+            target = first if i % 20 == 0 else second
+            assert target.post("alertmanager", am_body(*alerts[i : i + 10])).status_code == 202
+        runs = wait_for(
+            lambda: len(r := first.get("/api/v1/runs?status=succeeded")["items"]) == 40 and r, timeout=30
+        )
+        # A run executed twice would have two step results.
+        details = [first.get(f"/api/v1/runs/{r['id']}") for r in runs]
+        assert [len(d["steps"]) for d in details] == [1] * 40
     finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        second.stop()
 
 
 def test_approval_through_cli_and_api(daemon_factory: Any, tmp_path: Path) -> None:
     """Approved (CLI) runs execute; rejected (API, operate token) ones never do and are recorded under
     the token's name, whatever `by` the body claims; a finished run cannot be approved."""
     token = "chatops-token-" + "0123456789abcdef"
+    auth = {"Authorization": f"Bearer {token}"}
     daemon = daemon_factory(
         f"sqlite:///{tmp_path / 'approve.db'}",
         env={"SUTURE_API_OPS": token},
@@ -236,21 +222,20 @@ def test_approval_through_cli_and_api(daemon_factory: Any, tmp_path: Path) -> No
     first = daemon.post("alertmanager", am_body(am_alert("NeedsApproval", fingerprint="ap1"))).json()
     second = daemon.post("alertmanager", am_body(am_alert("NeedsApproval", fingerprint="ap2"))).json()
     [approved_id], [rejected_id] = first["runs_queued"], second["runs_queued"]
-    time.sleep(0.5)
+    _workers_polled(daemon, "later1", auth)
     assert _run_status(daemon, approved_id) == "awaiting_approval"
 
     approved = daemon.cli("approve", str(approved_id), "--by", "alice")
     assert approved["status"] in ("queued", "running", "succeeded")
-    wait_for(lambda: _run_status(daemon, approved_id) == "succeeded")
+    wait_for(lambda: daemon.get(f"/api/v1/runs/{approved_id}", auth)["status"] == "succeeded")
 
     import httpx
 
     url = f"{daemon.url}/api/v1/runs/{rejected_id}/reject"
-    auth = {"Authorization": f"Bearer {token}"}
     response = httpx.post(url, json={"by": "bob", "reason": "not during the sale"}, headers=auth, timeout=10)
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "rejected"
-    time.sleep(0.5)
+    _workers_polled(daemon, "later2", auth)
     rejected = daemon.cli("runs", "show", str(rejected_id))
     assert rejected["steps"] == [] and rejected["error"] == "rejected by chatops: not during the sale"
     again = httpx.post(f"{daemon.url}/api/v1/runs/{approved_id}/approve", headers=auth, timeout=10)
@@ -267,7 +252,7 @@ def test_pause_holds_queued_runs_until_resume(daemon_factory: Any, tmp_path: Pat
     daemon = daemon_factory(f"sqlite:///{tmp_path / 'pause.db'}", workers={"poll_interval": "200ms"})
     assert run_cli("pause", config=daemon.config_path).returncode == 0
     [run_id] = daemon.post("alertmanager", am_body(am_alert(fingerprint="pz1"))).json()["runs_queued"]
-    time.sleep(1.0)
+    time.sleep(1.0)  # the point of the test: five polls of 200 ms, and a paused daemon starts nothing
     assert _run_status(daemon, run_id) == "queued"
     assert run_cli("resume", config=daemon.config_path).returncode == 0
     wait_for(lambda: _run_status(daemon, run_id) == "succeeded")

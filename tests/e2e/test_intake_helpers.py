@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import ROOT, DaemonProcess, wait_for
+from tests.conftest import DaemonProcess, wait_for
 from tests.payloads import am_alert, am_body
 
 HELPER_ON = {"intake_helpers": 1, "intake_helpers_above": 0}
@@ -159,139 +156,3 @@ def test_stopping_the_daemon_ends_its_helper(daemon_factory: Any, tmp_path: Path
     daemon.stop()
     assert daemon.proc is not None and daemon.proc.returncode == 0
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=5)
-
-
-def test_sqlite_writers_of_two_processes_take_turns(tmp_path: Path) -> None:
-    """`WriteTurn` holds other processes off until released (flock next to the database)."""
-    database = tmp_path / "turns.db"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(
-                f"""\
-                import sys
-                from engine.store.db import WriteTurn
-                turn = WriteTurn({str(database)!r})
-                with turn:
-                    print("held", flush=True)
-                    sys.stdin.readline()
-                """
-            ),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert holder.stdin is not None and holder.stdout is not None
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        from engine.store.db import WriteTurn
-
-        taken = threading.Event()
-
-        def take() -> None:
-            with WriteTurn(str(database)):
-                taken.set()
-
-        thread = threading.Thread(target=take, daemon=True)
-        thread.start()
-        assert not taken.wait(0.5), "took the turn while another process held it"
-        holder.stdin.write("release\n")
-        holder.stdin.flush()
-        assert taken.wait(10), "did not take the turn after the other process released it"
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=10)
-
-
-def test_a_submission_crosses_to_the_helper_unchanged() -> None:
-    """Times (exact to the microsecond, in UTC), enums, policies and empty values survive the
-    socket format, and the alerts come back equal to validated ones."""
-    import marshal
-    from datetime import UTC, datetime, timedelta, timezone
-
-    from engine.intake.fastpath.codec import FRAME, Unwire, frame_values, wire
-    from engine.models import Alert, AlertStatus, ClassifiedAlert, Mode, Policy, Severity, Submission
-
-    def alert(**changes: Any) -> Alert:
-        fields: dict[str, Any] = {
-            "source": "alertmanager",
-            "name": "DiskFull",
-            "fingerprint": "0af3c1d2e4b5a697",
-            "status": AlertStatus.firing,
-            "labels": {"alertname": "DiskFull", "instance": "db-1:9100", "ünï": "çødé"},
-            "annotations": {"summary": "disk / at 97 %"},
-            "starts_at": datetime(2026, 11, 23, 10, 0, 0, 123457, tzinfo=UTC),
-            "ends_at": None,
-            "generator_url": "http://prometheus:9090/graph",
-        }
-        return Alert.model_validate({**fields, **changes})
-
-    submission = Submission(
-        "alertmanager",
-        '{"alerts": []}',
-        [
-            ClassifiedAlert(
-                alert(),
-                "DISK-001",
-                "Disk full",
-                Severity.high,
-                "db-1",
-                Mode.auto,
-                ("disk-cleanup", 3),
-                dry_run=True,
-                policy=Policy(cooldown=timedelta(minutes=10), max_runs=3, per=timedelta(hours=1)),
-            ),
-            ClassifiedAlert(
-                alert(
-                    status=AlertStatus.resolved,
-                    starts_at=datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=5))),
-                    ends_at=datetime(2026, 11, 23, 11, 0, tzinfo=UTC),
-                    labels={},
-                    annotations={},
-                    generator_url=None,
-                ),
-                "UNCLASSIFIED",
-                "DiskFull",
-                Severity.medium,
-                "",
-                Mode.manual,
-                None,
-            ),
-        ],
-    )
-    data = frame_values((7, wire(submission)))
-    request, wired = marshal.loads(data[FRAME.size :])
-    back = Unwire()(wired)
-    assert request == 7
-    assert back == submission
-    assert back.alerts[1].alert.starts_at == datetime(1999, 12, 31, 18, 59, 59, 999999, tzinfo=UTC)
-    assert back.alerts[0].policy == Policy(cooldown=timedelta(minutes=10), max_runs=3, per=timedelta(hours=1))
-    assert back.alerts[0].alert.model_dump() == submission.alerts[0].alert.model_dump()
-
-
-def test_frames_split_across_writes_are_read_whole_and_in_order() -> None:
-    """The helper reads whatever has arrived: whole frames only, none lost or reordered, and
-    end of file after the last one."""
-    import marshal
-    import socket as socketlib
-
-    from engine.intake.fastpath.codec import frame_values
-    from engine.intake.fastpath.helper_main import FrameReader
-
-    ours, theirs = socketlib.socketpair()
-    with ours, theirs:
-        data = b"".join(frame_values((n, "x" * n * 1000)) for n in range(1, 6))
-        reader = FrameReader(theirs)
-        ours.sendall(data[:3])  # not even a whole header
-        ours.sendall(data[3:2500])
-        got = reader.frames()
-        assert got is not None and len(got) == 1
-        ours.sendall(data[2500:])
-        ours.shutdown(socketlib.SHUT_WR)
-        while (more := reader.frames()) is not None:
-            got += more
-        assert [marshal.loads(item)[0] for item in got] == [1, 2, 3, 4, 5]
-        assert marshal.loads(got[4])[1] == "x" * 5000

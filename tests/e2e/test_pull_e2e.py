@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import wait_for
-from tests.support.httpserver import TestHttpServer, respond, running_http_server
+from tests.support.httpserver import TestHttpServer, respond
 
 
 def _gettable(fingerprint: str, alertname: str = "ManualOnly", instance: str = "db-1:9100") -> dict[str, Any]:
@@ -28,9 +27,9 @@ def _gettable(fingerprint: str, alertname: str = "ManualOnly", instance: str = "
 
 
 @pytest.fixture
-def alertmanager_api() -> Iterator[TestHttpServer]:
-    with running_http_server() as server:
-        yield server
+def alertmanager_api(http_server: TestHttpServer) -> TestHttpServer:
+    """The session's loopback HTTP server, reset for this test (tests/conftest.py)."""
+    return http_server
 
 
 def test_polled_alerts_open_incidents_and_vanished_ones_resolve(
@@ -93,7 +92,7 @@ def test_zabbix_reconcile_opens_missed_problems_and_resolves_gone_ones(
     daemon_factory: Any, alertmanager_api: TestHttpServer, tmp_path: Path
 ) -> None:
     """problem.get sees two problems whose webhooks were lost, then one: one incident open, one resolved."""
-    from tests.test_pull import ZBX_AGENT, ZBX_INTERFACES, ZBX_LOAD, ZBX_PATH, ZBX_TRIGGERS, rpc
+    from tests.integration.test_pull import ZBX_AGENT, ZBX_INTERFACES, ZBX_LOAD, ZBX_PATH, ZBX_TRIGGERS, rpc
 
     zabbix = alertmanager_api  # one scriptable loopback server standing in for the Zabbix API
     first_poll = [rpc([ZBX_LOAD, ZBX_AGENT], 1), rpc(ZBX_TRIGGERS, 2), rpc(ZBX_INTERFACES, 3)]

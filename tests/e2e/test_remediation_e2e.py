@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DaemonProcess, run_cli, wait_for
+from tests.conftest import DaemonProcess, free_port, run_cli, wait_for, write_config
 from tests.payloads import am_alert, am_body
-from tests.support.httpserver import TestHttpServer, respond, running_http_server
-from tests.support.sshd import SshServer, running_sshd
+from tests.support.httpserver import TestHttpServer, respond
+from tests.support.sshd import SshServer
 
 CODES = """
 - code: REM-001
@@ -147,18 +147,6 @@ PLAYBOOKS = {
 }
 
 
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[SshServer]:
-    with running_sshd() as server:
-        yield server
-
-
-@pytest.fixture
-def hook() -> Iterator[TestHttpServer]:
-    with running_http_server() as server:
-        yield server
-
-
 def _files() -> dict[str, str]:
     files = {"codes/zz-e2e.yaml": CODES}
     files.update({f"playbooks/{name}.yaml": textwrap.dedent(body) for name, body in PLAYBOOKS.items()})
@@ -182,10 +170,20 @@ def _sections(sshd: SshServer, known_hosts: Path | None = None) -> dict[str, Any
     }
 
 
-@pytest.fixture
-def daemon(daemon_factory: Any, sshd: SshServer, tmp_path: Path) -> DaemonProcess:
-    """One SQLite daemon with the e2e catalog, reaching the real sshd through inventory."""
-    return daemon_factory(f"sqlite:///{tmp_path / 'e2e.db'}", files=_files(), **_sections(sshd))  # type: ignore[no-any-return]
+@pytest.fixture(scope="module")
+def daemon(sshd: SshServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    """One SQLite daemon with the e2e catalog for the module, reaching the real sshd through
+    inventory; each test fires its own fingerprints and reads its own runs."""
+    folder = tmp_path_factory.mktemp("remediation")
+    port = free_port()
+    config = write_config(folder / "site", f"sqlite:///{folder / 'e2e.db'}", port=port, **_sections(sshd))
+    for relative, text in _files().items():
+        (config.parent / relative).write_text(text)
+    process = DaemonProcess(config, port).start()
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 def _fire(
@@ -200,11 +198,9 @@ def _fire(
 
 
 def _finished(daemon: DaemonProcess, run_id: int, timeout: float = 20.0) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        run = daemon.cli("runs", "show", str(run_id))
-        return run if run["finished_at"] else None
-
-    return wait_for(done, timeout=timeout, interval=0.2)  # type: ignore[no-any-return]
+    """The run as `suture runs show` prints it, once the API says it has finished."""
+    wait_for(lambda: daemon.get(f"/api/v1/runs/{run_id}")["finished_at"], timeout=timeout, interval=0.1)
+    return daemon.cli("runs", "show", str(run_id))  # type: ignore[no-any-return]
 
 
 def test_alert_to_ssh_and_http_steps_end_to_end(

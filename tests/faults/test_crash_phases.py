@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,7 @@ import pytest
 from tests.conftest import DaemonProcess, wait_for
 from tests.payloads import am_alert, am_body
 from tests.support.faultkit import Senders, fingerprints, half_stored, run_rows
-from tests.support.sshd import SshServer, running_sshd
-
-
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[SshServer]:
-    with running_sshd() as server:
-        yield server
+from tests.support.sshd import SshServer
 
 
 def _children(pid: int) -> list[int]:

@@ -22,7 +22,7 @@ from engine.execution.actions.ssh import SshAction
 from engine.models import ActionResult, HttpStep, SshStep
 from tests.conftest import DaemonProcess, wait_for
 from tests.payloads import am_alert, am_body
-from tests.support.httpserver import TestHttpServer, running_http_server
+from tests.support.httpserver import TestHttpServer
 
 
 @dataclass
@@ -255,12 +255,6 @@ def _hook_run(daemon_factory: Any, tmp_path: Path, allowed: list[str], url: str)
         return run if run["finished_at"] else None
 
     return wait_for(finished, timeout=20, interval=0.2)  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def hook() -> Iterator[TestHttpServer]:
-    with running_http_server() as server:
-        yield server
 
 
 def test_daemon_reaches_localhost_with_the_localhost_entry(

@@ -24,8 +24,8 @@ import pytest
 
 from tests.conftest import DaemonProcess, free_port, wait_for, write_config
 from tests.payloads import am_alert, am_body
-from tests.support.httpserver import TestHttpServer, running_http_server
-from tests.support.sshd import SshServer, running_sshd
+from tests.support.httpserver import TestHttpServer
+from tests.support.sshd import SshServer
 
 CODES = """
 - code: PEER-HTTP
@@ -88,18 +88,6 @@ class SilentServer:
         self.sock.close()
         for conn in self.accepted:
             conn.close()
-
-
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[SshServer]:
-    with running_sshd() as server:
-        yield server
-
-
-@pytest.fixture
-def hook() -> Iterator[TestHttpServer]:
-    with running_http_server() as server:
-        yield server
 
 
 @pytest.fixture

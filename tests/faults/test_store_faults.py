@@ -26,7 +26,7 @@ import yaml
 from tests.conftest import ROOT, DaemonProcess, free_port, run_cli, wait_for, write_config
 from tests.payloads import am_alert, am_body
 from tests.support.slow_playbook import SLOW_CODES, SLOW_IDEMPOTENT
-from tests.support.sshd import SshServer, running_sshd
+from tests.support.sshd import SshServer
 
 SLOW_FILES = {"codes/zz-slow.yaml": SLOW_CODES, "playbooks/slow-idempotent.yaml": SLOW_IDEMPOTENT}
 UNSHARE = ["unshare", "--fork", "--pid", "--mount-proc", "--kill-child"]
@@ -102,12 +102,6 @@ def wrapped(tmp_path: Path) -> Iterator[Any]:
         daemon.stop()
 
 
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[SshServer]:
-    with running_sshd() as server:
-        yield server
-
-
 def _can_unshare() -> bool:
     try:
         return subprocess.run([*UNSHARE, "true"], capture_output=True, timeout=10).returncode == 0
@@ -160,10 +154,11 @@ def test_container_restart_with_same_pid_recovers_run_at_once(
     for relative, text in SLOW_FILES.items():
         (config.parent / relative).write_text(text)
     first = wrapped(config, port, UNSHARE)
+    earlier = set(sshd.commands())
     response = first.post("alertmanager", am_body(am_alert(alertname, fingerprint="ns1", instance="sshhost")))
     [run_id] = response.json()["runs_queued"]
     wait_for(lambda: _run(config, run_id)["status"] == "running")
-    time.sleep(0.5)  # the SSH command is under way
+    wait_for(lambda: sshd.running("sleep 60", besides=earlier))  # the SSH command is under way
     held_by = _run(config, run_id)["worker"]
     assert held_by.split(":")[:2] == [socket.gethostname(), "1"]  # PID 1 in its namespace
     first.kill()
@@ -190,6 +185,7 @@ def test_container_restart_with_same_pid_recovers_run_at_once(
         again = wait_for(lambda: (r := _run(config, run_id))["status"] == "running" and r["worker"])
         assert again.split(":")[1] == "1" and again.rsplit(":", 1)[0] != held_by.rsplit(":", 1)[0]
     assert _events(second, "runs_recovered"), second.log()
+    second.kill()  # its run may be in the middle of `sleep 60`, which a graceful stop would wait for
 
 
 # ------------------------------------------------ SIGHUP while the database is locked

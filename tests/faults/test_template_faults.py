@@ -21,8 +21,8 @@ from jinja2 import Environment
 
 from tests.conftest import DaemonProcess, free_port, wait_for, write_config
 from tests.payloads import am_alert, am_body
-from tests.support.httpserver import TestHttpServer, respond, running_http_server
-from tests.support.sshd import SshServer, running_sshd
+from tests.support.httpserver import TestHttpServer, respond
+from tests.support.sshd import SshServer
 
 TOKEN = "Tok/3n+Secret=9xY"
 TOKEN_ENV = "SUTURE_FAULT_TEMPLATE_TOKEN"
@@ -102,18 +102,6 @@ PLAYBOOKS = {
 
 #: Writes each argument after the first, NUL-terminated, to the file named by the first.
 ARGV_SCRIPT = 'out=$1; shift; for a in "$@"; do printf \'%s\\0\' "$a"; done > "$out"\n'
-
-
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[SshServer]:
-    with running_sshd() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def hook() -> Iterator[TestHttpServer]:
-    with running_http_server() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

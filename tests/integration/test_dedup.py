@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
+from engine.intake.runs import BatchPlanner
 from engine.models import Alert, AlertStatus, ClassifiedAlert, Mode, Severity, Submission
 from engine.records import Receipt
 from engine.store import Store, open_database
@@ -72,8 +73,9 @@ def _alert(fingerprint: str, start: datetime | None, status: str = "firing") -> 
 
 
 def _send(store: Store, *bodies: list[ClassifiedAlert]) -> list[Receipt]:
-    """One intake batch (one transaction) holding one submission per body."""
-    return store.ingest([Submission("alertmanager", "{}", body) for body in bodies])
+    """One intake batch (one transaction) holding one submission per body; runs as intake plans them."""
+    batch = [Submission("alertmanager", "{}", body) for body in bodies]
+    return store.ingest(batch, lambda: BatchPlanner({})).receipts
 
 
 def _rows(store: Store, fingerprint: str) -> Rows:

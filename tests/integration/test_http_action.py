@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -18,9 +17,9 @@ from tests.support.httpserver import TestHttpServer, redirect, respond, running_
 
 
 @pytest.fixture
-def server() -> Iterator[TestHttpServer]:
-    with running_http_server() as srv:
-        yield srv
+def server(http_server: TestHttpServer) -> TestHttpServer:
+    """The session's loopback HTTP server, reset for this test (tests/conftest.py)."""
+    return http_server
 
 
 def make_ctx(budget: float = 5, output_limit: int = 65536, **http: Any) -> ActionContext:

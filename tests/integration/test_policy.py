@@ -1,42 +1,13 @@
-"""Code policy: cooldown and run limits hold automation back, visibly."""
+"""Code policy through the daemon: cooldown holds automation back, visibly (the limits alone:
+tests/unit/test_gates.py)."""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from engine.models import Policy
-from engine.policy.limits import lookback, refusal
 from tests.payloads import am_alert, am_body
-
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-
-
-def test_no_policy_never_refuses() -> None:
-    """A code without policy may always run, and needs no history."""
-    assert lookback(Policy()) is None
-    assert refusal(Policy(), [NOW - timedelta(seconds=1)] * 50, NOW) is None
-
-
-def test_cooldown_refuses_until_it_has_passed() -> None:
-    """Within the cooldown after the last run a new run is refused, with how long ago it ran."""
-    policy = Policy(cooldown=timedelta(minutes=30))
-    assert refusal(policy, [NOW - timedelta(minutes=5)], NOW) == "policy: cooldown 30m (last run 5m ago)"
-    assert refusal(policy, [NOW - timedelta(minutes=31)], NOW) is None
-    assert refusal(policy, [], NOW) is None
-
-
-def test_max_runs_per_window() -> None:
-    """`max_runs` counts runs inside `per` only (1 h when not given)."""
-    policy = Policy(max_runs=2, per=timedelta(hours=1))
-    two_recent = [NOW - timedelta(minutes=50), NOW - timedelta(minutes=10)]
-    assert refusal(policy, two_recent, NOW) == "policy: at most 2 runs per 1h for this code and target"
-    assert refusal(policy, [NOW - timedelta(minutes=70), NOW - timedelta(minutes=10)], NOW) is None
-    assert lookback(Policy(max_runs=3)) == timedelta(hours=1)
-    assert lookback(Policy(cooldown=timedelta(hours=2), max_runs=3)) == timedelta(hours=2)
-
 
 COOL_CODE = """
 - code: FLAP-001

@@ -8,12 +8,10 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import requests
 
 from connectors import get_connector
 from connectors.base import label_fingerprint
@@ -36,9 +34,9 @@ ZBX_PATH = "/api_jsonrpc.php"
 
 
 @pytest.fixture
-def server() -> Iterator[TestHttpServer]:
-    with running_http_server() as running:
-        yield running
+def server(http_server: TestHttpServer) -> TestHttpServer:
+    """The session's loopback HTTP server, reset for this test (tests/conftest.py)."""
+    return http_server
 
 
 # ---------------------------------------------------------------- real-shaped answers
@@ -225,7 +223,7 @@ def test_alertmanager_bearer_token_sent(server: TestHttpServer) -> None:
 
 
 def test_bearer_token_wins_over_url_credentials(server: TestHttpServer) -> None:
-    """A configured token is sent even when the URL carries user:password (which requests would prefer)."""
+    """A configured token is sent even when the URL carries user:password; without one, those go as Basic."""
     server.script(AM_PATH, [respond(json=[]), respond(json=[])])
     url = server.url.replace("http://", "http://ops:hunter22@")
     fetch_alertmanager(url, source="am", token=TOKEN)
@@ -358,13 +356,21 @@ def test_bad_settings_are_pull_errors(kwargs: dict[str, Any], expected: str) -> 
     assert expected in pull_error(fetch_alertmanager, **arguments)
 
 
-def test_given_session_is_used(server: TestHttpServer) -> None:
-    """A caller's requests.Session is used (and left open)."""
+def test_environment_proxy_is_used(server: TestHttpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY is honoured: the poll goes to the proxy with the absolute URL, unless NO_PROXY names it."""
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    monkeypatch.setenv("NO_PROXY", "am.direct.invalid")
+    monkeypatch.delenv("http_proxy", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
     server.script(AM_PATH, [respond(json=[AM_UNIT])])
-    with requests.Session() as session:
-        session.headers["User-Agent"] = "suture-test"
-        assert len(fetch_alertmanager(server.url, source="am", session=session)) == 1
-        assert server.requests[0].header("User-Agent") == "suture-test"
+    assert len(fetch_alertmanager("http://am.behind-proxy.example:9093", source="am", token=TOKEN)) == 1
+    (request,) = server.requests
+    assert request.path.startswith("http://am.behind-proxy.example:9093/api/v2/alerts?active=true")
+    assert request.header("Authorization") == f"Bearer {TOKEN}"
+    assert request.header("User-Agent") == "suture"
+    message = pull_error(fetch_alertmanager, "http://am.direct.invalid:9/", source="am", timeout=2)
+    assert "cannot resolve 'am.direct.invalid'" in message  # NO_PROXY: tried directly, not via the proxy
+    assert len(server.requests) == 1
 
 
 # ------------------------------------------------------------------ Prometheus

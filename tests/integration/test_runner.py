@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import textwrap
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,8 @@ from engine.execution.actions.base import TRUNCATION_MARKER
 from engine.execution.runner import Runner, RunOutcome, StepRecord
 from engine.models import Playbook, RunStatus
 from engine.templating import Renderer
-from tests.support.httpserver import TestHttpServer, respond, running_http_server
-from tests.support.sshd import SshServer, running_sshd
+from tests.support.httpserver import TestHttpServer, respond
+from tests.support.sshd import SshServer
 
 RECORD_KEYS = {
     "seq",
@@ -39,18 +38,6 @@ RECORD_KEYS = {
 }
 
 
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[SshServer]:
-    with running_sshd() as server:
-        yield server
-
-
-@pytest.fixture
-def hook() -> Iterator[TestHttpServer]:
-    with running_http_server() as server:
-        yield server
-
-
 def make_config(sshd: SshServer | None = None, *, output_limit_bytes: int = 64 * 1024) -> Config:
     """HTTP limited to loopback; with `sshd`, the target name `sshhost` reaches the test sshd."""
     config = Config(
@@ -58,13 +45,14 @@ def make_config(sshd: SshServer | None = None, *, output_limit_bytes: int = 64 *
         workers=WorkersConfig(output_limit_bytes=output_limit_bytes),
     )
     if sshd is not None:
-        config.ssh = SshConfig(
+        ssh = SshConfig(
             user=sshd.user,
             key_file=str(sshd.key_file),
             known_hosts=str(sshd.known_hosts),
             connect_timeout=timedelta(seconds=3),
         )
-        config.inventory = [InventoryEntry(match="sshhost", address="127.0.0.1", port=sshd.port)]
+        inventory = [InventoryEntry(match="sshhost", address="127.0.0.1", port=sshd.port)]
+        config = config.model_copy(update={"ssh": ssh, "inventory": inventory})  # the config is frozen
     return config
 
 

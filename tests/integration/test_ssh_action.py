@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,13 +19,7 @@ from engine.config import Config, InventoryEntry, SshConfig
 from engine.execution.actions.base import ActionContext, RunResources
 from engine.execution.actions.ssh import SshAction, resolve_destination, wrap_command
 from engine.models import ActionResult, SshStep
-from tests.support.sshd import SshServer, running_sshd
-
-
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[SshServer]:
-    with running_sshd() as server:
-        yield server
+from tests.support.sshd import SshServer
 
 
 def make_config(server: SshServer, inventory: list[InventoryEntry] | None = None, **ssh: Any) -> Config:
@@ -313,7 +307,7 @@ def test_inventory_overrides_address_port_user_and_key(sshd: SshServer) -> None:
 def test_relative_key_path_resolves_against_the_config_dir(sshd: SshServer) -> None:
     """A relative key_file is taken relative to the config file's folder."""
     config = make_config(sshd, key_file=sshd.key_file.name)
-    config.base_dir = sshd.key_file.parent
+    config = config.model_copy(update={"base_dir": sshd.key_file.parent})  # the config is frozen
     assert resolve_destination("x", config).key_file == sshd.key_file
 
 

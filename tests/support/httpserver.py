@@ -8,7 +8,10 @@
 Every request is recorded (method, path, headers, body) before it is answered.
 Each path has a queue of canned responses; when it is empty the answer is
 `server.default` (200 with `{"ok": true}`). Slow answers wait on an event that
-`stop()` sets, so stopping never waits for a sleeping handler.
+`stop()` and `reset()` set, so neither waits for a sleeping handler.
+
+The suite shares one server per session (the `http_server` fixture in tests/conftest.py):
+`reset()` between tests forgets the requests, scripts and default of the last test.
 """
 
 from __future__ import annotations
@@ -119,7 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
                 if size == 0:
@@ -139,8 +142,8 @@ class _Handler(BaseHTTPRequestHandler):
             headers=dict(self.headers.items()),
             body=self._read_body(),
         )
-        canned = owner._record_and_pick(record)
-        if canned.delay > 0 and owner._stopping.wait(canned.delay):
+        canned, interrupted = owner._record_and_pick(record)
+        if canned.delay > 0 and interrupted.wait(canned.delay):
             return
         self.send_response(canned.status)
         for key, value in canned.headers.items():
@@ -164,7 +167,8 @@ class TestHttpServer:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._scripts: dict[str, deque[CannedResponse]] = {}
-        self._stopping = threading.Event()
+        #: Set by `stop()` or `reset()`: slow answers picked before it give up.
+        self._interrupted = threading.Event()
         self.default: CannedResponse = respond(200)
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
@@ -194,20 +198,30 @@ class TestHttpServer:
         with self._lock:
             self._scripts.setdefault(path, deque()).extend(canned)
 
-    def _record_and_pick(self, record: RecordedRequest) -> CannedResponse:
+    def _record_and_pick(self, record: RecordedRequest) -> tuple[CannedResponse, threading.Event]:
         with self._lock:
             self._requests.append(record)
             for key in (record.path, urlsplit(record.path).path):
                 queue = self._scripts.get(key)
                 if queue:
-                    return queue.popleft()
-            return self.default
+                    return queue.popleft(), self._interrupted
+            return self.default, self._interrupted
+
+    def reset(self) -> None:
+        """As if just started: no requests, no scripts, the default answer, no slow answer pending."""
+        with self._lock:
+            self._requests.clear()
+            self._scripts.clear()
+            self.default = respond(200)
+            self._interrupted.set()
+            self._interrupted = threading.Event()
 
     def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
-        self._stopping.set()
+        with self._lock:
+            self._interrupted.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)

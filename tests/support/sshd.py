@@ -18,7 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +63,35 @@ class SshServer:
             other = _keygen(self.tmpdir / "impostor_host_key")
             path.write_text(f"{_known_hosts_name(self.host, self.port)} {_public_key(other)}\n")
         return path
+
+    def commands(self) -> dict[int, str]:
+        """The command line of every process under this sshd (its sessions and what they run), by pid.
+
+        Lets a test wait until a remote command is really running instead of sleeping.
+        """
+        parents: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+        found: dict[int, str] = {}
+        frontier = [self.process.pid]
+        while frontier:
+            parent = frontier.pop()
+            for child in [pid for pid, ppid in parents.items() if ppid == parent]:
+                try:
+                    found[child] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                except OSError:
+                    continue
+                frontier.append(child)
+        return found
+
+    def running(self, text: str, *, besides: Collection[int] = ()) -> bool:
+        """Whether a process under this sshd, other than the pids in `besides`, runs `text`."""
+        return any(text in line for pid, line in self.commands().items() if pid not in besides)
 
     def empty_known_hosts(self) -> Path:
         """A known_hosts file that knows no host (unknown-key tests)."""

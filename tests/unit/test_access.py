@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import SecretStr
 
 from engine.access import (
     ANONYMOUS,
@@ -19,7 +20,7 @@ from engine.access import (
     parse_password_hash,
 )
 from engine.config import is_loopback, load_config
-from engine.errors import ConfigError
+from engine.errors import ConfigError, InvalidArgument
 from engine.web.api import json_problem, needed_role
 
 OPS = "operate-token-0123456789"
@@ -35,7 +36,7 @@ def basic(name: str, password: str) -> str:
 @pytest.fixture
 def control() -> AccessControl:
     return AccessControl(
-        [Token("chatops", OPS, "operate"), Token("grafana-ro", RO, "read")],
+        [Token("chatops", SecretStr(OPS), "operate"), Token("grafana-ro", SecretStr(RO), "read")],
         [User("alice", ALICE_HASH, "operate")],
     )
 
@@ -81,7 +82,7 @@ def test_malformed_hashes_are_refused_with_the_reason(text: str, problem: str) -
 
 def test_empty_password_cannot_be_hashed() -> None:
     """An empty password is a mistake, not a credential."""
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(InvalidArgument, match="empty"):
         hash_password("")
 
 
@@ -134,7 +135,7 @@ def test_missing_or_wrong_credentials_are_401(control: AccessControl, header: st
 
 def test_open_reads_without_credentials_only(control: AccessControl) -> None:
     """`open_reads`: no credentials may read; wrong ones are still refused; changes still need operate."""
-    open_control = AccessControl([Token("chatops", OPS, "operate")], [], open_reads=True)
+    open_control = AccessControl([Token("chatops", SecretStr(OPS), "operate")], [], open_reads=True)
     assert open_control.decide(None, "read") == ANONYMOUS
     assert denied(open_control, "Bearer wrong-token", "read").status == 401
     assert denied(open_control, None, "operate").status == 401

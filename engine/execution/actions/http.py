@@ -51,8 +51,9 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpcore
 import httpx
 
-from engine.config import HttpConfig
-from engine.execution.actions.base import TRUNCATION_MARKER, ActionContext, cap_output
+from engine.config import Config, HttpConfig
+from engine.errors import PermanentFailure, StepTimedOut, TemporaryFailure
+from engine.execution.actions.base import TRUNCATION_MARKER, ActionContext, Rendering, cap_output, failed
 from engine.models import ActionResult, HttpStep
 from engine.transport import IP_GLOB, PinnedBackend, PinnedTransport, Refused, Resolver
 from engine.transport import normalise_host as _normalise_host
@@ -217,6 +218,30 @@ class HttpAction:
         #: the registry's one instance serves every worker, so there it is whichever ran last.
         self.last_connected: list[str] = []
 
+    def render(self, params: HttpStep, rendering: Rendering) -> HttpStep:
+        """URL, headers and body rendered; method, expected statuses and TLS settings as written."""
+        return params.model_copy(
+            update={
+                "url": rendering.text(params.url),
+                "headers": rendering.value(params.headers),
+                "json_body": rendering.value(params.json_body),
+                "body": rendering.value(params.body),
+            }
+        )
+
+    def default_timeout(self, rendered: HttpStep, config: Config) -> float:
+        return config.http.timeout.total_seconds()
+
+    def shown(self, rendered: HttpStep) -> dict[str, Any]:
+        return {
+            "method": rendered.method,
+            "url": rendered.url,
+            "headers": rendered.headers,
+            "json": rendered.json_body,
+            "body": rendered.body,
+            "expect_status": rendered.expect_status,
+        }
+
     def execute(self, params: HttpStep, ctx: ActionContext) -> ActionResult:
         config = ctx.config.http
         budget = min(float(ctx.timeout_seconds), config.timeout.total_seconds())
@@ -225,9 +250,7 @@ class HttpAction:
         if params.json_body is not None and params.body is not None:
             return _refused("http: give either json or body, not both")
         if budget <= 0:
-            return ActionResult(
-                ok=False, error=f"{label}: no time left for the request", retryable=True, timed_out=True
-            )
+            return failed(StepTimedOut(f"{label}: no time left for the request"))
         deadline = time.monotonic() + budget
         backend = PinnedBackend(list(config.allowed_hosts), self.resolver, deadline)
         self.last_connected = backend.connected
@@ -239,8 +262,8 @@ class HttpAction:
         )
         try:
             return self._exchange(client, params, ctx, deadline, budget)
-        except Refused as exc:
-            return _refused(str(exc))
+        except Refused as refused:
+            return failed(refused)
         finally:
             client.close()
 
@@ -286,9 +309,8 @@ class HttpAction:
                 return _timed_out(label, budget)
             except (httpx.HTTPError, httpcore.NetworkError, httpcore.ProtocolError, OSError) as exc:
                 if _tls_failure(exc):
-                    error = f"{label}: TLS error: {_reason(exc)}"
-                    return ActionResult(ok=False, error=error, retryable=False)
-                return ActionResult(ok=False, error=f"{label}: {_reason(exc)}", retryable=True)
+                    return failed(PermanentFailure(f"{label}: TLS error: {_reason(exc)}"))
+                return failed(TemporaryFailure(f"{label}: {_reason(exc)}"))
 
             try:
                 location = response.headers.get("Location")
@@ -331,12 +353,8 @@ class HttpAction:
         except (httpx.TimeoutException, httpcore.TimeoutException, TimeoutError):
             return _timed_out(label, budget, status)
         except (httpx.HTTPError, httpcore.NetworkError, httpcore.ProtocolError, OSError) as exc:
-            return ActionResult(
-                ok=False,
-                http_status=status,
-                error=f"{label}: reading the response failed: {_reason(exc)}",
-                retryable=True,
-            )
+            reading = TemporaryFailure(f"{label}: reading the response failed: {_reason(exc)}")
+            return failed(reading, http_status=status)
 
         text = _body_text(body, limit)
         parsed: Any = None
@@ -352,33 +370,20 @@ class HttpAction:
             if wait is not None:
                 registered["retry_after"] = min(wait, ctx.config.http.max_retry_after.total_seconds())
 
-        ok = status in params.expect_status
-        error = None
-        if not ok:
-            expected = ", ".join(str(code) for code in params.expect_status) or "nothing"
-            error = f"{label} answered {status} (expected {expected})"
-        return ActionResult(
-            ok=ok,
-            http_status=status,
-            stdout=text,
-            error=error,
-            retryable=not ok and (status >= 500 or status == 429),
-            registered=registered,
-        )
+        if status in params.expect_status:
+            return ActionResult(ok=True, http_status=status, stdout=text, registered=registered)
+        expected = ", ".join(str(code) for code in params.expect_status) or "nothing"
+        kind = TemporaryFailure if status >= 500 or status == 429 else PermanentFailure
+        answer = kind(f"{label} answered {status} (expected {expected})")
+        return failed(answer, http_status=status, stdout=text, registered=registered)
 
 
 def _refused(message: str) -> ActionResult:
-    return ActionResult(ok=False, error=message, retryable=False)
+    return failed(PermanentFailure(message))
 
 
 def _timed_out(label: str, budget: float, status: int | None = None) -> ActionResult:
-    return ActionResult(
-        ok=False,
-        http_status=status,
-        error=f"{label}: timed out after {budget:g}s",
-        retryable=True,
-        timed_out=True,
-    )
+    return failed(StepTimedOut(f"{label}: timed out after {budget:g}s"), http_status=status)
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

@@ -29,7 +29,8 @@ from typing import Any, ClassVar
 import paramiko
 
 from engine.config import Config
-from engine.execution.actions.base import TRUNCATION_MARKER, ActionContext, cap_output
+from engine.errors import PermanentFailure, StepFailed, StepTimedOut, TemporaryFailure
+from engine.execution.actions.base import TRUNCATION_MARKER, ActionContext, Rendering, cap_output, failed
 from engine.models import ActionResult, SshStep
 
 log = logging.getLogger(__name__)
@@ -95,13 +96,25 @@ class SshAction:
 
     name: ClassVar[str] = "ssh"
 
+    def render(self, params: SshStep, rendering: Rendering) -> SshStep:
+        """The command with every value shell-quoted; the target host as plain text."""
+        return SshStep(
+            command=rendering.text(params.command, shell=True),
+            sudo=params.sudo,
+            target=rendering.text(params.target) if params.target else None,
+        )
+
+    def default_timeout(self, rendered: SshStep, config: Config) -> float:
+        return config.ssh.command_timeout.total_seconds()
+
+    def shown(self, rendered: SshStep) -> dict[str, Any]:
+        return {"command": rendered.command, "sudo": rendered.sudo, "target": rendered.target}
+
     def execute(self, params: SshStep, ctx: ActionContext) -> ActionResult:
         deadline = time.monotonic() + ctx.timeout_seconds
         target = (params.target or ctx.target or "").strip()
         if not target:
-            return ActionResult(
-                ok=False, error="no target host: the step sets none and the incident has none"
-            )
+            return failed(PermanentFailure("no target host: the step sets none and the incident has none"))
         dest = resolve_destination(target, ctx.config)
         try:
             client = self._client(dest, ctx, deadline)
@@ -114,11 +127,11 @@ class SshAction:
                 channel.exec_command(wrap_command(params.command, sudo=params.sudo, seconds=_left(deadline)))
                 channel.shutdown_write()  # stdin at EOF: a command reading it must not wait forever
                 return _collect(channel, ctx, dest, deadline)
-        except _ConnectFailed as exc:
-            return ActionResult(ok=False, error=str(exc), retryable=exc.retryable)
+        except StepFailed as failure:
+            return failed(failure)
         except _NETWORK_ERRORS as exc:
             reason = str(exc) or type(exc).__name__
-            return ActionResult(ok=False, error=f"SSH session on {dest} failed: {reason}", retryable=True)
+            return failed(TemporaryFailure(f"SSH session on {dest} failed: {reason}"))
 
     def _client(
         self, dest: Destination, ctx: ActionContext, deadline: float, fresh: bool = False
@@ -137,12 +150,6 @@ class SshAction:
                 ctx.resources.on_close(lambda: _close_cached(cache, key))
             cache[key] = client
         return client
-
-
-class _ConnectFailed(Exception):
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
 
 
 class _UnknownHostKey(paramiko.SSHException):
@@ -193,7 +200,7 @@ def _close_cached(cache: dict[Any, Any], key: object) -> None:
 
 
 def _connect(dest: Destination, config: Config, deadline: float) -> paramiko.SSHClient:
-    """A new authenticated client, or _ConnectFailed with a message on-call can act on."""
+    """A new authenticated client, or a StepFailed with a message on-call can act on."""
     ssh = config.ssh
     timeout = max(min(ssh.connect_timeout.total_seconds(), _left(deadline)), 0.1)
     until = time.monotonic() + timeout
@@ -202,12 +209,10 @@ def _connect(dest: Destination, config: Config, deadline: float) -> paramiko.SSH
     try:
         sock = socket.create_connection((dest.address, dest.port), timeout=timeout)
     except TimeoutError:
-        raise _ConnectFailed(
-            f"cannot connect to {dest}: timed out after {timeout:g}s", retryable=True
-        ) from None
+        raise TemporaryFailure(f"cannot connect to {dest}: timed out after {timeout:g}s") from None
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
-        raise _ConnectFailed(f"cannot connect to {dest}: {reason}", retryable=True) from None
+        raise TemporaryFailure(f"cannot connect to {dest}: {reason}") from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         first = _first_bytes(sock, dest, timeout, until)
@@ -270,19 +275,17 @@ def _first_bytes(sock: socket.socket, dest: Destination, timeout: float, until: 
     try:
         data = sock.recv(64, socket.MSG_PEEK)
     except TimeoutError:
-        raise _ConnectFailed(
-            f"cannot connect to {dest.target}: no SSH banner from {dest.where} within {timeout:g}s",
-            retryable=True,
+        raise TemporaryFailure(
+            f"cannot connect to {dest.target}: no SSH banner from {dest.where} within {timeout:g}s"
         ) from None
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
-        raise _ConnectFailed(f"cannot connect to {dest}: {reason}", retryable=True) from None
+        raise TemporaryFailure(f"cannot connect to {dest}: {reason}") from None
     finally:
         sock.settimeout(timeout)
     if not data:
-        raise _ConnectFailed(
-            f"cannot connect to {dest.target}: {dest.where} closed the connection without an SSH banner",
-            retryable=True,
+        raise TemporaryFailure(
+            f"cannot connect to {dest.target}: {dest.where} closed the connection without an SSH banner"
         )
     return data
 
@@ -290,54 +293,47 @@ def _first_bytes(sock: socket.socket, dest: Destination, timeout: float, until: 
 def _load_key(dest: Destination) -> paramiko.PKey:
     """Load the one key we may use, so a bad key file gets its own message (never its contents)."""
     if not dest.key_file.is_file():
-        raise _ConnectFailed(
-            f"SSH key file {dest.key_file} does not exist (needed for {dest})", retryable=False
-        )
+        raise PermanentFailure(f"SSH key file {dest.key_file} does not exist (needed for {dest})")
     try:
         return paramiko.PKey.from_path(dest.key_file)
     except paramiko.PasswordRequiredException:
         reason = "it is encrypted; use a key without a passphrase"
     except Exception as exc:  # noqa: BLE001 - any parse failure means the same thing to on-call
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    raise _ConnectFailed(f"cannot use SSH key file {dest.key_file}: {reason}", retryable=False)
+    raise PermanentFailure(f"cannot use SSH key file {dest.key_file}: {reason}")
 
 
-def _explain(exc: Exception, dest: Destination, known_hosts: Path, seen: _Handshake) -> _ConnectFailed:
+def _explain(exc: Exception, dest: Destination, known_hosts: Path, seen: _Handshake) -> StepFailed:
     """Turn a paramiko connect failure into one clear, correctly classified message."""
     who = f"host key for {dest.where}"
     if isinstance(exc, _UnknownHostKey):
         missing = "" if known_hosts.is_file() else ", which does not exist"
-        return _ConnectFailed(
+        return PermanentFailure(
             f"{who} is not in known_hosts ({known_hosts}{missing}); "
-            "add it with ssh-keyscan or set ssh.allow_unknown_hosts",
-            retryable=False,
+            "add it with ssh-keyscan or set ssh.allow_unknown_hosts"
         )
     if isinstance(exc, paramiko.BadHostKeyException):
         expected, offered = exc.expected_key, exc.key
-        return _ConnectFailed(
+        return PermanentFailure(
             f"{who} CHANGED: known_hosts ({known_hosts}) has {expected.get_name()} {expected.fingerprint}, "
             f"the server offered {offered.get_name()} {offered.fingerprint}; "
-            "possible man-in-the-middle; refusing to connect",
-            retryable=False,
+            "possible man-in-the-middle; refusing to connect"
         )
     if isinstance(exc, paramiko.AuthenticationException):
-        return _ConnectFailed(
-            f"SSH authentication to {dest} failed for user {dest.user!r} with key {dest.key_file}: {exc}",
-            retryable=False,
+        return PermanentFailure(
+            f"SSH authentication to {dest} failed for user {dest.user!r} with key {dest.key_file}: {exc}"
         )
     if not seen.banner_seen and not seen.first.startswith(b"SSH-"):
-        return _ConnectFailed(
+        return TemporaryFailure(
             f"cannot connect to {dest.target}: no SSH banner from {dest.where} within {seen.timeout:g}s "
-            f"(it sent {seen.first[:40]!r}: not an SSH server?)",
-            retryable=True,
+            f"(it sent {seen.first[:40]!r}: not an SSH server?)"
         )
     if isinstance(exc, TimeoutError) or str(exc) == "No existing session":
         # paramiko's own negotiation timer ran out before key exchange finished.
-        return _ConnectFailed(
-            f"cannot connect to {dest}: SSH handshake did not finish within {seen.timeout:g}s",
-            retryable=True,
+        return TemporaryFailure(
+            f"cannot connect to {dest}: SSH handshake did not finish within {seen.timeout:g}s"
         )
-    return _ConnectFailed(f"cannot connect to {dest}: {exc or type(exc).__name__}", retryable=True)
+    return TemporaryFailure(f"cannot connect to {dest}: {exc or type(exc).__name__}")
 
 
 def _open_session(client: paramiko.SSHClient, deadline: float) -> paramiko.Channel:
@@ -366,21 +362,17 @@ def _collect(
     }
     if not finished or status == TIMEOUT_EXIT:
         error = f"command timed out after {ctx.timeout_seconds:g}s"
-        return ActionResult(ok=False, timed_out=True, retryable=True, error=error, **common)
+        return failed(StepTimedOut(error), **common)
     if status is None:
         transport = channel.get_transport()
         lost = transport is None or not transport.is_active()
         why = "the connection was lost" if lost else "it was killed by a signal"
-        return ActionResult(
-            ok=False,
-            retryable=lost,
-            error=f"command on {dest} ended without an exit status ({why})",
-            **common,
-        )
+        kind = TemporaryFailure if lost else PermanentFailure
+        return failed(kind(f"command on {dest} ended without an exit status ({why})"), **common)
     if status != 0:
         # Retryable: a step only retries when its author wrote `retries:`, and for a command
         # that is what they mean (e.g. a package lock held by a concurrent apt run).
-        return ActionResult(ok=False, error=f"command exited with status {status}", retryable=True, **common)
+        return failed(TemporaryFailure(f"command exited with status {status}"), **common)
     return ActionResult(ok=True, **common)
 
 

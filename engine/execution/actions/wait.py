@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from engine.config import Config
 from engine.durations import format_duration
-from engine.execution.actions.base import ActionContext
+from engine.errors import StepTimedOut
+from engine.execution.actions.base import ActionContext, Rendering, failed
 from engine.models import ActionResult
 
 
@@ -21,6 +23,16 @@ class WaitAction:
 
     name: ClassVar[str] = "wait"
 
+    def render(self, params: timedelta, rendering: Rendering) -> timedelta:
+        return params  # a duration holds no template
+
+    def default_timeout(self, rendered: timedelta, config: Config) -> float:
+        """The wait itself plus a second: a wait fits its own step unless `timeout` says less."""
+        return rendered.total_seconds() + 1.0
+
+    def shown(self, rendered: timedelta) -> dict[str, Any]:
+        return {"seconds": rendered.total_seconds()}
+
     def execute(self, params: timedelta, ctx: ActionContext) -> ActionResult:
         seconds = params.total_seconds()
         if seconds <= 0:
@@ -29,14 +41,10 @@ class WaitAction:
         if seconds > budget:
             if budget > 0:
                 time.sleep(budget)
-            return ActionResult(
-                ok=False,
-                timed_out=True,
-                retryable=False,
-                error=(
-                    f"wait: {format_duration(params)} is longer than the step's time budget "
-                    f"of {budget:g}s; timed out"
-                ),
+            too_long = (
+                f"wait: {format_duration(params)} is longer than the step's time budget "
+                f"of {budget:g}s; timed out"
             )
+            return failed(StepTimedOut(too_long, retryable=False))
         time.sleep(seconds)
         return ActionResult(ok=True)

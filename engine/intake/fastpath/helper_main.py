@@ -1,4 +1,4 @@
-"""One intake helper process: `python -m engine.intake_helper FD`, started by `HelperPool`.
+"""One intake helper process: `python -m engine.intake.fastpath.helper_main FD`, started by `HelperPool`.
 
 It reads submissions the daemon already authenticated, parsed and classified from the socket
 FD, commits them with its own intake writer, and answers each one after its commit. It exits

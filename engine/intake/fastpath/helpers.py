@@ -25,12 +25,12 @@ import time
 
 import structlog
 
-from engine import metrics
 from engine.config import Config
+from engine.hooks import NO_HOOKS, Hooks, IntakeHelpers
 from engine.intake.answers import OVERLOADED, UNAVAILABLE, Outcome
 from engine.intake.fastpath.codec import FRAME, WITHDRAW, frame_object, frame_values, wire
 from engine.intake.receive import COMMIT_WAIT_SECONDS, OUTCOME_WAIT_SECONDS
-from engine.intake.writer import MAX_QUEUED_ALERTS, MAX_QUEUED_CHARS, WEDGED_SECONDS, IntakeWriter
+from engine.intake.writer import MAX_QUEUED_ALERTS, MAX_QUEUED_CHARS, WEDGED_SECONDS
 from engine.models import Submission
 
 log = structlog.get_logger("suture.intake")
@@ -168,8 +168,9 @@ class Helper:
 class HelperPool:
     """Starts helpers under load, picks one per body, retires idle ones; all on the event loop."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, hooks: Hooks = NO_HOOKS) -> None:
         self.config = config
+        self.hooks = hooks
         self.limit = config.server.intake_helpers
         self.above = config.server.intake_helpers_above
         self.helpers: list[Helper] = []
@@ -265,7 +266,7 @@ class HelperPool:
         return None
 
     def changed(self) -> None:
-        metrics.INTAKE_HELPERS.set(sum(h.ready and not h.retiring for h in self.helpers))
+        self.hooks.emit(IntakeHelpers(sum(h.ready and not h.retiring for h in self.helpers)))
 
     def _schedule_reaper(self) -> None:
         if self._reaper is None and self._loop is not None:
@@ -307,9 +308,4 @@ class HelperPool:
                 helper.process.kill()
                 helper.process.wait()
             helper.sock.close()
-        metrics.INTAKE_HELPERS.set(0)
-
-
-def intake_health(writer: IntakeWriter, helpers: HelperPool | None) -> str | None:
-    """Why intake cannot commit now, in one line, or None: this process's writer, then its helpers."""
-    return writer.intake_health() or (helpers.intake_health() if helpers is not None else None)
+        self.hooks.emit(IntakeHelpers(0))
