@@ -41,7 +41,6 @@ import ipaddress
 import json
 import re
 import socket
-import ssl
 import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -55,7 +54,7 @@ from engine.config import Config, HttpConfig
 from engine.errors import PermanentFailure, StepTimedOut, TemporaryFailure
 from engine.execution.actions.base import TRUNCATION_MARKER, ActionContext, Rendering, cap_output, failed
 from engine.models import ActionResult, HttpStep
-from engine.transport import IP_GLOB, PinnedBackend, PinnedTransport, Refused, Resolver
+from engine.transport import IP_GLOB, PinnedBackend, PinnedTransport, Refused, Resolver, is_tls_failure
 from engine.transport import normalise_host as _normalise_host
 
 MAX_REDIRECTS = 5
@@ -308,7 +307,7 @@ class HttpAction:
             except (httpx.TimeoutException, httpcore.TimeoutException):
                 return _timed_out(label, budget)
             except (httpx.HTTPError, httpcore.NetworkError, httpcore.ProtocolError, OSError) as exc:
-                if _tls_failure(exc):
+                if is_tls_failure(exc):
                     return failed(PermanentFailure(f"{label}: TLS error: {_reason(exc)}"))
                 return failed(TemporaryFailure(f"{label}: {_reason(exc)}"))
 
@@ -384,21 +383,6 @@ def _refused(message: str) -> ActionResult:
 
 def _timed_out(label: str, budget: float, status: int | None = None) -> ActionResult:
     return failed(StepTimedOut(f"{label}: timed out after {budget:g}s"), http_status=status)
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    """`exc` and what it was raised from, innermost last (httpx wraps httpcore wraps OSError)."""
-    chain: list[BaseException] = []
-    item: BaseException | None = exc
-    while item is not None and item not in chain:
-        chain.append(item)
-        item = item.__cause__ or item.__context__
-    return chain
-
-
-def _tls_failure(exc: BaseException) -> bool:
-    """Certificate and handshake failures are permanent: retrying meets the same certificate."""
-    return any(isinstance(item, ssl.SSLError) for item in _causes(exc))
 
 
 def _reason(exc: BaseException) -> str:
