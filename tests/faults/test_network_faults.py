@@ -23,6 +23,7 @@ from engine.models import ActionResult, HttpStep, SshStep
 from tests.conftest import DaemonProcess, wait_for
 from tests.payloads import am_alert, am_body
 from tests.support.httpserver import TestHttpServer
+from tests.support.trickle import trickling_server
 
 
 @dataclass
@@ -149,42 +150,6 @@ def test_ssh_dead_port_is_connection_refused(key_file: Path) -> None:
 # --- HTTP: a server that trickles its answer must not hold the worker past the step's budget.
 
 
-@contextmanager
-def trickling_http(head: bytes, body: bytes, every: float) -> Iterator[FakePeer]:
-    """Answers each request by sending `head` at once, then `body` one byte every `every` seconds."""
-    server = socket.create_server(("127.0.0.1", 0))
-    peer = FakePeer(port=server.getsockname()[1])
-
-    def answer(conn: socket.socket) -> None:
-        try:
-            conn.recv(65536)
-            conn.sendall(head)
-            for byte in body:
-                if peer.stop.wait(every):
-                    return
-                conn.sendall(bytes([byte]))
-        except OSError:
-            return
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            peer.accepted.append(conn)
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield peer
-    finally:
-        peer.stop.set()
-        server.close()
-        for conn in peer.accepted:
-            conn.close()
-
-
 def http_step(url: str, budget: float) -> tuple[ActionResult, float]:
     ctx = ActionContext(
         config=Config(http=HttpConfig(allowed_hosts=["127.0.0.1"])),
@@ -200,20 +165,20 @@ def http_step(url: str, budget: float) -> tuple[ActionResult, float]:
 def test_http_body_trickle_keeps_the_step_budget() -> None:
     """A body sent one byte every 0.3 s: a 0.5 s step times out near 0.5 s, not when the body ends."""
     head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n\r\n"
-    with trickling_http(head, b"x" * 20, every=0.3) as peer:
-        result, took = http_step(f"http://127.0.0.1:{peer.port}/slow", budget=0.5)
+    with trickling_server(head, b"x" * 20, every=0.3) as url:
+        result, took = http_step(f"{url}/slow", budget=0.5)
     assert not result.ok
     assert result.timed_out
     assert result.retryable
-    assert result.error == f"http GET http://127.0.0.1:{peer.port}/slow: timed out after 0.5s"
+    assert result.error == f"http GET {url}/slow: timed out after 0.5s"
     assert took < 2.5
 
 
 def test_http_header_trickle_keeps_the_step_budget() -> None:
     """Headers sent one byte every 0.3 s are bounded by the same budget."""
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-    with trickling_http(b"", head, every=0.3) as peer:
-        result, took = http_step(f"http://127.0.0.1:{peer.port}/slow", budget=0.5)
+    with trickling_server(b"", head, every=0.3) as url:
+        result, took = http_step(f"{url}/slow", budget=0.5)
     assert result.timed_out
     assert result.retryable
     assert took < 2.5

@@ -6,11 +6,8 @@ end at their own timeout, not when the trickle ends: a 0.5 s budget ends within 
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
@@ -20,6 +17,7 @@ from connectors.zabbix_api import fetch_zabbix_problems
 from engine.config import Config, HttpConfig
 from engine.execution.actions import ActionContext, default_registry
 from engine.models import HttpStep
+from tests.support.trickle import trickling_server
 
 EVERY = 0.3
 BUDGET = 0.5
@@ -27,46 +25,6 @@ BUDGET = 0.5
 ENDS_WITHIN = 1.5
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n"
 BODY = b"[" + b" " * 18 + b"]"
-
-
-@contextmanager
-def trickling_server(head: bytes, body: bytes) -> Iterator[str]:
-    """Yields a base URL whose every answer sends `head` at once, then `body` one byte every EVERY s."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-    connections: list[socket.socket] = []
-
-    def answer(conn: socket.socket) -> None:
-        try:
-            conn.recv(65536)
-            conn.sendall(head)
-            for byte in body:
-                if stop.wait(EVERY):
-                    return
-                conn.sendall(bytes([byte]))
-        except OSError:
-            return
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            connections.append(conn)
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone would not
-        listener.close()
-        for conn in connections:
-            conn.close()
-        thread.join(timeout=5)
 
 
 T = TypeVar("T")
@@ -91,7 +49,7 @@ def test_http_step_keeps_its_time_budget(part: str) -> None:
         timeout_seconds=BUDGET,
         output_limit_bytes=65536,
     )
-    with trickling_server(*TRICKLES[part]) as url:
+    with trickling_server(*TRICKLES[part], every=EVERY) as url:
         result, took = timed(lambda: default_registry()["http"].execute(HttpStep(url=f"{url}/slow"), ctx))
     assert took < ENDS_WITHIN, f"the step held its worker {took:.1f}s"
     assert not result.ok
@@ -111,7 +69,7 @@ def _zabbix(url: str) -> object:
 @pytest.mark.parametrize("part", TRICKLES)
 def test_pull_client_keeps_its_timeout(part: str, poll: Callable[[str], object]) -> None:
     """A poll with timeout 0.5 against a trickling server fails saying it timed out, within about a second."""
-    with trickling_server(*TRICKLES[part]) as url:
+    with trickling_server(*TRICKLES[part], every=EVERY) as url:
 
         def fails() -> str:
             with pytest.raises(PullError) as caught:

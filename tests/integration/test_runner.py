@@ -19,23 +19,7 @@ from engine.models import Playbook, RunStatus
 from engine.templating import Renderer
 from tests.support.httpserver import TestHttpServer, respond
 from tests.support.sshd import SshServer
-
-RECORD_KEYS = {
-    "seq",
-    "name",
-    "phase",
-    "action",
-    "status",
-    "params",
-    "exit_code",
-    "http_status",
-    "stdout",
-    "stderr",
-    "error",
-    "started_at",
-    "duration_ms",
-    "attempt",
-}
+from tests.support.step_record import RECORD_KEYS
 
 
 def make_config(sshd: SshServer | None = None, *, output_limit_bytes: int = 64 * 1024) -> Config:

@@ -24,23 +24,7 @@ from engine.hooks import Hooks, RunFinished, RunStarted, StepFinished, WorkersBu
 from engine.models import Playbook, RunStatus
 from engine.records import ClaimedRun
 from engine.templating import Renderer
-
-RECORD_KEYS = {
-    "seq",
-    "name",
-    "phase",
-    "action",
-    "status",
-    "params",
-    "exit_code",
-    "http_status",
-    "stdout",
-    "stderr",
-    "error",
-    "started_at",
-    "duration_ms",
-    "attempt",
-}
+from tests.support.step_record import RECORD_KEYS
 
 
 class Harness:
