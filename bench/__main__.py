@@ -1,4 +1,5 @@
-"""`python -m bench [ingest|latency|storm|footprint|all] [--json] [--quick] [--sqlite-synchronous S]`."""
+"""`python -m bench [ingest|latency|storm|footprint|all] [--json] [--quick] [--sqlite-synchronous S]
+[--dead-channel EVENTS]`."""
 
 from __future__ import annotations
 
@@ -78,10 +79,20 @@ def main(argv: list[str] | None = None) -> int:
         default="full",
         help="database.sqlite_synchronous for Suture and the ceiling (default: full, Suture's default)",
     )
+    parser.add_argument(
+        "--dead-channel",
+        metavar="EVENTS",
+        help="configure a notification channel nobody answers, hearing of EVENTS (e.g. all, or escalation)",
+    )
     args = parser.parse_args(argv)
+    if args.dead_channel:
+        from bench.daemon import DEAD_CHANNEL_ENV
+
+        os.environ[DEAD_CHANNEL_ENV] = args.dead_channel
     sizes = scenarios.QUICK if args.quick else scenarios.FULL
     info = machine()
     info["sqlite_synchronous"] = args.sqlite_synchronous
+    info["dead_channel"] = args.dead_channel
     tmp = tempfile.mkdtemp(prefix="suture-bench-")
     if args.keep:
         print(f"bench: working in {tmp}", file=sys.stderr)

@@ -55,6 +55,10 @@ steps:
 """
 
 
+#: Set by `python -m bench --dead-channel EVENTS`: every daemon gets a channel that refuses connections.
+DEAD_CHANNEL_ENV = "SUTURE_BENCH_DEAD_CHANNEL"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -74,6 +78,12 @@ def write_site(folder: Path, port: int, concurrency: int = 8, synchronous: str =
         "workers": {"concurrency": concurrency},
         "logging": {"level": "warning", "format": "json"},
     }
+    if events := os.environ.get(DEAD_CHANNEL_ENV):
+        # A notification channel whose port nobody listens on (`--dead-channel EVENTS`).
+        url = f"http://127.0.0.1:{free_port()}/dead"
+        config["notifications"] = [
+            {"name": "dead", "kind": "webhook", "url": url, "events": events.split(",")}
+        ]
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import threading
 from collections.abc import Callable, Hashable
 from datetime import timedelta
@@ -30,6 +31,7 @@ from pydantic import (
 from engine.access import AccessControl, Role, Token, User, parse_password_hash
 from engine.durations import Duration
 from engine.errors import ConfigError
+from engine.models import RESOLVE_WITHIN, RESPOND_WITHIN, Severity
 from engine.yamlfile import LocatedYaml, YamlSyntaxError, describe_validation_error, load_located
 
 
@@ -61,6 +63,15 @@ class ServerConfig(_Section):
     intake_helpers: int = Field(default=1, ge=0, le=16)
     #: Alerts per second above which helpers start; they leave after 30 s without work.
     intake_helpers_above: float = Field(default=2000, ge=0)
+    #: Where people reach this daemon (behind a proxy, say): the base of links in notifications.
+    public_url: str | None = Field(default=None, pattern=r"^https?://")
+
+    def base_url(self) -> str:
+        """`public_url`, or where the daemon listens."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
 
 class CatalogConfig(_Section):
@@ -142,12 +153,151 @@ class SecretRef(_Section):
     env: str
 
 
-class NotificationConfig(_Section):
-    name: str
-    url_secret: str
-    on: list[Literal["escalation", "run_failed", "approval_needed", "run_succeeded"]] = Field(
-        default_factory=list
-    )
+#: What a channel may be told about (DESIGN.md, "Notification events"); `all` is every one of them.
+NotificationEvent = Literal[
+    "incident_opened",
+    "escalation",
+    "run_failed",
+    "approval_needed",
+    "approval_expired",
+    "flapping",
+    "breaker_open",
+    "storm",
+    "resolved",
+    "all",
+]
+NOTIFICATION_EVENTS: tuple[str, ...] = NotificationEvent.__args__[:-1]  # type: ignore[attr-defined]
+
+#: The default endpoint of PagerDuty's Events API v2.
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+
+
+def _regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+    return value
+
+
+class ChannelMatch(_Section):
+    """Which incidents a channel hears of; each value a regular expression matched in full."""
+
+    severity: str | None = None
+    code: str | None = None
+    owner: str | None = None
+    target: str | None = None
+
+    _check = field_validator("severity", "code", "owner", "target")(_regex)
+
+
+class SmtpConfig(_Section):
+    host: str
+    port: int = Field(default=25, ge=1, le=65535)
+    starttls: bool = False
+    #: Implicit TLS from the first byte (port 465), instead of STARTTLS.
+    tls: bool = False
+    user: str | None = None
+    password_secret: str | None = None
+    timeout: Duration = timedelta(seconds=10)
+
+
+#: The keys of a channel that name an entry of `secrets:`.
+CHANNEL_SECRET_KEYS = ("url_secret", "signing_secret", "routing_key_secret")
+
+
+class ChannelConfig(_Section):
+    """One notification channel (`notifications:` entry). One model for every kind, checked per
+    kind, so that an error points at the key in the file rather than at a union branch."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    kind: Literal["slack", "webhook", "pagerduty", "email"]
+    events: list[NotificationEvent] = Field(min_length=1)
+    match: ChannelMatch = Field(default_factory=ChannelMatch)
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    url_secret: str | None = None
+    signing_secret: str | None = None
+    routing_key_secret: str | None = None
+    smtp: SmtpConfig | None = None
+    sender: str | None = Field(default=None, alias="from")
+    to: list[str] = Field(default_factory=list)
+    timeout: Duration = timedelta(seconds=10)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        if isinstance(data, dict) and (True in data or "on" in data):
+            raise ValueError(
+                "use `events:` to list what the channel hears of (YAML reads a bare `on:` as true)"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _per_kind(self) -> ChannelConfig:
+        if self.kind in ("slack", "webhook") and (self.url is None) == (self.url_secret is None):
+            raise ValueError(f"a {self.kind} channel needs exactly one of url or url_secret")
+        if self.kind == "pagerduty":
+            if self.routing_key_secret is None:
+                raise ValueError("a pagerduty channel needs routing_key_secret")
+            if self.url_secret is not None:
+                raise ValueError("a pagerduty channel takes url (default: the Events API v2), not url_secret")
+        if self.kind == "email":
+            if self.smtp is None or self.sender is None or not self.to:
+                raise ValueError("an email channel needs smtp, from and to")
+        elif self.smtp is not None or self.sender is not None or self.to:
+            raise ValueError("smtp, from and to are for email channels only")
+        if self.kind != "webhook" and self.signing_secret is not None:
+            raise ValueError("signing_secret is for webhook channels only")
+        return self
+
+    @property
+    def endpoint(self) -> str | None:
+        """The URL written in the file (a pagerduty channel defaults to the Events API v2)."""
+        return self.url or (PAGERDUTY_EVENTS_URL if self.kind == "pagerduty" else None)
+
+    def hears(self, event: str) -> bool:
+        return "all" in self.events or event in self.events
+
+    def secret_names(self) -> list[tuple[tuple[str, ...], str]]:
+        """Every `secrets:` entry the channel names, with its key (`("smtp", "password_secret")`)."""
+        named: list[tuple[tuple[str, ...], str]] = [
+            ((key,), getattr(self, key)) for key in CHANNEL_SECRET_KEYS if getattr(self, key)
+        ]
+        if self.smtp is not None and self.smtp.password_secret:
+            named.append((("smtp", "password_secret"), self.smtp.password_secret))
+        return named
+
+
+#: Deadlines per severity; `low` has none unless a code sets one.
+SeverityName = Literal["critical", "high", "medium", "low"]
+#: A severity missing from the file keeps its default; `null` turns its deadline off.
+SeverityDurations = dict[SeverityName, Duration | None]
+
+
+def _per_severity(deadlines: dict[Severity, timedelta | None]) -> SeverityDurations:
+    return {severity.value: span for severity, span in deadlines.items() if span is not None}
+
+
+class EscalationConfig(_Section):
+    """First-response and resolve deadlines, and how escalation repeats (a code may override)."""
+
+    respond_within: SeverityDurations = Field(default_factory=lambda: _per_severity(RESPOND_WITHIN))
+    resolve_within: SeverityDurations = Field(default_factory=lambda: _per_severity(RESOLVE_WITHIN))
+    repeat: Duration = timedelta(hours=1)
+    check_every: Duration = Field(default=timedelta(seconds=15), ge=timedelta(seconds=1))
+
+    @field_validator("respond_within", mode="after")
+    @classmethod
+    def _respond_defaults(cls, given: SeverityDurations) -> SeverityDurations:
+        return {**_per_severity(RESPOND_WITHIN), **given}
+
+    @field_validator("resolve_within", mode="after")
+    @classmethod
+    def _resolve_defaults(cls, given: SeverityDurations) -> SeverityDurations:
+        return {**_per_severity(RESOLVE_WITHIN), **given}
 
 
 #: Names land in the audit log as the actor of every action: keep them plain.
@@ -273,7 +423,8 @@ class Config(_Section):
     inventory: list[InventoryEntry] = Field(default_factory=list)
     http: HttpConfig = Field(default_factory=HttpConfig)
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
-    notifications: list[NotificationConfig] = Field(default_factory=list)
+    notifications: list[ChannelConfig] = Field(default_factory=list)
+    escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
 
@@ -316,6 +467,41 @@ class Config(_Section):
         for entry in self.pull:
             self.pull_token(entry.name)
         self.template_secrets()
+        for channel in self.notifications:
+            for key, name in channel.secret_names():
+                self.channel_secret(channel.name, key, name)
+
+    def heard_events(self) -> frozenset[str]:
+        """Every event some channel hears of: only these are written to the outbox."""
+        heard: set[str] = set()
+        for channel in self.notifications:
+            heard.update(NOTIFICATION_EVENTS if "all" in channel.events else channel.events)
+        return frozenset(heard)
+
+    def channel(self, name: str) -> ChannelConfig:
+        found = next((channel for channel in self.notifications if channel.name == name), None)
+        if found is None:
+            known = ", ".join(channel.name for channel in self.notifications) or "none configured"
+            raise ConfigError(f"no notification channel named {name!r} (channels: {known})")
+        return found
+
+    def channel_secret(self, channel: str, key: tuple[str, ...], name: str) -> SecretStr:
+        """The value of `secrets.<name>` for a channel, read once; unset is a ConfigError naming the key."""
+
+        def read() -> SecretStr:
+            ref = self.secrets[name]  # load_config checked the name is defined
+            value = os.environ.get(ref.env, "")
+            if not value:
+                index = next(i for i, entry in enumerate(self.notifications) if entry.name == channel)
+                where = self._where(("notifications", index, *key))
+                dotted = ".".join(("notifications", str(index), *key))
+                raise ConfigError(
+                    f"{where}: {dotted}: environment variable {ref.env} of secret {name} is not set"
+                    f" (channel {channel})"
+                )
+            return SecretStr(value)
+
+        return self._resolved.once(("channel", name), read)
 
     def source_secrets(self, name: str) -> SourceSecrets:
         """The webhook token, signing secret and API token of source `name`, read on the first call.
@@ -387,6 +573,26 @@ class Config(_Section):
         return self._doc.where(loc) if self._doc is not None else "config.yaml"
 
 
+def _check_channels(config: Config, doc: LocatedYaml) -> None:
+    """Channel names are unique and every secret a channel names is defined in `secrets:`."""
+    seen: set[str] = set()
+    for index, channel in enumerate(config.notifications):
+        if channel.name in seen:
+            raise ConfigError(
+                f"{doc.where(('notifications', index, 'name'))}: notifications.{index}.name:"
+                f" channel {channel.name!r} is defined twice"
+            )
+        seen.add(channel.name)
+        for key, name in channel.secret_names():
+            if name not in config.secrets:
+                dotted = ".".join(("notifications", str(index), *key))
+                known = ", ".join(sorted(config.secrets)) or "none defined"
+                raise ConfigError(
+                    f"{doc.where(('notifications', index, *key))}: {dotted}: secret {name!r} is not"
+                    f" defined under secrets: ({known})"
+                )
+
+
 def load_config(path: str | Path) -> Config:
     """Load and validate config.yaml; every failure is a ConfigError of one line."""
     path = Path(path)
@@ -412,5 +618,6 @@ def load_config(path: str | Path) -> Config:
             f"{doc.where(('server', 'host'))}: server.host: {config.server.host!r} is not a loopback"
             " address; configure access.tokens or access.users before the API listens beyond this machine"
         )
+    _check_channels(config, doc)
     config._doc = doc  # a private attribute: the frozen fields stay as validated
     return config

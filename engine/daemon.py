@@ -22,7 +22,9 @@ from engine.execution.worker import Incarnation, PlaybookResolver, WorkerPool
 from engine.hooks import Hooks
 from engine.intake.classify import CatalogView, Intake
 from engine.intake.service import intake_health, start_helpers
-from engine.models import PAUSED_KEY
+from engine.models import PAUSED_KEY, Code
+from engine.notify.escalation import DeadlineCheck
+from engine.notify.service import build_notifier
 from engine.scheduler import schedule_polls
 from engine.store import Store, open_database
 from engine.store.db import sqlite_file
@@ -51,7 +53,7 @@ class Daemon:
         self.db = open_database(
             config.database_url, upgrade=True, sqlite_synchronous=config.database.sqlite_synchronous
         )
-        self.store = Store(self.db)
+        self.store = Store(self.db, config.heard_events())
         catalog = load_checked_catalog(config, self.store)
         self.store.sync_catalog(*stored_versions(catalog))
         self.renderer = Renderer(config.secret_values())
@@ -68,7 +70,19 @@ class Daemon:
             clock=self.clock,
         )
         self.intake = Intake(
-            self.store, CatalogView.of(catalog), on_runs_queued=self.pool.wake, hooks=self.hooks
+            self.store,
+            CatalogView.of(catalog, config.escalation),
+            on_runs_queued=self.pool.wake,
+            hooks=self.hooks,
+        )
+        self.notifier = build_notifier(config, self.store, self._code, self.clock, self.hooks)
+        self.deadlines = DeadlineCheck(
+            self.store,
+            config.escalation.repeat,
+            lambda code: found.policy if (found := self._code(code)) else None,
+            clock=self.clock,
+            hooks=self.hooks,
+            wake=self.notifier.wake,
         )
         # Helpers need a database other processes can open: not an in-memory SQLite.
         shared = not (self.db.is_sqlite and sqlite_file(self.db.url) is None)
@@ -76,6 +90,10 @@ class Daemon:
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self._ready = threading.Event()
         self._reload_lock = threading.Lock()
+
+    def _code(self, code: str) -> Code | None:
+        """A code of the catalog in force (a reload swaps it)."""
+        return self.intake.view.catalog.find_code(code)
 
     def recover(self) -> dict[str, list[int]]:
         """Runs a dead daemon left `running` are re-queued (idempotent) or marked interrupted."""
@@ -98,7 +116,7 @@ class Daemon:
                 first = str(exc).splitlines()[0] if str(exc) else ""
                 log.error("catalog_reload_failed", error=type(exc).__name__ + (f": {first}" if first else ""))
                 return False
-            self.intake.view = CatalogView.of(catalog)
+            self.intake.view = CatalogView.of(catalog, self.config.escalation)
             log.info("catalog_reloaded", codes=len(catalog.codes), playbooks=len(catalog.playbooks))
             return True
 
@@ -109,6 +127,17 @@ class Daemon:
         self.pool.wake()  # runs that were queued while we were down
         self.scheduler.add_job(self.recover, "interval", seconds=60, id="recover", max_instances=1)
         schedule_polls(self.scheduler, self.config, self.store, self.intake)
+        self.scheduler.add_job(
+            self.deadlines,
+            "interval",
+            seconds=self.config.escalation.check_every.total_seconds(),
+            id="deadlines",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=self.clock.now(),
+        )
+        if self.config.notifications:
+            self.notifier.start()
         self.scheduler.start()
         # Everything loaded so far lives as long as the daemon: keep it out of the collector's
         # full passes, which otherwise pause intake for ~60 ms about once a second under load.
@@ -119,6 +148,7 @@ class Daemon:
     def stop(self) -> None:
         self._ready.clear()
         self.scheduler.shutdown(wait=False)
+        self.notifier.stop()
         if self.helpers is not None:
             self.helpers.close()
         self.intake.stop()
@@ -132,6 +162,7 @@ class Daemon:
             self.intake,
             ready=lambda: self._ready.is_set() and intake_health(self.intake, self.helpers) is None,
             wake_workers=self.pool.wake,
+            wake_notifier=self.notifier.wake,
             helpers=self.helpers,
             clock=self.clock,
             hooks=self.hooks,

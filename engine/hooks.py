@@ -121,6 +121,24 @@ class IntakeHelpers:
     ready: int
 
 
+@dataclass(frozen=True, slots=True)
+class NotificationAttempted:
+    """One attempt to deliver a notification: `outcome` is `sent`, `retry` or `failed` (given up)."""
+
+    channel: str
+    event: str
+    outcome: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Escalated:
+    """An incident passed a deadline (`respond` or `resolve`) and escalation was recorded."""
+
+    incident_id: int
+    deadline: str
+
+
 E = TypeVar("E")
 Subscriber = Callable[[Any], None]
 

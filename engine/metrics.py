@@ -13,8 +13,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from engine.hooks import (
     AlertsReceived,
     BodyRejected,
+    Escalated,
     Hooks,
     IntakeHelpers,
+    NotificationAttempted,
     RunFinished,
     StepFinished,
     WebhookReady,
@@ -48,6 +50,15 @@ STEP_SECONDS = Histogram(
 WORKERS_BUSY = Gauge("suture_workers_busy", "Workers executing a run", registry=REGISTRY)
 INTAKE_HELPERS = Gauge(
     "suture_intake_helpers", "Intake helper processes ready to take webhooks", registry=REGISTRY
+)
+NOTIFICATIONS = Counter(
+    "suture_notifications_total",
+    "Notification attempts by outcome (sent, retry, failed)",
+    ["channel", "event", "outcome"],
+    registry=REGISTRY,
+)
+ESCALATIONS = Counter(
+    "suture_escalations_total", "Escalations by deadline passed", ["deadline"], registry=REGISTRY
 )
 
 
@@ -90,3 +101,8 @@ def install(hooks: Hooks) -> None:
     hooks.subscribe(RunFinished, lambda event: finished(event.status).inc())
     hooks.subscribe(WorkersBusy, lambda event: WORKERS_BUSY.set(event.busy))
     hooks.subscribe(IntakeHelpers, lambda event: INTAKE_HELPERS.set(event.ready))
+    notified, escalated = _Children(NOTIFICATIONS), _Children(ESCALATIONS)
+    hooks.subscribe(
+        NotificationAttempted, lambda event: notified(event.channel, event.event, event.outcome).inc()
+    )
+    hooks.subscribe(Escalated, lambda event: escalated(event.deadline).inc())

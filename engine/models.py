@@ -28,8 +28,15 @@ class Severity(StrEnum):
     low = "low"
 
 
-#: Resolve-by deadlines from the operations practice Suture follows.
-SEVERITY_DEADLINES: dict[Severity, timedelta | None] = {
+#: First-response and resolve-by deadlines of the operations practice Suture follows
+#: (config `escalation:` and a code's own `escalation:` override them).
+RESPOND_WITHIN: dict[Severity, timedelta | None] = {
+    Severity.critical: timedelta(minutes=30),
+    Severity.high: timedelta(hours=2),
+    Severity.medium: timedelta(days=1),
+    Severity.low: None,
+}
+RESOLVE_WITHIN: dict[Severity, timedelta | None] = {
     Severity.critical: timedelta(hours=4),
     Severity.high: timedelta(hours=24),
     Severity.medium: timedelta(days=7),
@@ -37,9 +44,27 @@ SEVERITY_DEADLINES: dict[Severity, timedelta | None] = {
 }
 
 
-def due_at(severity: Severity, opened_at: datetime) -> datetime | None:
-    deadline = SEVERITY_DEADLINES[severity]
-    return opened_at + deadline if deadline is not None else None
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """How soon an incident must be acknowledged and resolved; None: no deadline."""
+
+    respond_within: timedelta | None
+    resolve_within: timedelta | None
+
+    @classmethod
+    def of(cls, severity: Severity) -> Deadlines:
+        return _SEVERITY_DEADLINES[severity]
+
+    def respond_by(self, opened_at: datetime) -> datetime | None:
+        return opened_at + self.respond_within if self.respond_within is not None else None
+
+    def due_at(self, opened_at: datetime) -> datetime | None:
+        return opened_at + self.resolve_within if self.resolve_within is not None else None
+
+
+_SEVERITY_DEADLINES = {
+    severity: Deadlines(RESPOND_WITHIN[severity], RESOLVE_WITHIN[severity]) for severity in Severity
+}
 
 
 class AlertStatus(StrEnum):
@@ -280,6 +305,15 @@ class Policy(_Strict):
     cooldown: Duration | None = None
     max_runs: int | None = Field(default=None, ge=1)
     per: Duration | None = None
+    #: An unapproved run becomes `expired` after this; without it, it waits for a person.
+    approval_timeout: Duration | None = None
+
+
+class EscalationOverride(_Strict):
+    """A code's own deadlines, in place of the config's for its severity."""
+
+    respond_within: Duration | None = None
+    resolve_within: Duration | None = None
 
 
 class Knowledge(_Strict):
@@ -302,6 +336,7 @@ class Code(_Strict):
     mode: Mode = Mode.manual
     dry_run: bool = False
     policy: Policy = Field(default_factory=Policy)
+    escalation: EscalationOverride | None = None
     knowledge: Knowledge = Field(default_factory=Knowledge)
 
     @property
@@ -359,6 +394,8 @@ class ClassifiedAlert:
     playbook: tuple[str, int] | None
     dry_run: bool = False
     policy: Policy | None = None
+    #: None: the severity's default deadlines.
+    deadlines: Deadlines | None = None
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,10 @@ INCIDENT_EXAMPLE: dict[str, Any] = {
     "resolution": None,
     "due_at": "2026-12-02T12:00:00Z",
     "remediated_at": None,
+    "respond_by": "2026-12-01T14:00:00Z",
+    "acknowledged_at": "2026-12-01T12:20:00Z",
+    "acknowledged_by": "alice",
+    "escalated_at": None,
 }
 ALERT_EXAMPLE: dict[str, Any] = {
     "id": 981,
@@ -103,6 +107,25 @@ STEP_EXAMPLE: dict[str, Any] = {
     "started_at": "2026-12-01T12:00:01Z",
     "duration_ms": 180,
     "attempt": 1,
+}
+NOTE_EXAMPLE: dict[str, Any] = {
+    "at": "2026-12-01T12:21:00Z",
+    "by": "alice",
+    "text": "db-1 keeps old WAL files after the backup job; asked the DBA team",
+}
+NOTIFICATION_EXAMPLE: dict[str, Any] = {
+    "id": 12,
+    "incident_id": 42,
+    "run_id": None,
+    "event": "escalation",
+    "channel": "pager",
+    "status": "sent",
+    "attempts": 2,
+    "created_at": "2026-12-01T12:30:05Z",
+    "next_attempt_at": "2026-12-01T12:30:07Z",
+    "sent_at": "2026-12-01T12:30:07Z",
+    "answer": 'HTTP 202: {"status":"success","message":"Event processed"}',
+    "error": None,
 }
 RECEIPT_EXAMPLE: dict[str, Any] = {
     "event_id": 977,
@@ -165,6 +188,10 @@ class Incident(Record):
     resolution: str | None = Field(description="How it closed: `alert_resolved`, `manual`, ...")
     due_at: datetime | None = Field(description="Resolve-by deadline from the severity; none for low.")
     remediated_at: datetime | None = Field(description="When a run first succeeded for it.")
+    respond_by: datetime | None = Field(description="First-response (acknowledge) deadline; none for low.")
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    escalated_at: datetime | None = Field(description="When escalation last notified about a deadline.")
 
 
 class IncidentAlert(Record):
@@ -191,10 +218,44 @@ class AuditEntry(Record):
     model_config = _shown(AUDIT_EXAMPLE)
 
     at: datetime
-    kind: str = Field(description="`incident_opened`, `run_started`, `run_<final status>`, ...")
+    kind: str = Field(
+        description="`opened`, `run_queued`, `run_started`, `run_<final status>`, `acknowledged`, `note`,"
+        " `escalated`, `notified`, `notification_failed`, `resolved`, ..."
+    )
     message: str
     actor: str
     run_id: int | None
+
+
+class Note(Record):
+    """A person's note on an incident, kept with the code's history."""
+
+    model_config = _shown(NOTE_EXAMPLE)
+
+    at: datetime
+    by: str
+    text: str
+
+
+class Notification(Record):
+    """One message to one channel about one event; stored before it is sent, retried with backoff."""
+
+    model_config = _shown(NOTIFICATION_EXAMPLE)
+
+    id: int
+    incident_id: int | None
+    run_id: int | None
+    event: str
+    channel: str
+    status: Literal["pending", "sending", "sent", "failed"] = Field(
+        description="`pending` (waiting for its next attempt), `sending`, `sent`, or `failed` (given up)."
+    )
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    sent_at: datetime | None
+    answer: str | None = Field(description="What the channel answered to the last attempt.")
+    error: str | None = Field(description="Why the last attempt failed.")
 
 
 # ---------------------------------------------------------------------- runs
@@ -259,6 +320,7 @@ class IncidentDetail(Incident):
             "annotations": ALERT_EXAMPLE["annotations"],
             "alerts": [ALERT_EXAMPLE],
             "runs": [RUN_EXAMPLE],
+            "notes": [NOTE_EXAMPLE],
             "timeline": [AUDIT_EXAMPLE],
         }
     )
@@ -267,6 +329,7 @@ class IncidentDetail(Incident):
     annotations: dict[str, str]
     alerts: list[IncidentAlert]
     runs: list[Run]
+    notes: list[Note]
     timeline: list[AuditEntry]
 
 

@@ -83,6 +83,9 @@ class Catalog:
     #: `file:line: warning: ...` lines `suture validate` prints; they do not make the catalog invalid.
     warnings: list[str] = field(default_factory=list)
 
+    def find_code(self, code: str) -> Code | None:
+        return next((entry.code for entry in self.codes if entry.code.code == code), None)
+
     def match_patterns(self, code: str) -> dict[str, str]:
         """The label and annotation patterns a code declares ("labels.x" -> regex), for the runner."""
         for entry in self.codes:

@@ -86,7 +86,7 @@ def open_store(config: Config, *, upgrade: bool | Literal["if_behind"] = "if_beh
     db = open_database(
         config.database_url, upgrade=upgrade, sqlite_synchronous=config.database.sqlite_synchronous
     )
-    return Store(db)
+    return Store(db, config.heard_events())
 
 
 def cell(value: Any) -> str:

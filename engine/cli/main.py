@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from engine.cli import access, automation, db, incidents, run, runs, serve, validate
+from engine.cli import access, automation, db, incidents, notify, run, runs, serve, validate
 
 
 @click.group()
@@ -29,5 +29,6 @@ for command in (
     automation.resume,
     run.run_playbook,
     access.access,
+    notify.notify,
 ):
     main.add_command(command)

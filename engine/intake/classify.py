@@ -13,10 +13,20 @@ import structlog
 
 from engine.catalog.classify import Classifier
 from engine.catalog.loader import Catalog
+from engine.config import EscalationConfig
 from engine.errors import TemplateError
 from engine.hooks import NO_HOOKS, Hooks
 from engine.intake.writer import IntakeWriter
-from engine.models import UNCLASSIFIED, Alert, ClassifiedAlert, Mode, Severity, Submission
+from engine.models import (
+    UNCLASSIFIED,
+    Alert,
+    ClassifiedAlert,
+    Deadlines,
+    EscalationOverride,
+    Mode,
+    Severity,
+    Submission,
+)
 from engine.store import Store
 from engine.templating import Renderer
 
@@ -35,14 +45,33 @@ class CatalogView:
     #: The (name, version) each code runs, looked up once: `Catalog.playbook_for` scans every
     #: playbook version, and intake asks for each alert.
     playbooks: dict[str, tuple[str, int] | None]
+    #: Each code's first-response and resolve deadlines: the config's for its severity, or its own.
+    deadlines: dict[str, Deadlines]
+    unclassified: Deadlines
 
     @classmethod
-    def of(cls, catalog: Catalog) -> CatalogView:
+    def of(cls, catalog: Catalog, escalation: EscalationConfig | None = None) -> CatalogView:
+        escalation = escalation or EscalationConfig()
         playbooks: dict[str, tuple[str, int] | None] = {}
+        deadlines: dict[str, Deadlines] = {}
         for entry in catalog.codes:
-            found = catalog.playbook_for(entry.code)
-            playbooks[entry.code.code] = (found.playbook.name, found.playbook.version) if found else None
-        return cls(catalog, Classifier(catalog), playbooks)
+            code = entry.code
+            found = catalog.playbook_for(code)
+            playbooks[code.code] = (found.playbook.name, found.playbook.version) if found else None
+            deadlines[code.code] = _deadlines(escalation, code.severity, code.escalation)
+        unclassified = _deadlines(escalation, Severity.medium, None)
+        return cls(catalog, Classifier(catalog), playbooks, deadlines, unclassified)
+
+
+def _deadlines(
+    escalation: EscalationConfig, severity: Severity, override: EscalationOverride | None
+) -> Deadlines:
+    respond = escalation.respond_within.get(severity.value)
+    resolve = escalation.resolve_within.get(severity.value)
+    if override is not None:
+        respond = override.respond_within or respond
+        resolve = override.resolve_within or resolve
+    return Deadlines(respond, resolve)
 
 
 class Intake(IntakeWriter):
@@ -72,6 +101,7 @@ class Intake(IntakeWriter):
                 target=_fallback_target(alert),
                 mode=Mode.manual,
                 playbook=None,
+                deadlines=view.unclassified,
             )
         return ClassifiedAlert(
             alert=alert,
@@ -83,6 +113,7 @@ class Intake(IntakeWriter):
             playbook=view.playbooks[code.code],
             dry_run=code.dry_run,
             policy=code.policy,
+            deadlines=view.deadlines[code.code],
         )
 
     def _target(self, template: str, alert: Alert) -> str:

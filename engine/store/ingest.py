@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, and_, bindparam, literal_column, or_, select, text, update
 
-from engine.models import AlertStatus, ClassifiedAlert, IncidentStatus, RunStatus, Submission, due_at
+from engine.models import AlertStatus, ClassifiedAlert, Deadlines, IncidentStatus, RunStatus, Submission
 from engine.records import Receipt
 from engine.store.bulk import insert_rows, select_rows
 from engine.store.tables import (
@@ -31,6 +31,7 @@ from engine.store.tables import (
     audit_log,
     events,
     incidents,
+    outbox,
     runs,
     sqlite_utc_datetime,
     sqlite_utc_text,
@@ -138,10 +139,19 @@ class _Pending:
 class _Batch:
     """Decide per alert in memory, then write each table with one multi-row statement."""
 
-    def __init__(self, conn: Connection, now: datetime, batch: list[Submission], plan: RunPlanner) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        now: datetime,
+        batch: list[Submission],
+        plan: RunPlanner,
+        notify: Collection[str],
+    ) -> None:
         self.conn = conn
         self.now = now
         self.plan = plan
+        self.notify = notify
+        self.resolved: list[_Incident] = []
         self.known = _lookup(conn, batch)
         self.new_incidents: list[_Incident] = []
         self.bumped: set[_Incident] = set()
@@ -204,6 +214,7 @@ class _Batch:
             self.resolutions.append({"r_id": current.id, **values})
         current.status = IncidentStatus.resolved.value
         pending.resolved.append(current)
+        self.resolved.append(current)
         return current
 
     def _fire(self, item: ClassifiedAlert, pending: _Pending) -> _Incident | None:
@@ -224,6 +235,7 @@ class _Batch:
             self.bumped.add(known)
             pending.updated.append(known)
             return known
+        deadlines = item.deadlines or Deadlines.of(item.severity)
         incident = _Incident(
             status=IncidentStatus.open.value,
             starts_at=alert.starts_at,
@@ -243,7 +255,8 @@ class _Batch:
                 "occurrences": 1,
                 "opened_at": self.now,
                 "last_seen": self.now,
-                "due_at": due_at(item.severity, self.now),
+                "due_at": deadlines.due_at(self.now),
+                "respond_by": deadlines.respond_by(self.now),
                 "resolved_at": None,
                 "resolution": None,
             },
@@ -337,13 +350,49 @@ class _Batch:
                 row["run_id"] = run.id
                 row["message"] = run.note.message(run.id)
             insert_rows(conn, audit_log, [row for row, _, _ in self.audit_rows], ids=False)
+        if self.notify:
+            self._notify()
+
+    def _notify(self) -> None:
+        """The outbox events of this batch, committed with it (the notifier sends them later)."""
+        rows: list[dict[str, Any]] = []
+
+        def add(event: str, incident_id: int | None, run_id: int | None, reason: str) -> None:
+            if event in self.notify and incident_id is not None:
+                rows.append(
+                    {
+                        "at": self.now,
+                        "event": event,
+                        "incident_id": incident_id,
+                        "run_id": run_id,
+                        "reason": reason,
+                        "dispatched": False,
+                    }
+                )
+
+        for incident in self.new_incidents:
+            add("incident_opened", incident.id, None, "a new incident was opened")
+        for _, run, _ in self.new_runs:
+            if run.status is RunStatus.awaiting_approval:
+                add("approval_needed", run.incident_id, run.id, f"run {run.id} waits for a person's approval")
+        for incident in self.resolved:
+            add("resolved", incident.id, None, "the alert resolved at the source")
+        if rows:
+            insert_rows(self.conn, outbox, rows, ids=False)
 
 
-def apply_batch(conn: Connection, batch: list[Submission], now: datetime, plan: RunPlanner) -> Applied:
+def apply_batch(
+    conn: Connection,
+    batch: list[Submission],
+    now: datetime,
+    plan: RunPlanner,
+    notify: Collection[str] = (),
+) -> Applied:
     """Store every submission of the batch; the caller commits once for all of them.
 
     `plan` says which run each newly opened incident gets; it is asked in batch order, so its
-    answer may count the runs it gave earlier incidents of the same batch."""
+    answer may count the runs it gave earlier incidents of the same batch. `notify` names the
+    events some channel hears of: each of those this batch causes gets its outbox row."""
     event_ids = insert_rows(
         conn,
         events,
@@ -353,7 +402,7 @@ def apply_batch(conn: Connection, batch: list[Submission], now: datetime, plan: 
         ],
         ids=True,
     )
-    work = _Batch(conn, now, batch, plan)
+    work = _Batch(conn, now, batch, plan, notify)
     pendings = []
     for submission, event_id in zip(batch, event_ids, strict=True):
         pending = _Pending(event_id=event_id, alerts=len(submission.alerts))

@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Table, and_, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, Table, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.errors import Conflict, NotFound
@@ -18,6 +18,7 @@ from engine.records import (
     Incident,
     IncidentAlert,
     IncidentDetail,
+    Note,
     OpenIncident,
     Record,
     Run,
@@ -26,6 +27,7 @@ from engine.records import (
 )
 from engine.store.db import Database
 from engine.store.ingest import Applied, RunPlanner, apply_batch, recent_runs
+from engine.store.outbox import Outbox, add_event
 from engine.store.tables import (
     OPEN_FINGERPRINT_INDEX,
     alerts,
@@ -46,6 +48,11 @@ AUDIT_FIELDS = AuditEntry.field_names()
 
 RecordT = TypeVar("RecordT", bound=Record)
 
+#: The timeline kind of a person's note.
+NOTE = "note"
+#: Final run statuses that tell on-call automation did not fix it (`run_failed`).
+FAILED_RUNS = frozenset({RunStatus.failed, RunStatus.rolled_back, RunStatus.timed_out, RunStatus.interrupted})
+
 # A batch that lost the race once finds the open incident on its second try; more tries only
 # cover several fingerprints raced by several replicas in a row.
 _INGEST_ATTEMPTS = 3
@@ -62,8 +69,11 @@ def _values(row: Row[Any], fields: Sequence[str]) -> dict[str, Any]:
 
 
 class Store:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, notify: Collection[str] = frozenset()) -> None:
         self.db = db
+        #: The events some notification channel hears of: only those get outbox rows.
+        self.notify = frozenset(notify)
+        self.outbox = Outbox(db)
 
     # ------------------------------------------------------------ intake
 
@@ -80,7 +90,7 @@ class Store:
         while True:
             try:
                 with self.db.write() as conn:
-                    return apply_batch(conn, batch, utcnow(), plan())
+                    return apply_batch(conn, batch, utcnow(), plan(), self.notify)
             except IntegrityError as exc:
                 if attempt >= _INGEST_ATTEMPTS or not _lost_open_race(exc):
                     raise
@@ -208,6 +218,7 @@ class Store:
                 .where(audit_log.c.incident_id == incident_id)
                 .order_by(audit_log.c.id)
             )
+            entries = [AuditEntry.trusted(dict(zip(AUDIT_FIELDS, r, strict=True))) for r in audit]
             return IncidentDetail.trusted(
                 {
                     **_values(row, INCIDENT_FIELDS),
@@ -217,11 +228,210 @@ class Store:
                         IncidentAlert.trusted(dict(zip(ALERT_FIELDS, r, strict=True))) for r in newest_alerts
                     ],
                     "runs": [Run.trusted(dict(zip(RUN_FIELDS, r, strict=True))) for r in its_runs],
-                    "timeline": _timeline(
-                        row, [AuditEntry.trusted(dict(zip(AUDIT_FIELDS, r, strict=True))) for r in audit]
-                    ),
+                    "notes": [
+                        Note.trusted({"at": e.at, "by": e.actor, "text": e.message})
+                        for e in entries
+                        if e.kind == NOTE
+                    ],
+                    "timeline": _timeline(row, entries),
                 }
             )
+
+    def incident(self, incident_id: int) -> Incident:
+        """One incident without its alerts, runs and timeline."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(*[incidents.c[name] for name in INCIDENT_FIELDS]).where(incidents.c.id == incident_id)
+            ).first()
+        if row is None:
+            raise NotFound(f"incident {incident_id} not found")
+        return Incident.trusted(dict(zip(INCIDENT_FIELDS, row, strict=True)))
+
+    def routing_facts(self, ids: Collection[int]) -> dict[int, tuple[str, str, str]]:
+        """(code, severity, target) of the incidents of these ids: what notification routing reads."""
+        found: dict[int, tuple[str, str, str]] = {}
+        wanted = sorted(set(ids))
+        columns = (incidents.c.id, incidents.c.code, incidents.c.severity, incidents.c.target)
+        with self.db.read() as conn:
+            for i in range(0, len(wanted), 500):
+                for row in conn.execute(select(*columns).where(incidents.c.id.in_(wanted[i : i + 500]))):
+                    found[row[0]] = (row[1], row[2], row[3])
+        return found
+
+    def get_run_summary(self, run_id: int) -> Run:
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(*[runs.c[name] for name in RUN_FIELDS]).where(runs.c.id == run_id)
+            ).first()
+        if row is None:
+            raise NotFound(f"run {run_id} not found")
+        return Run.trusted(dict(zip(RUN_FIELDS, row, strict=True)))
+
+    # ------------------------------------------------- people's actions
+
+    def acknowledge(self, incident_id: int, by: str) -> Incident:
+        """First response: stops response escalation. Acknowledging twice is a conflict."""
+        now = utcnow()
+        with self.db.write() as conn:
+            row = self._open_row(conn, incident_id, "acknowledge")
+            if row.acknowledged_at is not None:
+                raise Conflict(
+                    f"incident {incident_id} was acknowledged by {row.acknowledged_by}"
+                    f" at {row.acknowledged_at:%Y-%m-%d %H:%M:%S}Z"
+                )
+            done = conn.execute(
+                update(incidents)
+                .where(and_(incidents.c.id == incident_id, incidents.c.acknowledged_at.is_(None)))
+                .values(acknowledged_at=now, acknowledged_by=by)
+            ).rowcount
+            if done != 1:
+                raise Conflict(f"incident {incident_id} was acknowledged by someone else just now")
+            self._audit(conn, now, by, "acknowledged", incident_id, f"acknowledged by {by}")
+        return self.incident(incident_id)
+
+    def add_note(self, incident_id: int, by: str, text: str) -> Note:
+        now = utcnow()
+        with self.db.write() as conn:
+            if conn.execute(select(incidents.c.id).where(incidents.c.id == incident_id)).first() is None:
+                raise NotFound(f"incident {incident_id} not found")
+            self._audit(conn, now, by, NOTE, incident_id, text)
+        return Note.trusted({"at": now, "by": by, "text": text})
+
+    def resolve_by_hand(self, incident_id: int, by: str, note: str | None = None) -> Incident:
+        """Close an open incident; its resolution is `manual`, and channels hearing of `resolved`
+        (PagerDuty's resolve among them) are told."""
+        now = utcnow()
+        with self.db.write() as conn:
+            self._open_row(conn, incident_id, "resolve")
+            done = conn.execute(
+                update(incidents)
+                .where(and_(incidents.c.id == incident_id, incidents.c.status == IncidentStatus.open.value))
+                .values(
+                    status=IncidentStatus.resolved.value, resolved_at=now, resolution="manual", last_seen=now
+                )
+            ).rowcount
+            if done != 1:
+                raise Conflict(f"incident {incident_id} was resolved by someone else just now")
+            if note:
+                self._audit(conn, now, by, NOTE, incident_id, note)
+            self._audit(conn, now, by, "resolved", incident_id, f"resolved by hand by {by}")
+            add_event(
+                conn,
+                self.notify,
+                "resolved",
+                now,
+                incident_id=incident_id,
+                reason=f"resolved by hand by {by}",
+            )
+        return self.incident(incident_id)
+
+    def _open_row(self, conn: Connection, incident_id: int, verb: str) -> Any:
+        row = conn.execute(
+            select(incidents.c.status, incidents.c.acknowledged_at, incidents.c.acknowledged_by).where(
+                incidents.c.id == incident_id
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"incident {incident_id} not found")
+        if row.status != IncidentStatus.open.value:
+            raise Conflict(f"incident {incident_id} is {row.status}: nothing to {verb}")
+        return row
+
+    @staticmethod
+    def _audit(
+        conn: Connection,
+        now: datetime,
+        actor: str,
+        kind: str,
+        incident_id: int | None,
+        message: str,
+        run_id: int | None = None,
+    ) -> None:
+        conn.execute(
+            insert(audit_log).values(
+                at=now, actor=actor, kind=kind, incident_id=incident_id, run_id=run_id, message=message
+            )
+        )
+
+    # -------------------------------------------------------- deadlines
+
+    def overdue(self, now: datetime) -> list[tuple[Incident, str | None]]:
+        """Open incidents past their first-response deadline unacknowledged, or past their due
+        time; each with the deadline it was last escalated for (`respond`, `resolve` or None)."""
+        query = select(*[incidents.c[name] for name in INCIDENT_FIELDS], incidents.c.escalated_for).where(
+            and_(
+                incidents.c.status == IncidentStatus.open.value,
+                or_(
+                    and_(incidents.c.respond_by <= now, incidents.c.acknowledged_at.is_(None)),
+                    incidents.c.due_at <= now,
+                ),
+            )
+        )
+        with self.db.read() as conn:
+            return [
+                (Incident.trusted(dict(zip(INCIDENT_FIELDS, r[:-1], strict=True))), r[-1])
+                for r in conn.execute(query)
+            ]
+
+    def escalate(self, incident: Incident, deadline: str, reason: str, now: datetime) -> bool:
+        """Record one escalation of `incident` for `deadline` (`respond` | `resolve`) with its
+        outbox row; False if someone else escalated, acknowledged or resolved it meanwhile."""
+        with self.db.write() as conn:
+            unchanged = [
+                incidents.c.id == incident.id,
+                incidents.c.status == IncidentStatus.open.value,
+                incidents.c.escalated_at.is_(None)
+                if incident.escalated_at is None
+                else incidents.c.escalated_at == incident.escalated_at,
+            ]
+            if deadline == "respond":
+                unchanged.append(incidents.c.acknowledged_at.is_(None))
+            done = conn.execute(
+                update(incidents).where(and_(*unchanged)).values(escalated_at=now, escalated_for=deadline)
+            ).rowcount
+            if done != 1:
+                return False
+            self._audit(conn, now, "suture", "escalated", incident.id, reason)
+            add_event(conn, self.notify, "escalation", now, incident_id=incident.id, reason=reason)
+        return True
+
+    def awaiting_approval(self) -> list[tuple[Run, str | None]]:
+        """Runs waiting for a person, oldest first, each with its incident's code."""
+        query = (
+            select(*[runs.c[name] for name in RUN_FIELDS], incidents.c.code)
+            .outerjoin(incidents, runs.c.incident_id == incidents.c.id)
+            .where(runs.c.status == RunStatus.awaiting_approval.value)
+            .order_by(runs.c.id)
+        )
+        with self.db.read() as conn:
+            return [
+                (Run.trusted(dict(zip(RUN_FIELDS, r[:-1], strict=True))), r[-1]) for r in conn.execute(query)
+            ]
+
+    def expire_approval(self, run_id: int, reason: str, now: datetime) -> bool:
+        """An unapproved run becomes `expired`; False if a person decided first."""
+        with self.db.write() as conn:
+            done = conn.execute(
+                update(runs)
+                .where(and_(runs.c.id == run_id, runs.c.status == RunStatus.awaiting_approval.value))
+                .values(status=RunStatus.expired.value, finished_at=now, error=reason)
+            ).rowcount
+            if done != 1:
+                return False
+            incident_id = conn.execute(select(runs.c.incident_id).where(runs.c.id == run_id)).scalar()
+            self._audit(
+                conn, now, "suture", "expired", incident_id, f"run {run_id} expired: {reason}", run_id
+            )
+            add_event(
+                conn,
+                self.notify,
+                "approval_expired",
+                now,
+                incident_id=incident_id,
+                run_id=run_id,
+                reason=reason,
+            )
+        return True
 
     # -------------------------------------------------------------- runs
 
@@ -373,16 +583,17 @@ class Store:
                     .values(remediated_at=now)
                 )
             message = f"run {run_id} {status.value}" + (f": {error}" if error else "")
-            conn.execute(
-                insert(audit_log).values(
-                    at=now,
-                    actor="suture",
-                    kind=f"run_{status.value}",
+            self._audit(conn, now, "suture", f"run_{status.value}", incident_id, message, run_id)
+            if status in FAILED_RUNS:
+                add_event(
+                    conn,
+                    self.notify,
+                    "run_failed",
+                    now,
                     incident_id=incident_id,
                     run_id=run_id,
-                    message=message,
+                    reason=message,
                 )
-            )
 
     def running_runs(self) -> list[HeldRun]:
         """Runs marked running, with who holds them and when they last showed life."""
@@ -408,16 +619,8 @@ class Store:
                 values.update(finished_at=now, error=f"rejected by {by}" + (f": {reason}" if reason else ""))
             conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
             verb = "approved" if approve else "rejected"
-            conn.execute(
-                insert(audit_log).values(
-                    at=now,
-                    actor=by,
-                    kind=f"run_{verb}",
-                    incident_id=row.incident_id,
-                    run_id=run_id,
-                    message=f"run {run_id} {verb} by {by}" + (f": {reason}" if reason else ""),
-                )
-            )
+            message = f"run {run_id} {verb} by {by}" + (f": {reason}" if reason else "")
+            self._audit(conn, now, by, verb, row.incident_id, message, run_id)
         return self.get_run(run_id)
 
     def recover_interrupted(self, idempotent: dict[int, bool]) -> dict[str, list[int]]:
@@ -458,16 +661,17 @@ class Store:
                     message = f"run {row.id} interrupted by a daemon stop; check the target by hand"
                     outcome["interrupted"].append(row.id)
                 conn.execute(update(runs).where(runs.c.id == row.id).values(**values))
-                conn.execute(
-                    insert(audit_log).values(
-                        at=now,
-                        actor="suture",
-                        kind=kind,
+                self._audit(conn, now, "suture", kind, row.incident_id, message, row.id)
+                if not again:
+                    add_event(
+                        conn,
+                        self.notify,
+                        "run_failed",
+                        now,
                         incident_id=row.incident_id,
                         run_id=row.id,
-                        message=message,
+                        reason=message,
                     )
-                )
         return outcome
 
     def open_incidents_of_source(self, source: str) -> list[OpenIncident]:
@@ -509,7 +713,7 @@ def _timeline(incident: Row[Any], entries: list[AuditEntry]) -> list[AuditEntry]
     opened = AuditEntry.trusted(
         {
             "at": incident.opened_at,
-            "kind": "incident_opened",
+            "kind": "opened",
             "message": f"{incident.code} opened for {incident.target or 'unknown target'}",
             "actor": incident.source,
             "run_id": None,
@@ -521,7 +725,7 @@ def _timeline(incident: Row[Any], entries: list[AuditEntry]) -> list[AuditEntry]
             AuditEntry.trusted(
                 {
                     "at": incident.resolved_at,
-                    "kind": "incident_resolved",
+                    "kind": "resolved",
                     "message": "alert resolved at the source",
                     "actor": incident.source,
                     "run_id": None,

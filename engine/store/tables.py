@@ -190,6 +190,12 @@ incidents = Table(
     Column("resolved_at", UtcDateTime),
     Column("resolution", String(32)),
     Column("remediated_at", UtcDateTime),
+    Column("respond_by", UtcDateTime),
+    Column("acknowledged_at", UtcDateTime),
+    Column("acknowledged_by", String(128)),
+    Column("escalated_at", UtcDateTime),
+    #: Which deadline the last escalation was for: `respond` or `resolve`.
+    Column("escalated_for", String(16)),
     Index(None, "status", "opened_at"),
     Index(None, "code", "opened_at"),
     Index(None, "opened_at"),
@@ -264,6 +270,53 @@ audit_log = Table(
     Index(None, "incident_id", "at"),
     Index(None, "run_id"),
     Index(None, "at"),
+)
+
+OUTBOX_UNSENT_INDEX = "ix_outbox_undispatched"
+OUTBOX_UNSENT_WHERE = "dispatched = false"
+
+#: Events worth telling someone, written in the transaction of the change that caused them;
+#: the notifier turns each into one delivery per channel that hears of it.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("incident_id", Integer, ForeignKey("incidents.id")),
+    Column("run_id", Integer, ForeignKey("runs.id")),
+    Column("reason", Text, nullable=False),
+    Column("dispatched", Boolean, nullable=False),
+    Index(
+        OUTBOX_UNSENT_INDEX,
+        "id",
+        sqlite_where=text(OUTBOX_UNSENT_WHERE),
+        postgresql_where=text(OUTBOX_UNSENT_WHERE),
+    ),
+)
+
+#: One message to one channel about one outbox event: stored before it is sent.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("outbox_id", Integer, ForeignKey("outbox.id"), nullable=False),
+    Column("incident_id", Integer, ForeignKey("incidents.id")),
+    Column("run_id", Integer, ForeignKey("runs.id")),
+    Column("event", String(32), nullable=False),
+    Column("channel", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("claimed_at", UtcDateTime),
+    Column("sent_at", UtcDateTime),
+    Column("answer", Text),
+    Column("error", Text),
+    # One delivery per event and channel, whoever expands the event and however often.
+    Index(None, "outbox_id", "channel", unique=True),
+    Index(None, "channel", "status", "id"),
+    Index(None, "status", "id"),
 )
 
 state = Table(

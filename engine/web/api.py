@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 import structlog
@@ -38,6 +38,8 @@ from engine.records import (
     Incident,
     IncidentAlert,
     IncidentDetail,
+    Note,
+    Notification,
     Page,
     PlaybookSummary,
     Ready,
@@ -67,6 +69,7 @@ class Services:
     intake: Intake
     ready: Callable[[], bool]
     wake_workers: Callable[[], None] = lambda: None
+    wake_notifier: Callable[[], None] = lambda: None
     helpers: Helpers | None = None
     clock: Clock = SYSTEM_CLOCK
     hooks: Hooks = NO_HOOKS
@@ -83,6 +86,20 @@ class Decision(BaseModel):
         description="Ignored: the decision is recorded under the authenticated name.",
     )
     reason: str | None = Field(default=None, max_length=2000)
+
+
+class NoteBody(BaseModel):
+    """A person's note; who wrote it is the authenticated caller."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=10_000)
+
+
+class ResolveBody(BaseModel):
+    """Closing an incident by hand, with an optional note kept on it."""
+
+    model_config = ConfigDict(extra="forbid")
+    note: str | None = Field(default=None, min_length=1, max_length=10_000)
 
 
 class ErrorBody(BaseModel):
@@ -309,7 +326,7 @@ def _add_alert_route(app: FastAPI, receiver: WebhookReceiver) -> dict[str, Any]:
     return dict(defs)
 
 
-Listed = TypeVar("Listed", Incident, Run)
+Listed = TypeVar("Listed", Incident, Run, Notification)
 
 
 def _page(page: type[Page[Listed]], items: list[Listed], limit: int) -> Page[Listed]:
@@ -417,6 +434,39 @@ def _api_router(services: Services) -> APIRouter:
     ) -> RunDetail:
         reason = body.reason if body else None
         return store.decide_run(run_id, approve=False, by=actor.name, reason=reason)
+
+    @router.post("/api/v1/incidents/{incident_id}/ack", responses=changes)
+    def acknowledge_incident(
+        actor: Annotated[Actor, Depends(authenticated)], incident_id: int = Path(ge=1, le=MAX_ID)
+    ) -> Incident:
+        return store.acknowledge(incident_id, actor.name)
+
+    @router.post("/api/v1/incidents/{incident_id}/notes", responses=changes, status_code=201)
+    def add_note(
+        actor: Annotated[Actor, Depends(authenticated)],
+        body: NoteBody,
+        incident_id: int = Path(ge=1, le=MAX_ID),
+    ) -> Note:
+        return store.add_note(incident_id, actor.name, body.text)
+
+    @router.post("/api/v1/incidents/{incident_id}/resolve", responses=changes)
+    def resolve_incident(
+        actor: Annotated[Actor, Depends(authenticated)],
+        incident_id: int = Path(ge=1, le=MAX_ID),
+        body: ResolveBody | None = None,
+    ) -> Incident:
+        incident = store.resolve_by_hand(incident_id, actor.name, body.note if body else None)
+        services.wake_notifier()
+        return incident
+
+    @router.get("/api/v1/notifications", responses=_documented(400))
+    def list_notifications(
+        status: Literal["pending", "sending", "sent", "failed"] | None = None,
+        limit: int = Query(100, ge=1, le=1000),
+        cursor: int | None = Query(None, ge=1, le=MAX_ID),
+    ) -> Page[Notification]:
+        items = store.outbox.list(status=status, limit=limit, before_id=cursor)
+        return _page(Page[Notification], items, limit)
 
     @router.get("/api/v1/codes")
     def list_codes() -> Page[CodeEntry]:

@@ -242,7 +242,7 @@ def test_approval_through_cli_and_api(daemon_factory: Any, tmp_path: Path) -> No
     assert again.status_code == 409 and "not awaiting_approval" in again.json()["error"]
     timeline = daemon.cli("incidents", "show", str(rejected["incident_id"]))["timeline"]
     actors = [(t["kind"], t["actor"]) for t in timeline]
-    assert ("run_rejected", "chatops") in actors and ("run_rejected", "bob") not in actors
+    assert ("rejected", "chatops") in actors and ("rejected", "bob") not in actors
 
 
 def test_pause_holds_queued_runs_until_resume(daemon_factory: Any, tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ def test_resolved_alert_closes_incident_without_run(daemon: DaemonProcess) -> No
     assert incident["resolved_at"].startswith("2026-11-23T10:05:00")
     assert daemon.cli("runs", "list") == []
     shown = daemon.cli("incidents", "show", str(incident["id"]))
-    assert [t["kind"] for t in shown["timeline"]] == ["incident_opened", "incident_resolved"]
+    assert [t["kind"] for t in shown["timeline"]] == ["opened", "resolved"]
     assert [a["status"] for a in shown["alerts"]] == ["resolved", "firing"]
 
 

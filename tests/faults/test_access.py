@@ -114,7 +114,7 @@ def test_without_access_configured_approve_and_reject_are_refused(daemon_factory
         assert answer.status_code == 403, answer.text
         assert answer.json()["error"].startswith("no access configured: ")
     assert run_status(daemon, run_id) == "awaiting_approval"
-    assert all(kind not in ("run_approved", "run_rejected") for kind, _, _ in timeline(daemon, run_id))
+    assert all(kind not in ("approved", "rejected") for kind, _, _ in timeline(daemon, run_id))
     # Reads stay open on loopback, and the CLI (which uses the database itself) still decides.
     assert daemon.get(f"/api/v1/runs/{run_id}")["status"] == "awaiting_approval"
     assert [i["code"] for i in daemon.get("/api/v1/incidents")["items"]] == ["APPR-001"]
@@ -156,7 +156,7 @@ def test_operate_token_rejects_under_its_own_name_not_the_bodys(guarded: DaemonP
     run = guarded.cli("runs", "show", str(run_id))
     assert run["steps"] == [] and run["error"] == "rejected by chatops: not during the sale"
     entries = timeline(guarded, run_id)
-    assert ("run_rejected", "chatops", f"run {run_id} rejected by chatops: not during the sale") in entries
+    assert ("rejected", "chatops", f"run {run_id} rejected by chatops: not during the sale") in entries
     assert not any("mallory" in actor or "mallory" in message for _, actor, message in entries)
     assert OPS_TOKEN not in guarded.log() and READ_TOKEN not in guarded.log()
 
@@ -167,7 +167,7 @@ def test_operate_token_approves_and_the_run_executes(guarded: DaemonProcess) -> 
     answer = decide(guarded, run_id, "approve", {"by": "mallory"}, headers=bearer(OPS_TOKEN))
     assert answer.status_code == 200, answer.text
     wait_for(lambda: run_status(guarded, run_id) == "succeeded")
-    assert ("run_approved", "chatops", f"run {run_id} approved by chatops") in timeline(guarded, run_id)
+    assert ("approved", "chatops", f"run {run_id} approved by chatops") in timeline(guarded, run_id)
     again = decide(guarded, run_id, "approve", {}, headers=bearer(OPS_TOKEN))
     assert again.status_code == 409 and "not awaiting_approval" in again.json()["error"]
 
@@ -198,7 +198,7 @@ def test_basic_auth_user_from_access_hash_approves_as_herself(guarded: DaemonPro
     run_id = awaiting_run(guarded, "basic-alice")
     answer = decide(guarded, run_id, "approve", {}, headers=basic("alice", ALICE_PASSWORD))
     assert answer.status_code == 200, answer.text
-    assert ("run_approved", "alice", f"run {run_id} approved by alice") in timeline(guarded, run_id)
+    assert ("approved", "alice", f"run {run_id} approved by alice") in timeline(guarded, run_id)
     assert ALICE_PASSWORD not in guarded.log()
 
 

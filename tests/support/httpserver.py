@@ -163,14 +163,14 @@ class TestHttpServer:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._scripts: dict[str, deque[CannedResponse]] = {}
         #: Set by `stop()` or `reset()`: slow answers picked before it give up.
         self._interrupted = threading.Event()
         self.default: CannedResponse = respond(200)
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self._httpd = _Server(("127.0.0.1", port), _Handler)
         self._httpd.owner = self
         self.port: int = self._httpd.server_address[1]
         self.url: str = f"http://127.0.0.1:{self.port}"
@@ -228,8 +228,9 @@ class TestHttpServer:
 
 
 @contextmanager
-def running_http_server() -> Iterator[TestHttpServer]:
-    server = TestHttpServer()
+def running_http_server(port: int = 0) -> Iterator[TestHttpServer]:
+    """A recording server on 127.0.0.1, on `port` when given (a channel that comes up later)."""
+    server = TestHttpServer(port)
     try:
         yield server
     finally:

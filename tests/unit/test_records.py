@@ -42,6 +42,10 @@ INCIDENT = {
     "resolution": None,
     "due_at": T1,
     "remediated_at": None,
+    "respond_by": T1,
+    "acknowledged_at": None,
+    "acknowledged_by": None,
+    "escalated_at": None,
 }
 RUN = {
     "id": 7,
@@ -109,7 +113,7 @@ def test_public_fields_keep_their_names_and_order() -> None:
     assert Run.field_names() == tuple(RUN)
     assert StepResult.field_names() == tuple(STEP)
     shown = IncidentDetail.field_names()[len(INCIDENT) :]
-    assert shown == ("labels", "annotations", "alerts", "runs", "timeline")
+    assert shown == ("labels", "annotations", "alerts", "runs", "notes", "timeline")
     assert RunDetail.field_names()[-1] == "steps"
 
 

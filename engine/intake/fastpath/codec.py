@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from engine.intake.answers import Outcome
-from engine.models import Alert, AlertStatus, ClassifiedAlert, Mode, Policy, Severity, Submission
+from engine.models import Alert, AlertStatus, ClassifiedAlert, Deadlines, Mode, Policy, Severity, Submission
 
 log = structlog.get_logger("suture.intake")
 
@@ -54,10 +54,10 @@ def _time(value: datetime | None) -> int | None:
 
 def wire(submission: Submission) -> tuple[Any, ...]:
     """A submission as plain values: times as microseconds since the epoch (exact), enums as
-    their values, the policy as its three numbers."""
+    their values, the policy and the deadlines as their numbers."""
     items = []
     for item in submission.alerts:
-        alert, policy = item.alert, item.policy
+        alert, policy, deadlines = item.alert, item.policy, item.deadlines
         items.append(
             (
                 alert.source,
@@ -76,7 +76,17 @@ def wire(submission: Submission) -> tuple[Any, ...]:
                 item.mode.value,
                 item.playbook,
                 item.dry_run,
-                None if policy is None else (_micros(policy.cooldown), policy.max_runs, _micros(policy.per)),
+                None
+                if policy is None
+                else (
+                    _micros(policy.cooldown),
+                    policy.max_runs,
+                    _micros(policy.per),
+                    _micros(policy.approval_timeout),
+                ),
+                None
+                if deadlines is None
+                else (_micros(deadlines.respond_within), _micros(deadlines.resolve_within)),
             )
         )
     return submission.source, submission.body, items
@@ -88,7 +98,8 @@ class Unwire:
 
     def __init__(self) -> None:
         self._times: dict[int, datetime] = {}
-        self._policies: dict[tuple[int | None, int | None, int | None], Policy] = {}
+        self._policies: dict[tuple[int | None, ...], Policy] = {}
+        self._deadlines: dict[tuple[int | None, int | None], Deadlines] = {}
 
     def __call__(self, wired: tuple[Any, ...]) -> Submission:
         source, body, items = wired
@@ -112,6 +123,7 @@ class Unwire:
             playbook,
             dry_run,
             policy,
+            deadlines,
         ) in items:
             alert = trusted(
                 alert_source,
@@ -135,6 +147,7 @@ class Unwire:
                     playbook,  # marshal gives tuples back as tuples
                     dry_run,
                     None if policy is None else self._policy(policy),
+                    None if deadlines is None else self._deadline(deadlines),
                 )
             )
         return Submission(source, body, alerts)
@@ -149,16 +162,27 @@ class Unwire:
             value = self._times[micros] = _EPOCH + micros * _MICROSECOND
         return value
 
-    def _policy(self, numbers: tuple[int | None, int | None, int | None]) -> Policy:
+    def _policy(self, numbers: tuple[int | None, ...]) -> Policy:
         policy = self._policies.get(numbers)
         if policy is None:
-            cooldown, max_runs, per = numbers
+            cooldown, max_runs, per, approval_timeout = numbers
             policy = self._policies[numbers] = Policy.model_construct(
-                cooldown=None if cooldown is None else cooldown * _MICROSECOND,
+                cooldown=_span(cooldown),
                 max_runs=max_runs,
-                per=None if per is None else per * _MICROSECOND,
+                per=_span(per),
+                approval_timeout=_span(approval_timeout),
             )
         return policy
+
+    def _deadline(self, numbers: tuple[int | None, int | None]) -> Deadlines:
+        deadlines = self._deadlines.get(numbers)
+        if deadlines is None:
+            deadlines = self._deadlines[numbers] = Deadlines(_span(numbers[0]), _span(numbers[1]))
+        return deadlines
+
+
+def _span(micros: int | None) -> timedelta | None:
+    return None if micros is None else micros * _MICROSECOND
 
 
 _ALERT_STATUS = {status.value: status for status in AlertStatus}

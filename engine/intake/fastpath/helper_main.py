@@ -140,7 +140,7 @@ def serve(sock: socket.socket) -> None:
     structlog.configure(processors=[_mark_helper, *structlog.get_config()["processors"]])
     # The daemon has migrated it already; its config says how durable a commit is.
     db = open_database(config.database_url, sqlite_synchronous=config.database.sqlite_synchronous)
-    writer = IntakeWriter(Store(db))  # never started: this thread commits
+    writer = IntakeWriter(Store(db, config.heard_events()))  # never started: this thread commits
     replies = Replies(sock)
     gc.collect()
     gc.freeze()

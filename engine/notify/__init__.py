@@ -1,0 +1,1 @@
+"""Notifications and escalation: channels, routing, a stored outbox and its sender, deadlines."""
