@@ -315,8 +315,12 @@ def test_a_channel_that_never_answers_does_not_hold_up_webhooks(
         assert answer.status_code == 202 and len(answer.json()["incidents_opened"]) == 1
     # Every webhook was answered while the channel still held the first notification.
     wait_for(lambda: [r for r in hook.requests if r.path == "/stuck"])
-    statuses = [n["status"] for n in daemon.get("/api/v1/notifications")["items"]]
-    assert len(statuses) == 5 and "sent" not in statuses and "sending" in statuses
+    # The notifier expands outbox rows in turns: wait until all five are deliveries.
+    items = wait_for(
+        lambda: (found := daemon.get("/api/v1/notifications")["items"]) and len(found) == 5 and found
+    )
+    statuses = [n["status"] for n in items]
+    assert "sent" not in statuses and "sending" in statuses
     assert daemon.get("/readyz") == {"status": "ready"}
 
 
