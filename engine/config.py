@@ -407,6 +407,21 @@ class _Resolved:
         return (_Resolved, ())
 
 
+class RetentionConfig(_Section):
+    """How long raw webhook bodies and step output are kept (`null`: forever); incidents, alerts
+    and run summaries are always kept, so history and statistics do not change when these go."""
+
+    events: Duration | None = timedelta(days=30)
+    step_output: Duration | None = timedelta(days=90)
+
+    @field_validator("events", "step_output")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("expected a duration above zero like 30d, or null to keep forever")
+        return value
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -425,6 +440,7 @@ class Config(_Section):
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
     notifications: list[ChannelConfig] = Field(default_factory=list)
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
 

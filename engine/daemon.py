@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import signal
 import threading
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -19,15 +20,17 @@ from engine.config import Config
 from engine.errors import CatalogError
 from engine.execution.recovery import recover_runs
 from engine.execution.worker import Incarnation, PlaybookResolver, WorkerPool
-from engine.hooks import Hooks
+from engine.hooks import CatalogReloadFailed, Hooks
 from engine.intake.classify import CatalogView, Intake
 from engine.intake.service import intake_health, start_helpers
 from engine.models import PAUSED_KEY, Code
 from engine.notify.escalation import DeadlineCheck
 from engine.notify.service import build_notifier
-from engine.scheduler import schedule_polls
+from engine.scheduler import PruneJob, schedule_polls
 from engine.store import Store, open_database
 from engine.store.db import sqlite_file
+from engine.store.gauges import read_gauges
+from engine.store.retention import Retention
 from engine.templating import Renderer
 from engine.web.api import Services, create_asgi
 
@@ -54,6 +57,7 @@ class Daemon:
             config.database_url, upgrade=True, sqlite_synchronous=config.database.sqlite_synchronous
         )
         self.store = Store(self.db, config.heard_events())
+        metrics.watch_store(lambda: read_gauges(self.db, self.clock.now()))
         catalog = load_checked_catalog(config, self.store)
         self.store.sync_catalog(*stored_versions(catalog))
         self.renderer = Renderer(config.secret_values())
@@ -84,6 +88,7 @@ class Daemon:
             hooks=self.hooks,
             wake=self.notifier.wake,
         )
+        self.prune = PruneJob(Retention(self.db), config.retention, clock=self.clock)
         # Helpers need a database other processes can open: not an in-memory SQLite.
         shared = not (self.db.is_sqlite and sqlite_file(self.db.url) is None)
         self.helpers = start_helpers(config, self.hooks, shared_database=shared)
@@ -111,10 +116,12 @@ class Daemon:
                 self.store.sync_catalog(*stored_versions(catalog))
             except CatalogError as exc:
                 log.error("catalog_reload_refused", problems=exc.problems)
+                self.hooks.emit(CatalogReloadFailed(refused=True))
                 return False
             except Exception as exc:  # noqa: BLE001 - the reload thread must outlive any failure
                 first = str(exc).splitlines()[0] if str(exc) else ""
                 log.error("catalog_reload_failed", error=type(exc).__name__ + (f": {first}" if first else ""))
+                self.hooks.emit(CatalogReloadFailed(refused=False))
                 return False
             self.intake.view = CatalogView.of(catalog, self.config.escalation)
             log.info("catalog_reloaded", codes=len(catalog.codes), playbooks=len(catalog.playbooks))
@@ -126,7 +133,7 @@ class Daemon:
         self.pool.start()
         self.pool.wake()  # runs that were queued while we were down
         self.scheduler.add_job(self.recover, "interval", seconds=60, id="recover", max_instances=1)
-        schedule_polls(self.scheduler, self.config, self.store, self.intake)
+        schedule_polls(self.scheduler, self.config, self.store, self.intake, self.hooks)
         self.scheduler.add_job(
             self.deadlines,
             "interval",
@@ -136,6 +143,17 @@ class Daemon:
             coalesce=True,
             next_run_time=self.clock.now(),
         )
+        if self.prune.enabled:
+            # Hourly, first a minute after start: recovery and the backlog of a start go first.
+            self.scheduler.add_job(
+                self.prune,
+                "interval",
+                seconds=3600,
+                id="retention",
+                max_instances=1,
+                coalesce=True,
+                next_run_time=self.clock.now() + timedelta(seconds=60),
+            )
         if self.config.notifications:
             self.notifier.start()
         self.scheduler.start()

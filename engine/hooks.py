@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import structlog
@@ -137,6 +138,29 @@ class Escalated:
 
     incident_id: int
     deadline: str
+
+
+@dataclass(frozen=True, slots=True)
+class PollSucceeded:
+    """A poll of a pull source (or the Zabbix reconcile) fetched and stored what fires, at `at`."""
+
+    source: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PollFailed:
+    """A poll could not fetch from its source: nothing was resolved (`poll_failed` in the log)."""
+
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogReloadFailed:
+    """A reload kept the old catalog: `refused` when the new one is invalid, False when the
+    reload itself broke (the database, a loader bug)."""
+
+    refused: bool
 
 
 E = TypeVar("E")

@@ -2,26 +2,51 @@
 module except the `/metrics` route that exports the registry.
 
 Labelled children are looked up once per label value and kept: `.labels()` on every webhook
-showed in profiles of the intake's hot path."""
+showed in profiles of the intake's hot path.
+
+States (open incidents, queue depth) are not kept from events but read from the database at
+scrape time by `StoreCollector`, which the daemon attaches with `watch_store`: they must be
+right after a restart and when another process changed the store."""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib.metadata
+import platform
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import structlog
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from engine.hooks import (
     AlertsReceived,
     BodyRejected,
+    CatalogReloadFailed,
     Escalated,
     Hooks,
     IntakeHelpers,
     NotificationAttempted,
+    PollFailed,
+    PollSucceeded,
     RunFinished,
+    RunHeld,
     StepFinished,
     WebhookReady,
     WorkersBusy,
 )
+
+log = structlog.get_logger("suture.metrics")
 
 REGISTRY = CollectorRegistry()
 
@@ -39,7 +64,36 @@ INGEST_SECONDS = Histogram(
     registry=REGISTRY,
 )
 INCIDENTS_OPENED = Counter("suture_incidents_opened_total", "Incidents opened", registry=REGISTRY)
-RUNS_FINISHED = Counter("suture_runs_finished_total", "Runs finished", ["status"], registry=REGISTRY)
+RUNS_FINISHED = Counter(
+    "suture_runs_finished_total", "Runs finished", ["playbook", "version", "status"], registry=REGISTRY
+)
+RUN_SECONDS = Histogram(
+    "suture_run_duration_seconds",
+    "Run duration, claim to finish",
+    ["playbook"],
+    buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800),
+    registry=REGISTRY,
+)
+POLICY_HOLDS = Counter(
+    "suture_policy_holds_total",
+    "Runs a gate held back (skipped, awaiting approval or deferred)",
+    ["gate"],
+    registry=REGISTRY,
+)
+POLL_FAILURES = Counter(
+    "suture_poll_failures_total", "Polls that could not fetch their source", ["source"], registry=REGISTRY
+)
+POLL_LAST_SUCCESS = Gauge(
+    "suture_poll_last_success_timestamp_seconds",
+    "When a poll of the source last fetched and stored, as a Unix time",
+    ["source"],
+    registry=REGISTRY,
+)
+CATALOG_RELOAD_FAILURES = Counter(
+    "suture_catalog_reload_failures_total",
+    "Catalog reloads refused or failed (the old catalog stays in force)",
+    registry=REGISTRY,
+)
 STEP_SECONDS = Histogram(
     "suture_step_seconds",
     "Step duration",
@@ -60,12 +114,134 @@ NOTIFICATIONS = Counter(
 ESCALATIONS = Counter(
     "suture_escalations_total", "Escalations by deadline passed", ["deadline"], registry=REGISTRY
 )
+NOTIFICATION_FAILURES = Counter(
+    "suture_notification_failures_total",
+    "Notification attempts that failed (to be retried or given up)",
+    ["channel"],
+    registry=REGISTRY,
+)
+BUILD_INFO = Gauge(
+    "suture_build_info", "Always 1: the Suture and Python versions", ["version", "python"], registry=REGISTRY
+)
+
+#: Notification outcomes that are failures (`sent` is the other one).
+_FAILED_OUTCOMES = frozenset({"retry", "failed"})
+#: Gates whose hold series exist from the start, at zero.
+GATES = ("cooldown", "max_runs", "approval")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("suture")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+BUILD_INFO.labels(_version(), platform.python_version()).set(1)
+# The standard process_*, python_info and python_gc_* series. The library's defaults register
+# them on its global registry, which this module does not export: the same kinds, on ours.
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+
+def gate_of(reason: str) -> str:
+    """The gate a hold's reason names (engine/policy/gates.py words them): `cooldown`,
+    `max_runs`, `approval`, `deferred`; otherwise the reason's first word, which is bounded
+    because reasons are written by the gates, never by the alert."""
+    if reason.startswith("policy: cooldown"):
+        return "cooldown"
+    if reason.startswith("policy: at most"):
+        return "max_runs"
+    if reason == "mode: approval":
+        return "approval"
+    if "deferred until" in reason:
+        return "deferred"
+    words = reason.split()
+    return words[0].rstrip(":").lower() if words else "unknown"
+
+
+class GaugeReading(Protocol):
+    """What `StoreCollector` exports (engine.store.gauges.StoreGauges is one). A protocol, not
+    an import: this module is a leaf of the layers and must not depend on the store."""
+
+    @property
+    def open_incidents(self) -> Mapping[tuple[str, str], int]: ...
+    @property
+    def overdue_incidents(self) -> int: ...
+    @property
+    def runs_queued(self) -> int: ...
+    @property
+    def runs_awaiting_approval(self) -> int: ...
+
+
+class _Zero:
+    open_incidents: Mapping[tuple[str, str], int] = {}
+    overdue_incidents = runs_queued = runs_awaiting_approval = 0
+
+
+class StoreCollector(Collector):
+    """The gauges of a `GaugeReading`, read when scraped. A failed read (the database down or
+    locked) leaves those samples out and is logged: /metrics still answers with everything
+    else, and `absent()` on these series is how an operator alerts on it."""
+
+    def __init__(self, read: Callable[[], GaugeReading]) -> None:
+        self.read = read
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families(_Zero()))
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            gauges = self.read()
+        except Exception as exc:  # noqa: BLE001 - a scrape must answer even when the store does not
+            log.warning("metrics_store_read_failed", error=type(exc).__name__)
+            return iter(())
+        return iter(self._families(gauges))
+
+    @staticmethod
+    def _families(gauges: GaugeReading) -> list[Metric]:
+        open_ = GaugeMetricFamily(
+            "suture_incidents_open", "Open incidents by code and severity", labels=["code", "severity"]
+        )
+        for (code, severity), count in sorted(gauges.open_incidents.items()):
+            open_.add_metric([code, severity], count)
+        return [
+            open_,
+            GaugeMetricFamily(
+                "suture_incidents_overdue",
+                "Open incidents past their respond or resolve deadline",
+                value=gauges.overdue_incidents,
+            ),
+            GaugeMetricFamily("suture_runs_queued", "Runs queued for a worker", value=gauges.runs_queued),
+            GaugeMetricFamily(
+                "suture_runs_awaiting_approval",
+                "Runs waiting for a person to approve them",
+                value=gauges.runs_awaiting_approval,
+            ),
+        ]
+
+
+_watching: list[StoreCollector] = []
+_watch_lock = threading.Lock()
+
+
+def watch_store(read: Callable[[], GaugeReading]) -> StoreCollector:
+    """Export the store's gauges from `read` (the daemon's composition root); a later call
+    replaces the earlier collector, so a second daemon in one process does not clash."""
+    collector = StoreCollector(read)
+    with _watch_lock:
+        for old in _watching:
+            REGISTRY.unregister(old)
+        _watching[:] = [collector]
+        REGISTRY.register(collector)
+    return collector
 
 
 class _Children:
     """A metric's labelled children by label values, created on first use."""
 
-    def __init__(self, metric: Counter | Histogram) -> None:
+    def __init__(self, metric: Counter | Gauge | Histogram) -> None:
         self.metric = metric
         self.known: dict[tuple[str, ...], Any] = {}
 
@@ -81,6 +257,9 @@ def install(hooks: Hooks) -> None:
     received, seconds = _Children(ALERTS_RECEIVED), _Children(INGEST_SECONDS)
     rejected = _Children(WEBHOOKS_REJECTED)
     finished, steps = _Children(RUNS_FINISHED), _Children(STEP_SECONDS)
+    run_seconds, holds = _Children(RUN_SECONDS), _Children(POLICY_HOLDS)
+    for gate in GATES:
+        holds(gate)
 
     def ready(event: WebhookReady) -> None:
         """Every series of the source exists from the start, at zero."""
@@ -98,11 +277,32 @@ def install(hooks: Hooks) -> None:
     hooks.subscribe(AlertsReceived, alerts_received)
     hooks.subscribe(BodyRejected, lambda event: rejected(event.source, event.reason).inc())
     hooks.subscribe(StepFinished, lambda event: steps(event.action).observe(event.seconds))
-    hooks.subscribe(RunFinished, lambda event: finished(event.status).inc())
+
+    def run_finished(event: RunFinished) -> None:
+        finished(event.playbook, str(event.version), event.status).inc()
+        run_seconds(event.playbook).observe(event.seconds)
+
+    hooks.subscribe(RunFinished, run_finished)
+    hooks.subscribe(RunHeld, lambda event: holds(gate_of(event.reason)).inc())
     hooks.subscribe(WorkersBusy, lambda event: WORKERS_BUSY.set(event.busy))
     hooks.subscribe(IntakeHelpers, lambda event: INTAKE_HELPERS.set(event.ready))
     notified, escalated = _Children(NOTIFICATIONS), _Children(ESCALATIONS)
-    hooks.subscribe(
-        NotificationAttempted, lambda event: notified(event.channel, event.event, event.outcome).inc()
-    )
+    notify_failures = _Children(NOTIFICATION_FAILURES)
+
+    def notification(event: NotificationAttempted) -> None:
+        notified(event.channel, event.event, event.outcome).inc()
+        failures = notify_failures(event.channel)  # exists at zero from the channel's first attempt
+        if event.outcome in _FAILED_OUTCOMES:
+            failures.inc()
+
+    hooks.subscribe(NotificationAttempted, notification)
     hooks.subscribe(Escalated, lambda event: escalated(event.deadline).inc())
+    poll_failures, poll_success = _Children(POLL_FAILURES), _Children(POLL_LAST_SUCCESS)
+
+    def poll_succeeded(event: PollSucceeded) -> None:
+        poll_failures(event.source)  # the failure series exists at zero once the source is polled
+        poll_success(event.source).set(event.at.timestamp())
+
+    hooks.subscribe(PollSucceeded, poll_succeeded)
+    hooks.subscribe(PollFailed, lambda event: poll_failures(event.source).inc())
+    hooks.subscribe(CatalogReloadFailed, lambda event: CATALOG_RELOAD_FAILURES.inc())

@@ -307,6 +307,10 @@ class Policy(_Strict):
     per: Duration | None = None
     #: An unapproved run becomes `expired` after this; without it, it waits for a person.
     approval_timeout: Duration | None = None
+    #: How soon the alert must resolve after a run for the run to count as effective (default 30m).
+    effective_within: Duration | None = None
+    #: A new incident of the same code and target this soon after it resolved undoes that (default 24h).
+    recurrence_window: Duration | None = None
 
 
 class EscalationOverride(_Strict):

@@ -127,6 +127,20 @@ NOTIFICATION_EXAMPLE: dict[str, Any] = {
     "answer": 'HTTP 202: {"status":"success","message":"Event processed"}',
     "error": None,
 }
+KNOWLEDGE_EXAMPLE: dict[str, Any] = {
+    "summary": "A filesystem is filling up; services on the host fail when it is full.",
+    "diagnosis": ["df -h on the host", "du -xh --max-depth=1 /var | sort -h"],
+    "manual_steps": ["journalctl --vacuum-size=500M", "remove old WAL files after the backup job"],
+    "owner": "infra",
+    "links": [],
+}
+PREVIOUS_EXAMPLE: dict[str, Any] = {
+    "id": 31,
+    "opened_at": "2026-11-28T03:10:00Z",
+    "resolved_at": "2026-11-28T03:14:00Z",
+    "resolution": "alert_resolved",
+    "ended": "resolved by disk-cleanup@3 in 4 min",
+}
 RECEIPT_EXAMPLE: dict[str, Any] = {
     "event_id": 977,
     "alerts": 2,
@@ -258,6 +272,29 @@ class Notification(Record):
     error: str | None = Field(description="Why the last attempt failed.")
 
 
+class KnowledgeView(Record):
+    """What the incident's code tells a newcomer, from the catalog in force (`incidents show`)."""
+
+    summary: str
+    diagnosis: list[str]
+    manual_steps: list[str]
+    owner: str
+    links: list[str]
+
+
+class PreviousIncident(Record):
+    """An earlier incident of the same code and target, and how it ended."""
+
+    id: int
+    opened_at: datetime
+    resolved_at: datetime | None
+    resolution: str | None
+    ended: str = Field(
+        description='One line: "resolved by disk-cleanup@3 in 4 min", "resolved by hand by bob after 2 h",'
+        ' "still open".'
+    )
+
+
 # ---------------------------------------------------------------------- runs
 
 
@@ -322,6 +359,8 @@ class IncidentDetail(Incident):
             "runs": [RUN_EXAMPLE],
             "notes": [NOTE_EXAMPLE],
             "timeline": [AUDIT_EXAMPLE],
+            "knowledge": KNOWLEDGE_EXAMPLE,
+            "previous": [PREVIOUS_EXAMPLE],
         }
     )
 
@@ -331,6 +370,13 @@ class IncidentDetail(Incident):
     runs: list[Run]
     notes: list[Note]
     timeline: list[AuditEntry]
+    knowledge: KnowledgeView | None = Field(
+        default=None,
+        description="The code's knowledge; null for UNCLASSIFIED or a code no longer in the catalog.",
+    )
+    previous: list[PreviousIncident] = Field(
+        default_factory=list, description="The last three earlier incidents of the same code and target."
+    )
 
 
 class ClaimedRun(Run):
@@ -389,6 +435,27 @@ class Ready(Record):
     status: Literal["ready"] = "ready"
 
 
+class Status(Record):
+    """`suture status` and GET /api/v1/status: what on-call checks first."""
+
+    paused: bool = Field(description="The global kill switch: no automatic run starts while true.")
+    queued: int = Field(description="Queue depth: runs waiting for a worker.")
+    running: int
+    awaiting_approval: int
+    open_incidents: int
+    overdue_incidents: int = Field(
+        description="Open incidents past `respond_by` unacknowledged, or past `due_at`."
+    )
+    notifications_pending: int = Field(description="Deliveries not yet sent (waiting or being sent).")
+    notifications_failed: int = Field(description="Deliveries given up on.")
+    open_breakers: list[dict[str, Any]] = Field(
+        description="Always empty for now: breakers come with a later issue."
+    )
+    active_silences: list[dict[str, Any]] = Field(
+        description="Always empty for now: silences come with a later issue."
+    )
+
+
 class ReceiptAnswer(Record):
     """What an alert endpoint answers with 202: the event and what its alerts did."""
 
@@ -423,3 +490,79 @@ class Receipt:
             "incidents_resolved": self.resolved,
             "runs_queued": self.runs_queued,
         }
+
+
+# --------------------------------------------------------------------- stats
+# `suture stats --json` and GET /api/v1/stats (DESIGN.md, "JSON shapes"); engine.analytics.stats builds them.
+# Every count is of incidents opened in the window (and the runs, alerts of those incidents).
+
+
+class StatsIncidents(Record):
+    opened: int
+    resolved: int
+    open: int
+    overdue: int = Field(description="Still open past `due_at`.")
+
+
+class CodeStats(Record):
+    code: str
+    title: str
+    severity: str
+    opened: int
+    resolved: int
+    open: int
+    mttr_seconds: float | None = Field(description="Mean of resolved_at - opened_at; null: none resolved.")
+    median_ttr_seconds: float | None
+    p90_ttr_seconds: float | None = Field(description="Linear interpolation between the closest ranks.")
+    mtta_seconds: float | None = Field(description="Mean of acknowledged_at - opened_at, acknowledged only.")
+    auto_resolved: int = Field(
+        description="Resolved with an effective run and no person's ack, note or manual resolution."
+    )
+    sla_breached: int = Field(description="Resolved after due_at, or still open past it.")
+
+
+class SlaStats(Record):
+    severity: str
+    opened: int
+    resolved_in_time: int
+    breached: int
+    open_overdue: int
+
+
+class PlaybookStats(Record):
+    playbook: str
+    version: int
+    runs: int = Field(description="Runs that started (dry runs not counted).")
+    succeeded: int
+    failed: int
+    effective: int
+    effectiveness: float | None = Field(description="effective / runs; null without runs.")
+    median_duration_seconds: float | None
+
+
+class RecurringPair(Record):
+    code: str
+    target: str
+    incidents: int
+
+
+class UnclassifiedGroup(Record):
+    alertname: str
+    source: str
+    alerts: int
+    targets: int
+    suggested_match: dict[str, str] = Field(
+        description="The labels every alert of the group shares (alertname aside): a new code's match.labels."
+    )
+
+
+class Stats(Record):
+    since: datetime
+    until: datetime
+    incidents: StatsIncidents
+    by_code: list[CodeStats]
+    sla: list[SlaStats]
+    playbooks: list[PlaybookStats]
+    auto_resolution_rate: float | None = Field(description="auto_resolved / resolved; null: none resolved.")
+    recurring: list[RecurringPair]
+    unclassified: list[UnclassifiedGroup]

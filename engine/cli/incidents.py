@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,8 +17,13 @@ from engine.cli.common import (
     table,
     user_name,
 )
-from engine.config import load_config
-from engine.records import Incident
+from engine.config import Config, load_config
+from engine.records import Incident, IncidentDetail
+
+if TYPE_CHECKING:
+    from engine.models import Knowledge
+    from engine.store import Store
+    from engine.store.catalog_history import CatalogHistory
 
 
 @click.group()
@@ -66,22 +72,120 @@ def incidents_list(
 @json_option
 @handle_errors
 def incidents_show(incident_id: int, config_path: str, as_json: bool) -> None:
-    """One incident with its alerts, runs and timeline."""
-    store = open_store(load_config(config_path))
-    incident = store.get_incident(incident_id)
+    """One incident: its code's knowledge, earlier incidents, alerts, runs with steps, notes, timeline."""
+    from engine.analytics.past import teach
+    from engine.store.catalog_history import CatalogHistory
+
+    config = load_config(config_path)
+    store = open_store(config)
+    history = CatalogHistory(store.db)
+    detail = store.get_incident(incident_id)
+    incident = teach(detail, _knowledge_of(config, history, detail.code), history.previous_incidents(detail))
     if as_json:
         dump(incident)
         return
+    _print_incident(store, incident)
+
+
+def _knowledge_of(config: Config, history: CatalogHistory, code: str) -> Knowledge | None:
+    """The code's knowledge in the catalog in force; if the catalog does not load, the newest stored
+    version of the code (with a warning), so a broken file never hides what a newcomer needs."""
+    from engine.catalog.loader import load_catalog
+    from engine.errors import CatalogError, NotFound
+    from engine.models import UNCLASSIFIED, Code
+
+    if code == UNCLASSIFIED:
+        return None
+    try:
+        found = load_catalog(config.codes_dir, config.playbooks_dir).find_code(code)
+        return found.knowledge if found is not None else None
+    except CatalogError as exc:
+        try:
+            stored = history.code(code)
+        except NotFound:
+            click.echo(
+                f"warning: the catalog does not load ({exc.problems[0]}); no knowledge shown", err=True
+            )
+            return None
+        click.echo(
+            f"warning: the catalog does not load ({exc.problems[0]}); knowledge from stored version"
+            f" {stored.version.version} of {code}",
+            err=True,
+        )
+        return Code.model_validate(stored.body).knowledge
+
+
+def _print_incident(store: Store, incident: IncidentDetail) -> None:
+    from engine.cli.runs import marked, run_heading, step_block
+    from engine.models import UNCLASSIFIED
+
+    click.echo(f"Incident {incident.id}: {incident.code} {incident.title}")
+    click.echo(
+        f"  {incident.severity}, {incident.status} on {incident.target or 'unknown target'},"
+        f" opened {cell(incident.opened_at)}"
+    )
+    known = incident.knowledge
+    if known is None:
+        why = (
+            "no code matched this alert (UNCLASSIFIED): `suture stats` suggests a match for a new code"
+            if incident.code == UNCLASSIFIED
+            else f"{incident.code} is not in the catalog in force"
+        )
+        click.echo(f"\nKnowledge: none ({why})")
+    else:
+        click.echo(f"\nWhat it is (owner: {known.owner or 'nobody named'}):")
+        click.echo(f"  {known.summary or '(no summary)'}")
+        _numbered("Diagnosis", known.diagnosis)
+        _numbered("Manual steps", known.manual_steps)
+        if known.links:
+            _numbered("Links", known.links)
+    click.echo("\nLast time (same code and target):")
+    if not incident.previous:
+        click.echo("  (first time)")
+    for past in incident.previous:
+        click.echo(f"  incident {past.id}, opened {cell(past.opened_at)}: {past.ended}")
+
+    click.echo("\nDetails:")
     for key in Incident.field_names():
-        click.echo(f"{key + ':':15} {cell(getattr(incident, key))}")
-    click.echo(f"{'labels:':15} {json.dumps(incident.labels, ensure_ascii=False)}")
+        click.echo(f"  {key + ':':16} {cell(getattr(incident, key))}")
+    click.echo(f"  {'labels:':16} {json.dumps(incident.labels, ensure_ascii=False)}")
+
+    click.echo(f"\nAlerts ({len(incident.alerts)}, newest first):" if incident.alerts else "\nAlerts: (none)")
+    for alert in incident.alerts:
+        click.echo(f"  alert {alert.id} {alert.status} {alert.name}, received {cell(alert.received_at)}")
+        click.echo(f"    labels:      {json.dumps(alert.labels, ensure_ascii=False, sort_keys=True)}")
+        click.echo(f"    annotations: {json.dumps(alert.annotations, ensure_ascii=False, sort_keys=True)}")
+
     click.echo("\nRuns:")
-    runs = ["id", "playbook", "playbook_version", "status", "queued_at", "finished_at", "error"]
-    table(incident.runs, runs)
+    columns = ["id", "playbook", "playbook_version", "status", "trigger", "queued_at", "finished_at", "error"]
+    table(marked(incident.runs), columns)
+    shown = incident.runs[-_RUNS_WITH_STEPS:]
+    if len(incident.runs) > len(shown):
+        click.echo(f"  (steps of the newest {len(shown)} runs below; `suture runs show ID` for the others)")
+    for run in shown:
+        detail = store.get_run(run.id)
+        click.echo(f"\n  {run_heading(detail)}")
+        for step in detail.steps:
+            click.echo(step_block(step))
+        if not detail.steps:
+            click.echo("    (no steps recorded)")
+
     click.echo("\nNotes:")
     table(incident.notes, ["at", "by", "text"])
     click.echo("\nTimeline:")
     table(incident.timeline, ["at", "kind", "actor", "message"])
+
+
+#: `incidents show` prints the steps of this many of the newest runs.
+_RUNS_WITH_STEPS = 5
+
+
+def _numbered(heading: str, items: list[str]) -> None:
+    click.echo(f"{heading}:")
+    if not items:
+        click.echo("  (none written)")
+    for number, item in enumerate(items, 1):
+        click.echo(f"  {number}. {item}")
 
 
 by_option = click.option("--by", default=None, help="Who does this (default: your login name).")

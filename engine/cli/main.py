@@ -8,7 +8,22 @@ from __future__ import annotations
 
 import click
 
-from engine.cli import access, automation, db, incidents, notify, run, runs, serve, validate
+from engine.cli import (
+    access,
+    automation,
+    codes,
+    db,
+    incidents,
+    notify,
+    playbooks,
+    report,
+    run,
+    runs,
+    serve,
+    stats,
+    status,
+    validate,
+)
 
 
 @click.group()
@@ -30,5 +45,10 @@ for command in (
     run.run_playbook,
     access.access,
     notify.notify,
+    codes.codes,
+    playbooks.playbooks,
+    status.status,
+    stats.stats,
+    report.report,
 ):
     main.add_command(command)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
@@ -46,7 +47,7 @@ def runs_list(
         dump(rows)
     else:
         table(
-            rows,
+            marked(rows),
             ["id", "incident_id", "playbook", "playbook_version", "status", "trigger", "queued_at", "error"],
         )
 
@@ -63,10 +64,74 @@ def runs_show(run_id: int, config_path: str, as_json: bool) -> None:
     if as_json:
         dump(run)
         return
+    click.echo(run_heading(run))
     for key in Run.field_names():
         click.echo(f"{key + ':':17} {cell(getattr(run, key))}")
+    click.echo("\nSteps:" if run.steps else "\nSteps: (none recorded)")
     for step in run.steps:
-        click.echo(step_line(step))
+        click.echo(step_block(step))
+
+
+DRY_RUN = "DRY RUN"
+
+
+def run_heading(run: Run) -> str:
+    """`run 7: disk-cleanup@3 succeeded (auto)`, marked DRY RUN when nothing was executed."""
+    line = f"run {run.id}: {run.playbook}@{run.playbook_version} {run.status} ({run.trigger})"
+    return f"{line}  [{DRY_RUN}: nothing was executed]" if run.dry_run else line
+
+
+class _Marked:
+    """A run as a table row, its status saying DRY RUN for a rehearsal."""
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._run, name)
+        if name == "status" and self._run.dry_run:
+            return f"{value} ({DRY_RUN})"
+        return value
+
+
+def marked(rows: Sequence[Run]) -> list[Any]:
+    """Runs for `table`, a dry run's status marked DRY RUN (also for `incidents show`)."""
+    return [_Marked(row) for row in rows]
+
+
+def rendered(step: StepResult) -> str:
+    """What the step did, as rendered: the command, the request, the wait."""
+    params = step.params
+    if step.action == "ssh" and "command" in params:
+        where = f" (on {params['target']})" if params.get("target") else ""
+        return f"$ {'sudo ' if params.get('sudo') else ''}{params['command']}{where}"
+    if step.action == "http" and "url" in params:
+        return f"{params.get('method', 'GET')} {params['url']}"
+    if step.action == "wait" and "seconds" in params:
+        return f"wait {params['seconds']:g} s"
+    return json.dumps(params, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def step_block(step: StepResult) -> str:
+    """One step of `runs show`: its line, the rendered command or URL, the outcome and the output."""
+    lines = [f"  {step.seq:>2}. {step.phase:8} {step.status:10} {step.action:5} {step.name}"]
+    lines.append(f"      {rendered(step)}")
+    outcome = []
+    if step.exit_code is not None:
+        outcome.append(f"exit {step.exit_code}")
+    if step.http_status is not None:
+        outcome.append(f"HTTP {step.http_status}")
+    outcome.append(f"{step.duration_ms} ms")
+    outcome.append(f"attempt {step.attempt}")
+    outcome.append(f"started {cell(step.started_at)}")
+    lines.append("      " + ", ".join(outcome))
+    for label, text in (("stdout", step.stdout), ("stderr", step.stderr)):
+        if text:
+            lines.append(f"      {label}:")
+            lines.extend(f"        {line}" for line in text.rstrip("\n").splitlines())
+    if step.error:
+        lines.append(f"      error: {step.error}")
+    return "\n".join(lines)
 
 
 def step_line(step: StepResult | Mapping[str, Any]) -> str:

@@ -234,6 +234,10 @@ class Store:
                         if e.kind == NOTE
                     ],
                     "timeline": _timeline(row, entries),
+                    # The catalog's knowledge and the earlier incidents are added by the reader
+                    # that has them (engine.analytics.past.teach).
+                    "knowledge": None,
+                    "previous": [],
                 }
             )
 

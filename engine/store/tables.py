@@ -98,6 +98,11 @@ metadata = MetaData(
     }
 )
 
+#: Retention empties the raw body of old events (alerts keep referring to the row): the bodies
+#: not emptied yet, by arrival, are what it reads; emptied ones leave this partial index.
+EVENTS_UNPRUNED_INDEX = "ix_events_unpruned"
+EVENTS_UNPRUNED_WHERE = "body <> ''"
+
 events = Table(
     "events",
     metadata,
@@ -106,6 +111,12 @@ events = Table(
     Column("received_at", UtcDateTime, nullable=False),
     Column("body", Text, nullable=False),
     Column("alert_count", Integer, nullable=False),
+    Index(
+        EVENTS_UNPRUNED_INDEX,
+        "received_at",
+        sqlite_where=text(EVENTS_UNPRUNED_WHERE),
+        postgresql_where=text(EVENTS_UNPRUNED_WHERE),
+    ),
 )
 
 ENDED_INDEX = "ix_alerts_resolved_without_incident"
@@ -234,6 +245,10 @@ runs = Table(
     Index(None, "queued_at"),
 )
 
+#: Step results whose output retention has not emptied yet, by start (the same idea as events).
+STEP_OUTPUT_INDEX = "ix_step_results_with_output"
+STEP_OUTPUT_WHERE = "stdout <> '' OR stderr <> ''"
+
 step_results = Table(
     "step_results",
     metadata,
@@ -254,6 +269,12 @@ step_results = Table(
     Column("duration_ms", Integer, nullable=False),
     Column("attempt", Integer, nullable=False),
     Index(None, "run_id", "seq"),
+    Index(
+        STEP_OUTPUT_INDEX,
+        "started_at",
+        sqlite_where=text(STEP_OUTPUT_WHERE),
+        postgresql_where=text(STEP_OUTPUT_WHERE),
+    ),
 )
 
 audit_log = Table(

@@ -22,6 +22,8 @@ from starlette.types import ASGIApp
 from connectors import CONNECTORS
 from engine import metrics
 from engine.access import AccessDenied, Actor, Role
+from engine.analytics import read_stats
+from engine.analytics.past import teach
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.config import Config
 from engine.durations import parse_since
@@ -46,9 +48,13 @@ from engine.records import (
     ReceiptAnswer,
     Run,
     RunDetail,
+    Stats,
+    Status,
     StepResult,
 )
 from engine.store import Store
+from engine.store.catalog_history import CatalogHistory
+from engine.store.history import History
 
 log = structlog.get_logger("suture.api")
 
@@ -378,6 +384,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 def _api_router(services: Services) -> APIRouter:
     """/api/v1 beyond the alert endpoints: every route authenticated by GuardedRoute."""
     store = services.store
+    history = CatalogHistory(store.db)
     router = APIRouter(route_class=GuardedRoute, responses=_documented(401, 403, 422, 503))
 
     @router.get("/api/v1/incidents", responses=_documented(400))
@@ -395,7 +402,13 @@ def _api_router(services: Services) -> APIRouter:
 
     @router.get("/api/v1/incidents/{incident_id}", responses=_documented(404))
     def get_incident(incident_id: int = Path(ge=1, le=MAX_ID)) -> IncidentDetail:
-        return store.get_incident(incident_id)
+        detail = store.get_incident(incident_id)
+        code = services.intake.view.catalog.find_code(detail.code)
+        return teach(detail, code.knowledge if code else None, history.previous_incidents(detail))
+
+    @router.get("/api/v1/status")
+    def get_status() -> Status:
+        return history.status(services.clock.now())
 
     @router.get("/api/v1/runs", responses=_documented(400))
     def list_runs(
@@ -494,6 +507,18 @@ def _api_router(services: Services) -> APIRouter:
             for e in sorted(catalog.playbooks.values(), key=lambda e: (e.playbook.name, e.playbook.version))
         ]
         return Page[PlaybookSummary](items=items, next=None)
+
+    stats_history = History(store.db)
+
+    @router.get("/api/v1/stats", responses=_documented(400))
+    def get_stats(since: str = "30d") -> Stats:
+        """`suture stats --json`: incidents opened since `since` (a duration back or an ISO time)."""
+        now = services.clock.now()
+        start = parse_since(since, now)
+        if start is None or start >= now:
+            raise InvalidArgument(f"since: {since!r} is not in the past")
+        codes = {entry.code.code: entry.code for entry in services.intake.view.catalog.codes}
+        return read_stats(stats_history, codes, start, now)
 
     return router
 

@@ -113,7 +113,7 @@ def test_public_fields_keep_their_names_and_order() -> None:
     assert Run.field_names() == tuple(RUN)
     assert StepResult.field_names() == tuple(STEP)
     shown = IncidentDetail.field_names()[len(INCIDENT) :]
-    assert shown == ("labels", "annotations", "alerts", "runs", "notes", "timeline")
+    assert shown == ("labels", "annotations", "alerts", "runs", "notes", "timeline", "knowledge", "previous")
     assert RunDetail.field_names()[-1] == "steps"
 
 

@@ -1,0 +1,53 @@
+"""`suture report handover`: the shift's handover in Markdown on stdout."""
+
+from __future__ import annotations
+
+import click
+
+from engine.cli.common import config_option, handle_errors
+from engine.config import load_config
+
+
+@click.group()
+def report() -> None:
+    """Reports for people."""
+
+
+@report.command("handover")
+@click.option("--since", default="7d", show_default=True, help="e.g. 7d, 12h, or an ISO 8601 time")
+@config_option
+@handle_errors
+def handover(since: str, config_path: str) -> None:
+    """Open incidents with what to do by hand, approvals, recurrences, automation, catalog changes,
+    notes and the numbers against the period before, as Markdown."""
+    from datetime import UTC, datetime
+
+    from engine.analytics import read_stats
+    from engine.analytics.handover import HandoverFacts, render_handover
+    from engine.cli.common import open_store
+    from engine.cli.stats import load_codes_catalog
+    from engine.durations import parse_since
+    from engine.errors import InvalidArgument
+    from engine.store.history import History
+
+    config = load_config(config_path)
+    now = datetime.now(UTC)
+    start = parse_since(since, now)
+    if start is None or start >= now:
+        raise InvalidArgument(f"since: {since!r} is not in the past")
+    catalog = load_codes_catalog(config)
+    codes = {entry.code.code: entry.code for entry in catalog.codes}
+    history = History(open_store(config).db)
+    open_incidents, open_runs = history.open_incidents()
+    facts = HandoverFacts(
+        now=now,
+        since=start,
+        open_incidents=open_incidents,
+        open_runs=open_runs,
+        awaiting=history.awaiting_approval(),
+        stats=read_stats(history, codes, start, now),
+        previous=read_stats(history, codes, start - (now - start), start),
+        changes=history.catalog_changes(start, now),
+        notes=history.notes(start, now),
+    )
+    click.echo(render_handover(facts, codes), nl=False)
