@@ -28,6 +28,7 @@ from engine.notify.escalation import DeadlineCheck
 from engine.notify.service import build_notifier
 from engine.scheduler import PruneJob, schedule_polls
 from engine.store import Store, open_database
+from engine.store.catalog_history import CATALOG_RELOAD_KEY
 from engine.store.db import sqlite_file
 from engine.store.gauges import read_gauges
 from engine.store.retention import Retention
@@ -58,8 +59,13 @@ class Daemon:
         )
         self.store = Store(self.db, config.heard_events())
         metrics.watch_store(lambda: read_gauges(self.db, self.clock.now()))
-        catalog = load_checked_catalog(config, self.store)
+        try:
+            catalog = load_checked_catalog(config, self.store)
+        except CatalogError as exc:
+            self._record_reload("refused", len(exc.problems), str(exc))
+            raise
         self.store.sync_catalog(*stored_versions(catalog))
+        self._record_reload("ok")
         self.renderer = Renderer(config.secret_values())
         self.resolver = PlaybookResolver(self.store, lambda: self.intake.view.catalog)
         self.incarnation = Incarnation.new()
@@ -117,15 +123,32 @@ class Daemon:
             except CatalogError as exc:
                 log.error("catalog_reload_refused", problems=exc.problems)
                 self.hooks.emit(CatalogReloadFailed(refused=True))
+                self._record_reload("refused", len(exc.problems), str(exc))
                 return False
             except Exception as exc:  # noqa: BLE001 - the reload thread must outlive any failure
                 first = str(exc).splitlines()[0] if str(exc) else ""
                 log.error("catalog_reload_failed", error=type(exc).__name__ + (f": {first}" if first else ""))
                 self.hooks.emit(CatalogReloadFailed(refused=False))
+                self._record_reload("failed", 0, type(exc).__name__ + (f": {first}" if first else ""))
                 return False
             self.intake.view = CatalogView.of(catalog, self.config.escalation)
             log.info("catalog_reloaded", codes=len(catalog.codes), playbooks=len(catalog.playbooks))
+            self._record_reload("ok")
             return True
+
+    def _record_reload(self, outcome: str, problems: int = 0, error: str | None = None) -> None:
+        """The last catalog load for `suture status` (engine.records.CatalogReload); a store that
+        cannot take it is logged, never a reason to fail the load itself."""
+        value = {
+            "at": self.clock.now().isoformat(),
+            "outcome": outcome,
+            "problems": problems,
+            "error": (error.splitlines() or [""])[0][:500] if error is not None else None,
+        }
+        try:
+            self.store.set_state(CATALOG_RELOAD_KEY, value)
+        except Exception as exc:  # noqa: BLE001 - same reason as in reload()
+            log.warning("catalog_reload_record_failed", error=type(exc).__name__)
 
     def start(self) -> None:
         self.recover()

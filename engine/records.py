@@ -314,7 +314,11 @@ class Run(Record):
     started_at: datetime | None
     finished_at: datetime | None
     error: str | None
-    effective: bool | None
+    effective: bool | None = Field(
+        description="Set when the alert resolved after this run succeeded. `suture stats` applies the"
+        " contract's full definition (resolved within `effective_within`, no recurrence within"
+        " `recurrence_window`, verify passed)."
+    )
     worker: str | None = Field(description="The daemon start that holds or held the run.")
 
 
@@ -435,6 +439,27 @@ class Ready(Record):
     status: Literal["ready"] = "ready"
 
 
+class CatalogReload(Record):
+    """The last catalog load (start-up or SIGHUP) the daemon recorded."""
+
+    at: datetime
+    outcome: Literal["ok", "refused", "failed"] = Field(
+        description="`refused`: the catalog has problems and the last good one stays in force; "
+        "`failed`: the reload itself broke (database, loader)."
+    )
+    problems: int = Field(description="How many problems the refused catalog had (0 otherwise).")
+    error: str | None = Field(description="The first problem or error line, or null when ok.")
+
+
+class PollState(Record):
+    """The last poll of one pull source. Successes are recorded at most once a minute."""
+
+    source: str
+    last_success: datetime | None
+    last_failure: datetime | None
+    error: str | None = Field(description="The last failure's error line, or null.")
+
+
 class Status(Record):
     """`suture status` and GET /api/v1/status: what on-call checks first."""
 
@@ -453,6 +478,12 @@ class Status(Record):
     )
     active_silences: list[dict[str, Any]] = Field(
         description="Always empty for now: silences come with a later issue."
+    )
+    catalog_reload: CatalogReload | None = Field(
+        default=None, description="The last catalog load, or null if no daemon recorded one yet."
+    )
+    polls: list[PollState] = Field(
+        default_factory=list, description="The last poll per pull source, by name."
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -23,12 +23,16 @@ from engine.hooks import NO_HOOKS, Hooks, PollFailed, PollSucceeded
 from engine.intake.classify import Intake
 from engine.models import Alert, AlertStatus
 from engine.store import Store
+from engine.store.catalog_history import POLL_KEY_PREFIX
 from engine.store.retention import Retention
 
 log = structlog.get_logger("suture.scheduler")
 
 Fetch = Callable[[], list[Alert]]
 COMMIT_WAIT_SECONDS = 30.0
+#: How stale the recorded time of an unchanged poll outcome may get: polls run every 30 s, and one
+#: `state` write per poll turn would only move a timestamp `suture status` shows to the minute.
+POLL_RECORD_EVERY = timedelta(seconds=60)
 
 
 class PollJob:
@@ -51,6 +55,8 @@ class PollJob:
         self.intake = intake
         #: Hears PollFailed and PollSucceeded (metrics: failures and last success per source).
         self.hooks = hooks
+        #: What `state` holds for this source (engine.records.PollState without `source`); read once.
+        self._recorded: dict[str, Any] | None = None
 
     def __call__(self) -> None:
         try:
@@ -60,6 +66,7 @@ class PollJob:
             # A failed poll resolves nothing: an unreachable API is not a recovery.
             log.warning("poll_failed", source=self.source, error=str(exc))
             self.hooks.emit(PollFailed(self.source))
+            self._record(datetime.now(UTC), str(exc))
             return
         seen = {alert.fingerprint for alert in active} | {alert.fingerprint for alert in present}
         now = datetime.now(UTC)
@@ -79,6 +86,7 @@ class PollJob:
         alerts = active + gone
         if not alerts:
             self.hooks.emit(PollSucceeded(self.source, now))
+            self._record(now, None)
             return
         body = orjson.dumps(
             {"poll": self.source, "alerts": [a.model_dump(mode="json") for a in alerts]}
@@ -87,6 +95,39 @@ class PollJob:
         receipt = self.intake.submit(submission).result(timeout=COMMIT_WAIT_SECONDS)
         log.info("poll_stored", source=self.source, active=len(active), resolved=len(receipt.resolved))
         self.hooks.emit(PollSucceeded(self.source, now))
+        self._record(now, None)
+
+    def _record(self, now: datetime, error: str | None) -> None:
+        """Keep `poll:<source>` for `suture status`: written when the outcome changes (ok to failing,
+        back, or another error line) or when its recorded time is a minute old, not every turn."""
+        key = POLL_KEY_PREFIX + self.source
+        try:
+            if self._recorded is None:
+                stored = self.store.get_state(key)
+                self._recorded = dict(stored) if isinstance(stored, dict) else {}
+            old = self._recorded
+            line = None if error is None else (error.strip().splitlines() or [""])[0][:500]
+            field = "last_success" if error is None else "last_failure"
+            new = {
+                "last_success": old.get("last_success"),
+                "last_failure": old.get("last_failure"),
+                "error": old.get("error") if error is None else line,
+                field: now.isoformat(),
+            }
+            succeeded, failed = _when(old.get("last_success")), _when(old.get("last_failure"))
+            failing_before = failed is not None and (succeeded is None or failed > succeeded)
+            changed = failing_before != (error is not None) or new["error"] != old.get("error")
+            previous = succeeded if error is None else failed
+            stale = previous is None or now - previous >= POLL_RECORD_EVERY
+            if changed or stale:
+                self.store.set_state(key, new)
+                self._recorded = new
+        except Exception as exc:  # noqa: BLE001 - the poll is done; its record waits for the next turn
+            log.warning("poll_record_failed", source=self.source, error=type(exc).__name__)
+
+
+def _when(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
 class PruneJob:

@@ -1,4 +1,4 @@
-"""`suture report handover`: the shift's handover in Markdown on stdout."""
+"""`suture report handover`: the shift's handover on stdout, Markdown (default) or one HTML page."""
 
 from __future__ import annotations
 
@@ -15,11 +15,19 @@ def report() -> None:
 
 @report.command("handover")
 @click.option("--since", default="7d", show_default=True, help="e.g. 7d, 12h, or an ISO 8601 time")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["markdown", "html"]),
+    default="markdown",
+    show_default=True,
+    help="html: one self-contained page (no external assets), to mail or attach",
+)
 @config_option
 @handle_errors
-def handover(since: str, config_path: str) -> None:
+def handover(since: str, output_format: str, config_path: str) -> None:
     """Open incidents with what to do by hand, approvals, recurrences, automation, catalog changes,
-    notes and the numbers against the period before, as Markdown."""
+    notes and the numbers against the period before, as Markdown or HTML."""
     from datetime import UTC, datetime
 
     from engine.analytics import read_stats
@@ -50,4 +58,9 @@ def handover(since: str, config_path: str) -> None:
         changes=history.catalog_changes(start, now),
         notes=history.notes(start, now),
     )
+    if output_format == "html":
+        from engine.analytics.handover_html import render_handover_html
+
+        click.echo(render_handover_html(facts, codes))
+        return
     click.echo(render_handover(facts, codes), nl=False)

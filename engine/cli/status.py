@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import click
 
 from engine.cli.common import config_option, dump, handle_errors, json_option, open_store
 from engine.config import load_config
+from engine.records import CatalogReload, PollState
 
 
 @click.command()
@@ -13,9 +16,8 @@ from engine.config import load_config
 @json_option
 @handle_errors
 def status(config_path: str, as_json: bool) -> None:
-    """Paused?, queue depth, running, awaiting approval, open and overdue incidents, notifications."""
-    from datetime import UTC, datetime
-
+    """Paused?, queue depth, running, awaiting approval, open and overdue incidents, notifications,
+    the last catalog reload and the last poll per pull source."""
     from engine.store.catalog_history import CatalogHistory
 
     now = datetime.now(UTC)
@@ -36,5 +38,38 @@ def status(config_path: str, as_json: bool) -> None:
         ("open breakers", ", ".join(map(str, current.open_breakers)) or "none"),
         ("active silences", ", ".join(map(str, current.active_silences)) or "none"),
     ]
+    lines.append(("catalog reload", _reload(current.catalog_reload)))
+    if not current.polls:
+        lines.append(("polls", "none recorded (no pull source, or no poll yet)"))
+    for poll in current.polls:
+        lines.append((f"poll {poll.source}", _poll(poll)))
     for label, value in lines:
         click.echo(f"{label + ':':19} {value}")
+
+
+def _when(value: datetime | None) -> str:
+    return "never" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _reload(reload: CatalogReload | None) -> str:
+    if reload is None:
+        return "none recorded yet"
+    told = {
+        "ok": "ok",
+        "refused": f"REFUSED ({reload.problems} problem{'s' if reload.problems != 1 else ''}; "
+        "the last good catalog stays in force)",
+        "failed": "FAILED (the last good catalog stays in force)",
+    }[reload.outcome]
+    error = f": {reload.error}" if reload.error and reload.outcome != "ok" else ""
+    return f"{told} at {_when(reload.at)}{error}"
+
+
+def _poll(poll: PollState) -> str:
+    """Failing when the last failure is newer than the last success; successes are recorded to
+    the minute, so 'ok' means the last minute's polls went through."""
+    failing = poll.last_failure is not None and (
+        poll.last_success is None or poll.last_failure > poll.last_success
+    )
+    head = "FAILING" if failing else "ok"
+    text = f"{head}; last success {_when(poll.last_success)}, last failure {_when(poll.last_failure)}"
+    return text + (f": {poll.error}" if poll.error and poll.last_failure else "")

@@ -16,10 +16,15 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 
 from engine.errors import NotFound
 from engine.models import PAUSED_KEY, UNCLASSIFIED, IncidentStatus, RunStatus
-from engine.records import Incident, Status
+from engine.records import CatalogReload, Incident, PollState, Status
 from engine.store.db import Database
 from engine.store.outbox import Outbox
 from engine.store.tables import audit_log, codes, incidents, playbook_versions, runs, state
+
+#: `state` keys the daemon writes and `status` reads: the last catalog load, the last poll per source
+#: (`poll:<source>`). Values are JSON shaped as engine.records.CatalogReload / PollState.
+CATALOG_RELOAD_KEY = "catalog_reload"
+POLL_KEY_PREFIX = "poll:"
 
 #: Runs a worker has not finished: what `status` counts by status.
 _UNFINISHED = (RunStatus.queued.value, RunStatus.running.value, RunStatus.awaiting_approval.value)
@@ -129,7 +134,8 @@ class CatalogHistory:
     # ---------------------------------------------------------- status
 
     def status(self, now: datetime) -> Status:
-        """The counts on-call checks first; breakers and silences are not built yet (empty lists)."""
+        """The counts on-call checks first, the last catalog load and poll per source; breakers and
+        silences are not built yet (empty lists)."""
         open_ = IncidentStatus.open.value
         overdue = and_(
             incidents.c.status == open_,
@@ -152,6 +158,12 @@ class CatalogHistory:
             ).scalar()
             overdue_count = conn.execute(select(func.count()).select_from(incidents).where(overdue)).scalar()
             paused = conn.execute(select(state.c.value).where(state.c.key == PAUSED_KEY)).scalar()
+            reload = conn.execute(select(state.c.value).where(state.c.key == CATALOG_RELOAD_KEY)).scalar()
+            polls = conn.execute(
+                select(state.c.key, state.c.value)
+                .where(state.c.key.startswith(POLL_KEY_PREFIX, autoescape=True))
+                .order_by(state.c.key)
+            ).all()
         deliveries = Outbox(self.db).counts()
         return Status.trusted(
             {
@@ -165,6 +177,11 @@ class CatalogHistory:
                 "notifications_failed": deliveries.get("failed", 0),
                 "open_breakers": [],
                 "active_silences": [],
+                "catalog_reload": CatalogReload.model_validate(reload) if reload else None,
+                "polls": [
+                    PollState.model_validate({**value, "source": key[len(POLL_KEY_PREFIX) :]})
+                    for key, value in polls
+                ],
             }
         )
 
@@ -239,4 +256,12 @@ class CatalogHistory:
         ]
 
 
-__all__ = ["CatalogHistory", "PastIncident", "StoredCode", "StoredPlaybook", "StoredVersion"]
+__all__ = [
+    "CATALOG_RELOAD_KEY",
+    "POLL_KEY_PREFIX",
+    "CatalogHistory",
+    "PastIncident",
+    "StoredCode",
+    "StoredPlaybook",
+    "StoredVersion",
+]
