@@ -57,7 +57,7 @@ class Daemon:
         self.db = open_database(
             config.database_url, upgrade=True, sqlite_synchronous=config.database.sqlite_synchronous
         )
-        self.store = Store(self.db, config.heard_events())
+        self.store = Store(self.db, config.heard_events(), clock=clock)
         metrics.watch_store(lambda: read_gauges(self.db, self.clock.now()))
         try:
             catalog = load_checked_catalog(config, self.store)

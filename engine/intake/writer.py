@@ -16,7 +16,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import UTC, datetime
 
 import structlog
 
@@ -263,7 +262,7 @@ class IntakeWriter:
         spans = history_spans(batch)
         if not spans:
             return _no_history
-        since = datetime.now(UTC) - max(spans.values())
+        since = self.store.clock.now() - max(spans.values())
         return functools.partial(BatchPlanner, self.store.recent_runs(spans.keys(), since))
 
     def after_commit(self, receipts: list[Receipt]) -> None:

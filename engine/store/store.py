@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, Row, Table, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from engine.clock import SYSTEM_CLOCK, Clock
 from engine.errors import Conflict, NotFound
 from engine.models import CodeVersion, IncidentStatus, PlaybookVersion, RunStatus, Submission
 from engine.records import (
@@ -58,10 +59,6 @@ FAILED_RUNS = frozenset({RunStatus.failed, RunStatus.rolled_back, RunStatus.time
 _INGEST_ATTEMPTS = 3
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def _values(row: Row[Any], fields: Sequence[str]) -> dict[str, Any]:
     """The named columns of a row that may hold more, in the order of `fields`."""
     mapping = row._mapping
@@ -69,8 +66,12 @@ def _values(row: Row[Any], fields: Sequence[str]) -> dict[str, Any]:
 
 
 class Store:
-    def __init__(self, db: Database, notify: Collection[str] = frozenset()) -> None:
+    def __init__(
+        self, db: Database, notify: Collection[str] = frozenset(), clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.db = db
+        #: The time every write records (`opened_at`, `queued_at`, audit rows): a test moves it.
+        self.clock = clock
         #: The events some notification channel hears of: only those get outbox rows.
         self.notify = frozenset(notify)
         self.outbox = Outbox(db)
@@ -90,7 +91,7 @@ class Store:
         while True:
             try:
                 with self.db.write() as conn:
-                    return apply_batch(conn, batch, utcnow(), plan(), self.notify)
+                    return apply_batch(conn, batch, self.clock.now(), plan(), self.notify)
             except IntegrityError as exc:
                 if attempt >= _INGEST_ATTEMPTS or not _lost_open_race(exc):
                     raise
@@ -123,7 +124,7 @@ class Store:
         self, playbooks: Sequence[PlaybookVersion], code_versions: Sequence[CodeVersion]
     ) -> dict[str, int]:
         """Keep every playbook version and every code version ever loaded; rows are never changed."""
-        now = utcnow()
+        now = self.clock.now()
         added = {"playbooks": 0, "codes": 0}
         with self.db.write() as conn:
             stored = {
@@ -275,7 +276,7 @@ class Store:
 
     def acknowledge(self, incident_id: int, by: str) -> Incident:
         """First response: stops response escalation. Acknowledging twice is a conflict."""
-        now = utcnow()
+        now = self.clock.now()
         with self.db.write() as conn:
             row = self._open_row(conn, incident_id, "acknowledge")
             if row.acknowledged_at is not None:
@@ -294,7 +295,7 @@ class Store:
         return self.incident(incident_id)
 
     def add_note(self, incident_id: int, by: str, text: str) -> Note:
-        now = utcnow()
+        now = self.clock.now()
         with self.db.write() as conn:
             if conn.execute(select(incidents.c.id).where(incidents.c.id == incident_id)).first() is None:
                 raise NotFound(f"incident {incident_id} not found")
@@ -304,7 +305,7 @@ class Store:
     def resolve_by_hand(self, incident_id: int, by: str, note: str | None = None) -> Incident:
         """Close an open incident; its resolution is `manual`, and channels hearing of `resolved`
         (PagerDuty's resolve among them) are told."""
-        now = utcnow()
+        now = self.clock.now()
         with self.db.write() as conn:
             self._open_row(conn, incident_id, "resolve")
             done = conn.execute(
@@ -512,7 +513,7 @@ class Store:
     def create_manual_run(
         self, playbook: str, version: int, context: dict[str, Any], *, dry_run: bool, status: RunStatus
     ) -> int:
-        now = utcnow()
+        now = self.clock.now()
         with self.db.write() as conn:
             run_id = conn.execute(
                 insert(runs).values(
@@ -532,7 +533,7 @@ class Store:
 
     def claim_run(self, worker: str) -> ClaimedRun | None:
         """Atomically take the oldest queued run: one run, one worker, also across processes."""
-        now = utcnow()
+        now = self.clock.now()
         with self.db.write() as conn:
             candidates = (
                 select(runs.c.id).where(runs.c.status == RunStatus.queued.value).order_by(runs.c.id).limit(1)
@@ -567,10 +568,10 @@ class Store:
     def record_step(self, run_id: int, step: dict[str, Any]) -> None:
         with self.db.write() as conn:
             conn.execute(insert(step_results).values(run_id=run_id, **step))
-            conn.execute(update(runs).where(runs.c.id == run_id).values(heartbeat_at=utcnow()))
+            conn.execute(update(runs).where(runs.c.id == run_id).values(heartbeat_at=self.clock.now()))
 
     def finish_run(self, run_id: int, status: RunStatus, error: str | None, *, remediated: bool) -> None:
-        now = utcnow()
+        now = self.clock.now()
         with self.db.write() as conn:
             conn.execute(
                 update(runs)
@@ -610,7 +611,7 @@ class Store:
 
     def decide_run(self, run_id: int, *, approve: bool, by: str, reason: str | None = None) -> RunDetail:
         """Approve (queue) or reject a run awaiting approval; anything else is refused."""
-        now = utcnow()
+        now = self.clock.now()
         new_status = RunStatus.queued if approve else RunStatus.rejected
         with self.db.write() as conn:
             row = conn.execute(select(runs.c.status, runs.c.incident_id).where(runs.c.id == run_id)).first()
@@ -632,7 +633,7 @@ class Store:
 
         `idempotent` maps the run ids judged abandoned to whether their playbook may run again.
         """
-        now = utcnow()
+        now = self.clock.now()
         outcome: dict[str, list[int]] = {"requeued": [], "interrupted": []}
         if not idempotent:
             return outcome
@@ -699,10 +700,10 @@ class Store:
     def set_state(self, key: str, value: Any) -> None:
         with self.db.write() as conn:
             done = conn.execute(
-                update(state).where(state.c.key == key).values(value=value, updated_at=utcnow())
+                update(state).where(state.c.key == key).values(value=value, updated_at=self.clock.now())
             ).rowcount
             if not done:
-                conn.execute(insert(state).values(key=key, value=value, updated_at=utcnow()))
+                conn.execute(insert(state).values(key=key, value=value, updated_at=self.clock.now()))
 
 
 def _lost_open_race(exc: IntegrityError) -> bool:
@@ -740,4 +741,4 @@ def _timeline(incident: Row[Any], entries: list[AuditEntry]) -> list[AuditEntry]
     return [opened, *sorted(timeline, key=lambda entry: entry.at)]
 
 
-__all__ = ["Store", "utcnow"]
+__all__ = ["Store"]
