@@ -1,5 +1,6 @@
 """`python -m bench [ingest|latency|storm|footprint|all] [--json] [--quick] [--sqlite-synchronous S]
-[--dead-channel EVENTS]`."""
+[--dead-channel EVENTS]`, and `python -m bench history [--quick] [--backend sqlite|postgresql|both]`
+(not part of `all`: it fills a store of a million incidents)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import orjson
 from bench import scenarios
 from bench.report import Figure, table
 
-CHOICES = ("ingest", "latency", "storm", "footprint", "all")
+#: What `all` runs; `history` is only run by name.
+ALL = ("ingest", "latency", "storm", "footprint")
+CHOICES = (*ALL, "history", "all")
 
 
 def _cpu_seconds() -> tuple[float, float]:
@@ -30,13 +33,19 @@ def _cpu_seconds() -> tuple[float, float]:
 
 
 def run(
-    which: str, sizes: scenarios.Sizes, work: Path, info: dict[str, Any], synchronous: str = "full"
+    which: str,
+    sizes: scenarios.Sizes,
+    work: Path,
+    info: dict[str, Any],
+    synchronous: str = "full",
+    backend: str = "both",
+    quick: bool = False,
 ) -> list[Figure]:
     """Run the scenarios; `info["foreign_cpu_cores"]` gets, per scenario, the average number of cores
     that processes outside the benchmark used meanwhile (other work on the machine skews the figures)."""
     figures: list[Figure] = []
     storms: list[scenarios.StormOutcome] = []
-    wanted = CHOICES[:-1] if which == "all" else (which,)
+    wanted = ALL if which == "all" else (which,)
     foreign: dict[str, float] = info.setdefault("foreign_cpu_cores", {})
     for name in wanted:
         began = time.monotonic()
@@ -46,6 +55,8 @@ def run(
             figures += scenarios.ingest(sizes, work, synchronous)
         elif name == "latency":
             figures += scenarios.latency(sizes, work, synchronous)
+        elif name == "history":
+            figures += scenarios.history(work, backend, quick, info)
         elif name == "storm":
             storm_figures, storms = scenarios.storm(sizes, work, synchronous)
             figures += storm_figures
@@ -84,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="EVENTS",
         help="configure a notification channel nobody answers, hearing of EVENTS (e.g. all, or escalation)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgresql", "both"),
+        default="both",
+        help="history only: the store to fill (PostgreSQL at 127.0.0.1:5432, user postgres; default: both)",
+    )
     args = parser.parse_args(argv)
     if args.dead_channel:
         from bench.daemon import DEAD_CHANNEL_ENV
@@ -98,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: working in {tmp}", file=sys.stderr)
     began = time.monotonic()
     try:
-        figures = run(args.scenario, sizes, Path(tmp), info, args.sqlite_synchronous)
+        figures = run(
+            args.scenario, sizes, Path(tmp), info, args.sqlite_synchronous, args.backend, args.quick
+        )
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

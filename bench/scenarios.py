@@ -1,5 +1,6 @@
-"""The four scenarios. Each starts its own servers in a fresh directory, drives them with the
-client process, reads the outcome back from SQLite and returns Figures.
+"""The four scenarios of `all`, and `history` (bench/history.py), run only by name. Each starts its
+own servers in a fresh directory, drives them with the client process, reads the outcome back from
+SQLite and returns Figures.
 
 Timestamps: the client records the wall-clock time of each send; the daemon stores its
 own wall-clock times (same host, same clock). In the engine, `events.received_at`,
@@ -322,3 +323,15 @@ def footprint(
         storms = [storm_once(sizes, work / "footprint-storm", synchronous)]
     after.values.extend(s.rss_after / MB for s in storms)
     return [ready, idle, after]
+
+
+# --------------------------------------------------------------- history
+
+
+def history(work: Path, backend: str, quick: bool, info: dict[str, object]) -> list[Figure]:
+    """The read side over a long history (bench/history.py); its sizes go into `info`."""
+    from bench import history as long_history
+
+    sizes = long_history.QUICK if quick else long_history.FULL
+    info["history_sizes"] = sizes.__dict__
+    return long_history.history(sizes, work, backend)

@@ -469,7 +469,13 @@ class Store:
         limit: int,
         before_id: int | None,
     ) -> list[RecordT]:
-        """A page of records, newest first; `before_id` is the cursor the API hands out."""
+        """A page of records, newest first; `before_id` is the cursor the API hands out.
+
+        Ordered by (time, id) rather than id alone: the filters' indexes, (code, opened_at),
+        (status, queued_at), ..., hold rows in that order, so a page reads its 100 rows from the
+        index instead of sorting every match (SQLite sorted 900k runs for one page of 100). The
+        cursor stays an id: its row's time is read first, then the page starts after (time, id).
+        """
         fields = record.field_names()
         query = select(*[table.c[name] for name in fields])
         for column, value in equals.items():
@@ -477,11 +483,17 @@ class Store:
                 query = query.where(table.c[column] == value)
         if since:
             query = query.where(time_column >= since)
-        if before_id:
-            query = query.where(table.c.id < before_id)
-        query = query.order_by(table.c.id.desc()).limit(limit)
         trusted = record.trusted
         with self.db.read() as conn:
+            if before_id:
+                after = conn.execute(select(time_column).where(table.c.id == before_id)).scalar()
+                if after is None:
+                    query = query.where(table.c.id < before_id)  # a cursor whose row is gone
+                else:
+                    query = query.where(
+                        and_(time_column <= after, or_(time_column < after, table.c.id < before_id))
+                    )
+            query = query.order_by(time_column.desc(), table.c.id.desc()).limit(limit)
             return [trusted(dict(zip(fields, r, strict=True))) for r in conn.execute(query)]
 
     def get_run(self, run_id: int) -> RunDetail:

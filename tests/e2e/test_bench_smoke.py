@@ -67,3 +67,47 @@ def test_bench_all_quick_json() -> None:
     assert figures["storm: 5xx or connection errors"]["max"] == 0
     assert figures["ingest: bodies not answered 202"]["max"] == 0
     assert figures["latency: alerts without a first step"]["max"] == 0
+
+
+HISTORY_EXPECTED = {
+    f"history[sqlite]: {name}"
+    for name in (
+        "fill the store",
+        "stats --since 30d",
+        "incidents page 1 (top code, 90d)",
+        "incidents page 50 (top code, 90d)",
+        "incidents page 50 / page 1",
+        "runs page 1 (succeeded)",
+        "runs page 50 (succeeded)",
+        "get_incident (random)",
+        "incidents show (get_incident + previous 3)",
+        "report handover --since 7d",
+        "ingest into the filled store",
+        "ingest into an empty store",
+        "ingest filled / empty",
+    )
+}
+
+
+def test_bench_history_quick_sqlite_json() -> None:
+    """The history scenario fills a small SQLite store, times every read and both ingests, and
+    reports each figure with a finite value."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "history", "--quick", "--backend", "sqlite", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    document = orjson.loads(done.stdout)
+    assert document["scenario"] == "history"
+    assert document["machine"]["history_sizes"]["incidents"] == 1000
+    figures = {f["name"]: f for f in document["figures"]}
+    assert set(figures) == HISTORY_EXPECTED, HISTORY_EXPECTED ^ set(figures)
+    for name, figure in figures.items():
+        assert figure["runs"] >= 1, name
+        for key in ("median", "min", "max"):
+            value = figure[key]
+            assert isinstance(value, int | float) and math.isfinite(value), (name, key, value)
+        assert all(isinstance(v, int | float) and math.isfinite(v) for v in figure["values"]), name
