@@ -217,6 +217,9 @@ def test_status_counts_the_queue_approvals_open_and_overdue_incidents_and_delive
         "notifications_failed": 2,
         "open_breakers": [],
         "active_silences": [],
+        # Nothing reloaded or polled in this store: the daemon writes those.
+        "catalog_reload": None,
+        "polls": [],
     }
     store.set_state(PAUSED_KEY, True)
     assert history.status(now).paused is True
