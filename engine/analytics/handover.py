@@ -214,20 +214,25 @@ def _catalog_changes(changes: Sequence[CatalogChange]) -> list[str]:
         )
         if new:
             continue
-        diff = list(
-            difflib.unified_diff(
-                _text(change.previous_body).splitlines(),
-                _text(change.body).splitlines(),
-                "previous version",
-                f"version {change.version}",
-                lineterm="",
-            )
-        )
-        shown = diff[:DIFF_LINES]
-        if len(diff) > DIFF_LINES:
-            shown.append(f"... {len(diff) - DIFF_LINES} more lines")
-        lines += ["", "  ```diff", *(f"  {line}" for line in shown), "  ```", ""]
+        lines += ["", "  ```diff", *(f"  {line}" for line in capped_diff(change)), "  ```", ""]
     return lines
+
+
+def capped_diff(change: CatalogChange) -> list[str]:
+    """The unified diff of a changed version against the one before, cut at DIFF_LINES."""
+    diff = list(
+        difflib.unified_diff(
+            _text(change.previous_body).splitlines(),
+            _text(change.body).splitlines(),
+            "previous version",
+            f"version {change.version}",
+            lineterm="",
+        )
+    )
+    shown = diff[:DIFF_LINES]
+    if len(diff) > DIFF_LINES:
+        shown.append(f"... {len(diff) - DIFF_LINES} more lines")
+    return shown
 
 
 def _notes(notes: Sequence[NoteFacts]) -> list[str]:

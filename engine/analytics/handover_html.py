@@ -8,7 +8,6 @@ alerts and people, and must never become markup.
 
 from __future__ import annotations
 
-import difflib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -17,7 +16,6 @@ from typing import Any
 import jinja2
 
 from engine.analytics.handover import (
-    DIFF_LINES,
     HEADINGS,
     HandoverFacts,
     _breached,
@@ -25,10 +23,10 @@ from engine.analytics.handover import (
     _effectiveness,
     _mttr,
     _rate,
-    _text,
     _tried,
     _troubled,
     _unclassified,
+    capped_diff,
     one_line,
     span,
     when,
@@ -234,21 +232,7 @@ def _automation(playbooks: Sequence[PlaybookStats]) -> list[dict[str, Any]]:
 
 def _change(change: CatalogChange) -> dict[str, Any]:
     new = change.previous_body is None
-    diff = ""
-    if not new:
-        lines = list(
-            difflib.unified_diff(
-                _text(change.previous_body).splitlines(),
-                _text(change.body).splitlines(),
-                "previous version",
-                f"version {change.version}",
-                lineterm="",
-            )
-        )
-        shown = lines[:DIFF_LINES]
-        if len(lines) > DIFF_LINES:
-            shown.append(f"... {len(lines) - DIFF_LINES} more lines")
-        diff = "\n".join(shown)
+    diff = "" if new else "\n".join(capped_diff(change))
     return {
         "kind": change.kind,
         "name": change.name,
