@@ -1,5 +1,5 @@
 """`python -m bench [ingest|latency|storm|footprint|all] [--json] [--quick] [--sqlite-synchronous S]
-[--dead-channel EVENTS]`, and `python -m bench history [--quick] [--backend sqlite|postgresql|both]`
+[--dead-channel EVENTS] [--gates]`, and `python -m bench history [--quick] [--backend sqlite|postgresql|both]`
 (not part of `all`: it fills a store of a million incidents)."""
 
 from __future__ import annotations
@@ -96,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         help="configure a notification channel nobody answers, hearing of EVENTS (e.g. all, or escalation)",
     )
     parser.add_argument(
+        "--gates",
+        action="store_true",
+        help="give the automatic bench code every guard rail (storm, flapping, breaker, budgets, a"
+        " maintenance window that matches nothing), set loose enough to hold nothing",
+    )
+    parser.add_argument(
         "--backend",
         choices=("sqlite", "postgresql", "both"),
         default="both",
@@ -106,10 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         from bench.daemon import DEAD_CHANNEL_ENV
 
         os.environ[DEAD_CHANNEL_ENV] = args.dead_channel
+    if args.gates:
+        from bench.daemon import GATES_ENV
+
+        os.environ[GATES_ENV] = "1"
     sizes = scenarios.QUICK if args.quick else scenarios.FULL
     info = machine()
     info["sqlite_synchronous"] = args.sqlite_synchronous
     info["dead_channel"] = args.dead_channel
+    info["gates"] = args.gates
     tmp = tempfile.mkdtemp(prefix="suture-bench-")
     if args.keep:
         print(f"bench: working in {tmp}", file=sys.stderr)

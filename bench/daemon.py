@@ -55,6 +55,20 @@ steps:
 """
 
 
+#: Set by `python -m bench --gates`: every guard rail on, none tight enough to hold a bench run.
+GATES_ENV = "SUTURE_BENCH_GATES"
+GATED_POLICY = """  policy:
+    storm: {incidents: 100000, within: 5m}
+    flapping: {changes: 1000, within: 1h}
+    breaker: {failures: 1000}
+"""
+GATED_CONFIG: dict[str, Any] = {
+    "automation": {"max_runs_per_minute": 1000000, "per_target": {"max_runs": 100000, "per": "1h"}},
+    "maintenance": [
+        {"name": "never-matches", "match": {"code": "NOPE-.*"}, "cron": "* * * * *", "duration": "59s"}
+    ],
+}
+
 #: Set by `python -m bench --dead-channel EVENTS`: every daemon gets a channel that refuses connections.
 DEAD_CHANNEL_ENV = "SUTURE_BENCH_DEAD_CHANNEL"
 
@@ -69,7 +83,9 @@ def write_site(folder: Path, port: int, concurrency: int = 8, synchronous: str =
     """config.yaml, codes/ and playbooks/ for one daemon; returns the config path."""
     (folder / "codes").mkdir(parents=True, exist_ok=True)
     (folder / "playbooks").mkdir(parents=True, exist_ok=True)
-    (folder / "codes" / "bench.yaml").write_text(BENCH_CODES)
+    gated = bool(os.environ.get(GATES_ENV))
+    codes = BENCH_CODES.replace("  mode: auto\n", "  mode: auto\n" + GATED_POLICY) if gated else BENCH_CODES
+    (folder / "codes" / "bench.yaml").write_text(codes)
     (folder / "playbooks" / "bench-noop.yaml").write_text(BENCH_PLAYBOOK)
     config: dict[str, Any] = {
         "database": {"url": "sqlite:///suture.db", "sqlite_synchronous": synchronous},
@@ -78,6 +94,8 @@ def write_site(folder: Path, port: int, concurrency: int = 8, synchronous: str =
         "workers": {"concurrency": concurrency},
         "logging": {"level": "warning", "format": "json"},
     }
+    if gated:
+        config.update(GATED_CONFIG)
     if events := os.environ.get(DEAD_CHANNEL_ENV):
         # A notification channel whose port nobody listens on (`--dead-channel EVENTS`).
         url = f"http://127.0.0.1:{free_port()}/dead"

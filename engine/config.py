@@ -12,7 +12,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Hashable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -427,6 +427,99 @@ class LoggingConfig(_Section):
     format: Literal["json", "console"] = "json"
 
 
+class PerTargetBudget(_Section):
+    max_runs: int = Field(ge=1)
+    per: Duration = timedelta(hours=1)
+
+
+class AutomationConfig(_Section):
+    """Fleet-wide budgets across all codes: no combination of codes can hammer one host or the fleet."""
+
+    max_runs_per_minute: int | None = Field(default=None, ge=1)
+    per_target: PerTargetBudget | None = None
+
+
+#: What a maintenance matcher may name besides `labels.NAME` (engine.policy.matchers compiles them).
+MATCHER_KEYS = ("code", "target", "severity", "source", "alertname")
+
+
+def _iana_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (expected an IANA name like Europe/Berlin)") from None
+    return value
+
+
+class MaintenanceConfig(_Section):
+    """A maintenance window: no automatic run for what `match` covers, once (`from`/`until`) or
+    recurring (`cron` + `duration`, in `timezone`). Alerts are still recorded, incidents opened."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    match: dict[str, str]
+    starts: datetime | None = Field(default=None, alias="from")
+    until: datetime | None = None
+    cron: str | None = None
+    duration: Duration | None = None
+    #: Where `cron` fires and what a `from`/`until` without an offset means.
+    timezone: str = "UTC"
+
+    _zone = field_validator("timezone")(_iana_zone)
+
+    @field_validator("match")
+    @classmethod
+    def _matchers(cls, given: dict[str, str]) -> dict[str, str]:
+        if not given:
+            raise ValueError('at least one matcher is needed, e.g. {target: "db-.*"}')
+        for key, regex in given.items():
+            if key not in MATCHER_KEYS and not (key.startswith("labels.") and len(key) > len("labels.")):
+                allowed = ", ".join((*MATCHER_KEYS, "labels.NAME"))
+                raise ValueError(f"{key!r} is not a matcher key (expected one of {allowed})")
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                raise ValueError(f"{key}: not a regular expression: {exc}") from None
+        return given
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        from croniter import croniter  # only here: most commands never look at a window
+
+        if value is not None and not croniter.is_valid(value):
+            raise ValueError('not a cron expression (expected five fields like "0 2 * * 0")')
+        return value
+
+    @field_validator("duration")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("expected a duration above zero like 2h")
+        return value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> MaintenanceConfig:
+        one_off = self.starts is not None or self.until is not None
+        recurring = self.cron is not None or self.duration is not None
+        forms = "either from and until (one-off) or cron and duration (recurring)"
+        if one_off == recurring:
+            raise ValueError(f"give {forms}" + (", not both" if one_off else ""))
+        if recurring and (self.cron is None or self.duration is None):
+            missing = "duration" if self.cron else "cron"
+            raise ValueError(f"a recurring window needs both cron and duration ({missing} is missing)")
+        if one_off:
+            if self.starts is None or self.until is None:
+                missing = "until" if self.starts else "from"
+                raise ValueError(f"a one-off window needs both from and until ({missing} is missing)")
+            zone = ZoneInfo(self.timezone)
+            starts, until = (t if t.tzinfo else t.replace(tzinfo=zone) for t in (self.starts, self.until))
+            if until <= starts:
+                raise ValueError("until must be later than from")
+            object.__setattr__(self, "starts", starts.astimezone(UTC))
+            object.__setattr__(self, "until", until.astimezone(UTC))
+        return self
+
+
 class Config(_Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -443,6 +536,8 @@ class Config(_Section):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
+    automation: AutomationConfig = Field(default_factory=AutomationConfig)
+    maintenance: list[MaintenanceConfig] = Field(default_factory=list)
 
     #: Folder of the config file; relative paths in it are resolved against this.
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -609,6 +704,18 @@ def _check_channels(config: Config, doc: LocatedYaml) -> None:
                 )
 
 
+def _check_maintenance(config: Config, doc: LocatedYaml) -> None:
+    """Window names are unique: the incident's `silenced_by` and `status` name a window by it."""
+    seen: set[str] = set()
+    for index, window in enumerate(config.maintenance):
+        if window.name in seen:
+            raise ConfigError(
+                f"{doc.where(('maintenance', index, 'name'))}: maintenance.{index}.name:"
+                f" window {window.name!r} is defined twice"
+            )
+        seen.add(window.name)
+
+
 def load_config(path: str | Path) -> Config:
     """Load and validate config.yaml; every failure is a ConfigError of one line."""
     path = Path(path)
@@ -635,5 +742,6 @@ def load_config(path: str | Path) -> Config:
             " address; configure access.tokens or access.users before the API listens beyond this machine"
         )
     _check_channels(config, doc)
+    _check_maintenance(config, doc)
     config._doc = doc  # a private attribute: the frozen fields stay as validated
     return config

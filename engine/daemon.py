@@ -26,6 +26,7 @@ from engine.intake.service import intake_health, start_helpers
 from engine.models import PAUSED_KEY, Code
 from engine.notify.escalation import DeadlineCheck
 from engine.notify.service import build_notifier
+from engine.policy.guards import Rails
 from engine.scheduler import PruneJob, schedule_polls
 from engine.store import Store, open_database
 from engine.store.catalog_history import CATALOG_RELOAD_KEY
@@ -69,6 +70,7 @@ class Daemon:
         self.renderer = Renderer(config.secret_values())
         self.resolver = PlaybookResolver(self.store, lambda: self.intake.view.catalog)
         self.incarnation = Incarnation.new()
+        rails = Rails.of(config)
         self.pool = WorkerPool(
             config,
             self.store,
@@ -78,12 +80,14 @@ class Daemon:
             incarnation=self.incarnation,
             hooks=self.hooks,
             clock=self.clock,
+            rails=rails,
         )
         self.intake = Intake(
             self.store,
             CatalogView.of(catalog, config.escalation),
             on_runs_queued=self.pool.wake,
             hooks=self.hooks,
+            rails=rails,
         )
         self.notifier = build_notifier(config, self.store, self._code, self.clock, self.hooks)
         self.deadlines = DeadlineCheck(

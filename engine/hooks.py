@@ -81,6 +81,8 @@ class RunHeld:
     reason: str
     #: The run's status: `skipped` or `awaiting_approval`.
     status: str = "skipped"
+    #: The gate that held it (engine.policy.gates), for metrics; empty when not known.
+    gate: str = ""
 
 
 @dataclass(frozen=True, slots=True)

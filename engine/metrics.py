@@ -127,7 +127,19 @@ BUILD_INFO = Gauge(
 #: Notification outcomes that are failures (`sent` is the other one).
 _FAILED_OUTCOMES = frozenset({"retry", "failed"})
 #: Gates whose hold series exist from the start, at zero.
-GATES = ("cooldown", "max_runs", "approval")
+GATES = (
+    "pause",
+    "maintenance",
+    "silence",
+    "breaker",
+    "flapping",
+    "storm",
+    "automation",
+    "cooldown",
+    "max_runs",
+    "min_occurrences",
+    "approval",
+)
 
 
 def _version() -> str:
@@ -283,7 +295,7 @@ def install(hooks: Hooks) -> None:
         run_seconds(event.playbook).observe(event.seconds)
 
     hooks.subscribe(RunFinished, run_finished)
-    hooks.subscribe(RunHeld, lambda event: holds(gate_of(event.reason)).inc())
+    hooks.subscribe(RunHeld, lambda event: holds(event.gate or gate_of(event.reason)).inc())
     hooks.subscribe(WorkersBusy, lambda event: WORKERS_BUSY.set(event.busy))
     hooks.subscribe(IntakeHelpers, lambda event: INTAKE_HELPERS.set(event.ready))
     notified, escalated = _Children(NOTIFICATIONS), _Children(ESCALATIONS)

@@ -139,6 +139,7 @@ class RunStatus(StrEnum):
     rejected = "rejected"
     expired = "expired"
     skipped = "skipped"
+    cancelled = "cancelled"
 
 
 class Mode(StrEnum):
@@ -301,6 +302,26 @@ class Match(_Strict):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+class StormPolicy(_Strict):
+    """More open incidents of one code than `incidents`, opened within `within`: no automatic runs."""
+
+    incidents: int = Field(ge=1)
+    within: Duration = timedelta(minutes=5)
+
+
+class FlappingPolicy(_Strict):
+    """More firing/resolved changes of one alert than `changes` within `within`: no automatic run."""
+
+    changes: int = Field(ge=1)
+    within: Duration = timedelta(hours=1)
+
+
+class BreakerPolicy(_Strict):
+    """After `failures` consecutive failed or ineffective runs of one playbook version, it stops."""
+
+    failures: int = Field(ge=1)
+
+
 class Policy(_Strict):
     cooldown: Duration | None = None
     max_runs: int | None = Field(default=None, ge=1)
@@ -311,6 +332,15 @@ class Policy(_Strict):
     effective_within: Duration | None = None
     #: A new incident of the same code and target this soon after it resolved undoes that (default 24h).
     recurrence_window: Duration | None = None
+    #: Queue the run for later; act only if the alert is still firing then.
+    delay: Duration | None = None
+    #: Act only once the alert has been delivered this often.
+    min_occurrences: int | None = Field(default=None, ge=1)
+    #: Runs at a time on one target, across codes (default 1); more wait `queued`.
+    concurrency: int | None = Field(default=None, ge=1)
+    storm: StormPolicy | None = None
+    flapping: FlappingPolicy | None = None
+    breaker: BreakerPolicy | None = None
 
 
 class EscalationOverride(_Strict):

@@ -56,6 +56,8 @@ INCIDENT_EXAMPLE: dict[str, Any] = {
     "acknowledged_at": "2026-12-01T12:20:00Z",
     "acknowledged_by": "alice",
     "escalated_at": None,
+    "flapping": False,
+    "silenced_by": None,
 }
 ALERT_EXAMPLE: dict[str, Any] = {
     "id": 981,
@@ -89,6 +91,7 @@ RUN_EXAMPLE: dict[str, Any] = {
     "started_at": "2026-12-01T12:00:01Z",
     "finished_at": "2026-12-01T12:00:09Z",
     "error": None,
+    "reason": None,
     "effective": None,
     "worker": "host-a:4242:9f1c",
 }
@@ -206,6 +209,10 @@ class Incident(Record):
     acknowledged_at: datetime | None
     acknowledged_by: str | None
     escalated_at: datetime | None = Field(description="When escalation last notified about a deadline.")
+    flapping: bool = Field(default=False, description="Its alert changed state too often: no automatic run.")
+    silenced_by: str | None = Field(
+        default=None, description="The silence (`silence 4`) or maintenance window that held its automation."
+    )
 
 
 class IncidentAlert(Record):
@@ -314,6 +321,9 @@ class Run(Record):
     started_at: datetime | None
     finished_at: datetime | None
     error: str | None
+    reason: str | None = Field(
+        default=None, description="Why it was skipped, expired or cancelled: the gate's message."
+    )
     effective: bool | None = Field(
         description="Set when the alert resolved after this run succeeded. `suture stats` applies the"
         " contract's full definition (resolved within `effective_within`, no recurrence within"
@@ -408,6 +418,82 @@ class OpenIncident(Record):
     labels: dict[str, str]
 
 
+# ------------------------------------------------------------------ silences
+
+SILENCE_EXAMPLE: dict[str, Any] = {
+    "id": 4,
+    "matchers": {"code": "DISK-.*", "target": "db-1"},
+    "starts_at": "2026-12-01T12:00:00Z",
+    "ends_at": "2026-12-01T14:00:00Z",
+    "created_by": "alice",
+    "comment": "replacing the disk; do not touch db-1",
+    "created_at": "2026-12-01T12:00:00Z",
+    "expired_by": None,
+    "active": True,
+}
+
+
+class Silence(Record):
+    """A person's "no automation here for a while": `suture silence list` and /api/v1/silences."""
+
+    model_config = _shown(SILENCE_EXAMPLE)
+
+    id: int
+    matchers: dict[str, str] = Field(
+        description="KEY=REGEX, each matched in full: code, target, severity, source, alertname, labels.NAME."
+    )
+    starts_at: datetime
+    ends_at: datetime = Field(description="Exclusive; set to the time of expiry when ended early.")
+    created_by: str
+    comment: str
+    created_at: datetime
+    expired_by: str | None = Field(description="Who ended it early, or null.")
+    active: bool = Field(description="Whether it holds runs now: starts_at <= now < ends_at.")
+
+
+# ---------------------------------------------------- breakers, maintenance
+
+BREAKER_EXAMPLE: dict[str, Any] = {
+    "playbook": "disk-cleanup",
+    "version": 3,
+    "status": "open",
+    "failures": 3,
+    "opened_at": "2026-12-01T12:40:00Z",
+    "reason": "3 consecutive failed or ineffective runs",
+    "reset_at": None,
+    "reset_by": None,
+}
+
+
+class Breaker(Record):
+    """The circuit breaker of one playbook version: `suture breakers list` and /api/v1/breakers."""
+
+    model_config = _shown(BREAKER_EXAMPLE)
+
+    playbook: str
+    version: int
+    status: Literal["open", "closed"] = Field(
+        description="`open`: automatic runs of this version are held until a person resets it."
+    )
+    failures: int = Field(description="Consecutive failed or ineffective runs; a good run sets it to 0.")
+    opened_at: datetime | None = Field(description="When it last opened.")
+    reason: str | None = Field(description="Why it last opened.")
+    reset_at: datetime | None
+    reset_by: str | None
+
+
+class MaintenanceEntry(Record):
+    """A maintenance window of config.yaml as `suture status` shows it."""
+
+    name: str
+    match: dict[str, str] = Field(description="KEY=REGEX, each matched in full.")
+    active: bool = Field(description="Whether it holds automatic runs now.")
+    ends_at: datetime | None = Field(description="When the current occurrence ends (null if not active).")
+    next_start: datetime | None = Field(
+        description="When it next begins, if not active (null: a one-off window that is over)."
+    )
+
+
 # ------------------------------------------------------------- API answers
 
 ItemT = TypeVar("ItemT", bound=BaseModel)
@@ -473,17 +559,17 @@ class Status(Record):
     )
     notifications_pending: int = Field(description="Deliveries not yet sent (waiting or being sent).")
     notifications_failed: int = Field(description="Deliveries given up on.")
-    open_breakers: list[dict[str, Any]] = Field(
-        description="Always empty for now: breakers come with a later issue."
-    )
-    active_silences: list[dict[str, Any]] = Field(
-        description="Always empty for now: silences come with a later issue."
-    )
+    open_breakers: list[Breaker] = Field(description="Breakers holding runs now, by playbook and version.")
+    active_silences: list[Silence] = Field(description="Silences holding runs now, newest first.")
     catalog_reload: CatalogReload | None = Field(
         default=None, description="The last catalog load, or null if no daemon recorded one yet."
     )
     polls: list[PollState] = Field(
         default_factory=list, description="The last poll per pull source, by name."
+    )
+    maintenance: list[MaintenanceEntry] = Field(
+        default_factory=list,
+        description="The maintenance windows of config.yaml, active ones first, each in config order.",
     )
 
 

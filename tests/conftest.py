@@ -241,4 +241,4 @@ def daemon_factory(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def daemon(daemon_factory: Any, db_url: str) -> DaemonProcess:
     """The real daemon on a fresh database (runs on SQLite and PostgreSQL)."""
-    return daemon_factory(db_url)  # type: ignore[no-any-return]
+    return daemon_factory(db_url)

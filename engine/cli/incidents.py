@@ -156,6 +156,12 @@ def _print_incident(store: Store, incident: IncidentDetail) -> None:
         click.echo(f"    labels:      {json.dumps(alert.labels, ensure_ascii=False, sort_keys=True)}")
         click.echo(f"    annotations: {json.dumps(alert.annotations, ensure_ascii=False, sort_keys=True)}")
 
+    held = [run for run in incident.runs if run.reason and run.status in ("skipped", "cancelled", "expired")]
+    if held:
+        click.echo("\nHeld back (the gate that said no, and until when where it knows):")
+        for run in held:
+            click.echo(f"  run {run.id} {run.status}: {run.reason}")
+
     click.echo("\nRuns:")
     columns = ["id", "playbook", "playbook_version", "status", "trigger", "queued_at", "finished_at", "error"]
     table(marked(incident.runs), columns)

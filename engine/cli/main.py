@@ -11,6 +11,7 @@ import click
 from engine.cli import (
     access,
     automation,
+    breakers,
     codes,
     db,
     incidents,
@@ -20,6 +21,7 @@ from engine.cli import (
     run,
     runs,
     serve,
+    silence,
     stats,
     status,
     validate,
@@ -50,5 +52,7 @@ for command in (
     status.status,
     stats.stats,
     report.report,
+    silence.silence,
+    breakers.breakers,
 ):
     main.add_command(command)

@@ -8,7 +8,7 @@ import click
 
 from engine.cli.common import config_option, dump, handle_errors, json_option, open_store
 from engine.config import load_config
-from engine.records import CatalogReload, PollState
+from engine.records import Breaker, CatalogReload, MaintenanceEntry, PollState, Silence
 
 
 @click.command()
@@ -17,11 +17,15 @@ from engine.records import CatalogReload, PollState
 @handle_errors
 def status(config_path: str, as_json: bool) -> None:
     """Paused?, queue depth, running, awaiting approval, open and overdue incidents, notifications,
-    the last catalog reload and the last poll per pull source."""
+    open breakers, active silences, maintenance windows, the last catalog reload and the last poll
+    per pull source."""
+    from engine.policy.maintenance import configured_windows, status_entries
     from engine.store.catalog_history import CatalogHistory
 
     now = datetime.now(UTC)
-    current = CatalogHistory(open_store(load_config(config_path)).db).status(now)
+    config = load_config(config_path)
+    windows = status_entries(configured_windows(config.maintenance), now)
+    current = CatalogHistory(open_store(config).db).status(now, windows)
     if as_json:
         dump(current)
         return
@@ -35,9 +39,10 @@ def status(config_path: str, as_json: bool) -> None:
             "notifications",
             f"{current.notifications_pending} pending, {current.notifications_failed} failed",
         ),
-        ("open breakers", ", ".join(map(str, current.open_breakers)) or "none"),
-        ("active silences", ", ".join(map(str, current.active_silences)) or "none"),
+        ("open breakers", _breakers(current.open_breakers)),
+        ("active silences", _silences(current.active_silences)),
     ]
+    lines.append(("maintenance", _maintenance(current.maintenance)))
     lines.append(("catalog reload", _reload(current.catalog_reload)))
     if not current.polls:
         lines.append(("polls", "none recorded (no pull source, or no poll yet)"))
@@ -45,6 +50,32 @@ def status(config_path: str, as_json: bool) -> None:
         lines.append((f"poll {poll.source}", _poll(poll)))
     for label, value in lines:
         click.echo(f"{label + ':':19} {value}")
+
+
+def _breakers(found: list[Breaker]) -> str:
+    """`disk-cleanup@3 (3 consecutive failed or ineffective runs)`; `suture breakers reset` closes one."""
+    return "; ".join(f"{b.playbook}@{b.version} ({b.reason})" for b in found) or "none"
+
+
+def _maintenance(found: list[MaintenanceEntry]) -> str:
+    """Active windows with their end; the others with their next start."""
+    parts = []
+    for window in found:
+        if window.active:
+            parts.append(f"{window.name} ACTIVE until {_when(window.ends_at)}")
+        elif window.next_start is not None:
+            parts.append(f"{window.name} next at {_when(window.next_start)}")
+        else:
+            parts.append(f"{window.name} over")
+    return "; ".join(parts) or "none configured"
+
+
+def _silences(found: list[Silence]) -> str:
+    """`4 until 14:00 UTC by alice (code=DISK-.*)`, one after the other."""
+    from engine.cli.silence import matchers_text
+
+    shown = [f"{s.id} until {_when(s.ends_at)} by {s.created_by} ({matchers_text(s)})" for s in found]
+    return "; ".join(shown) or "none"
 
 
 def _when(value: datetime | None) -> str:

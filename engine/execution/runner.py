@@ -76,6 +76,14 @@ class RunOutcome:
     steps: list[StepRecord] = field(default_factory=list)
 
 
+#: Asked before every step after the first: why the run must stop now, or None to go on.
+Proceed = Callable[[], str | None]
+
+
+class _Cancelled(Exception):
+    """The problem went away (or a person stepped in) between two steps."""
+
+
 class _PhaseFailed(Exception):
     def __init__(self, message: str, *, timed_out: bool = False, rollback: bool = False) -> None:
         super().__init__(message)
@@ -122,14 +130,17 @@ class Runner:
         record: Recorder | None = None,
         patterns: Mapping[str, str] | None = None,
         run_id: int | None = None,
+        proceed: Proceed | None = None,
     ) -> RunOutcome:
         """Run the playbook to a final status; never raises for a step's failure.
 
         `patterns` are the code's match patterns ("labels.x" -> regex): a value of a label the
         code constrains may start with "-" where an SSH command reads options, if it matches.
         With a `run_id`, each recorded step is announced as a StepFinished hook event.
+        `proceed` is asked before every step after the first (verification included, rollback
+        not: undoing must finish); a reason ends the run `cancelled` with the remaining steps unrun.
         """
-        execution = _Execution(self, playbook, context, dry_run, record, patterns or {}, run_id)
+        execution = _Execution(self, playbook, context, dry_run, record, patterns or {}, run_id, proceed)
         try:
             return execution.run()
         finally:
@@ -146,8 +157,11 @@ class _Execution:
         record: Recorder | None,
         patterns: Mapping[str, str],
         run_id: int | None,
+        proceed: Proceed | None = None,
     ) -> None:
         self.runner = runner
+        self.proceed = proceed
+        self.started = 0  # steps begun, for `proceed`
         self.config = runner.config
         self.actions = runner.actions
         self.clock = runner.clock
@@ -182,6 +196,10 @@ class _Execution:
             self._phase("verify", self.playbook.verify, verifying=True)
         except _PhaseFailed as failure:
             return self._failed(failure)
+        except _Cancelled as cancelled:
+            self.outcome.status = RunStatus.cancelled
+            self.outcome.error = self.renderer.redact(f"cancelled before the next step: {cancelled}")
+            return self.outcome
         if self.continued:
             self.outcome.error = self.renderer.redact(
                 f"{len(self.continued)} step(s) failed and were continued past: {'; '.join(self.continued)}"
@@ -263,7 +281,11 @@ class _Execution:
                     skipped = {"when": step.when}
                     self._emit(phase, name, step, "skipped", skipped, None, self.clock.monotonic(), 1)
                     continue
+            if phase != "rollback" and self.started and self.proceed is not None:
+                if (reason := self.proceed()) is not None:
+                    raise _Cancelled(reason)
             executed += 1
+            self.started += 1
             ok, result, timed_out = self._step(phase, name, step)
             if ok:
                 continue

@@ -25,12 +25,11 @@ from engine.clock import SYSTEM_CLOCK, Clock
 from engine.config import Config
 from engine.errors import StoreUnavailable
 from engine.execution.actions import Registry
+from engine.execution.rechecks import RunChecks
 from engine.execution.runner import Runner
 from engine.hooks import NO_HOOKS, Hooks, RunFinished, RunHeld, RunStarted, WorkersBusy
-from engine.models import Mode, Playbook, Policy, RunStatus
-from engine.policy import chain
-from engine.policy.decisions import Allow, refusal
-from engine.policy.request import NO_HISTORY, RunHistory, RunRequest
+from engine.models import Playbook, Policy, RunStatus
+from engine.policy.guards import NO_RAILS, Rails
 from engine.records import ClaimedRun
 from engine.store import Store
 from engine.templating import Renderer
@@ -124,8 +123,10 @@ class WorkerPool:
         hooks: Hooks = NO_HOOKS,
         clock: Clock = SYSTEM_CLOCK,
         actions: Registry | None = None,
+        rails: Rails = NO_RAILS,
     ) -> None:
         self.config = config
+        self.rails = rails
         self.store = store
         self.resolver = resolver
         self.hooks = hooks
@@ -207,10 +208,13 @@ class WorkerPool:
             return status
 
         try:
-            if (held := self._recheck(run)) is not None:
-                _persist(self.store.finish_run, run_id, RunStatus.skipped, held, remediated=False)
-                bound.info("run_held", reason=held)
-                self.hooks.emit(RunHeld(run_id, run.incident_id, name, held))
+            policy = self.resolver.policy(run.context)
+            checks = RunChecks(self.store, self.rails, self.clock, run, policy)
+            if (hold := _persist(checks.at_claim)) is not None:
+                held, skipped = hold.reason, RunStatus.skipped
+                _persist(self.store.finish_run, run_id, skipped, held, remediated=False, reason=held)
+                bound.info("run_held", reason=held, gate=hold.gate)
+                self.hooks.emit(RunHeld(run_id, run.incident_id, name, held, gate=hold.gate))
                 return finished(RunStatus.skipped)
             try:
                 playbook = self.resolver.get(name, version)
@@ -226,9 +230,18 @@ class WorkerPool:
                 record=lambda step: _persist(self.store.record_step, run_id, step),
                 patterns=self.resolver.patterns(run.context),
                 run_id=run_id,
+                proceed=(lambda: _persist(checks.before_step)) if checks.applies else None,
             )
+            cancelled = outcome.status is RunStatus.cancelled
+            counts = policy is not None and policy.breaker is not None and not run.dry_run and not cancelled
             _persist(
-                self.store.finish_run, run_id, outcome.status, outcome.error, remediated=outcome.remediated
+                self.store.finish_run,
+                run_id,
+                outcome.status,
+                outcome.error,
+                remediated=outcome.remediated,
+                reason=outcome.error if cancelled else None,
+                breaker=policy.breaker.failures if counts and policy and policy.breaker else None,
             )
             bound.info("run_finished", status=outcome.status.value, error=outcome.error)
             return finished(outcome.status)
@@ -243,32 +256,3 @@ class WorkerPool:
             return finished(RunStatus.failed)
         finally:
             self._busy_by(-1)
-
-    def _recheck(self, run: ClaimedRun) -> str | None:
-        """Why the claimed run must not start after all (None: it may), asked of the policy chain
-        outside the claim transaction: another writer may have queued a run for the same code
-        and target after intake read the history this run was queued on. A run started by hand
-        is not asked, nor is one whose code limits nothing (no read then)."""
-        if run.trigger == Mode.manual.value:
-            return None
-        policy = self.resolver.policy(run.context)
-        span = chain.lookback(policy)
-        if span is None:
-            return None
-        code, target = run.context["code"]["code"], run.context["target"]
-        now = self.clock.now()
-        recent = _persist(self.store.recent_runs, [code], now - span, claimed=run.id)
-        history = RunHistory(tuple(recent[(code, target)])) if (code, target) in recent else NO_HISTORY
-        request = RunRequest(
-            code=code,
-            target=target,
-            playbook=run.playbook,
-            version=run.playbook_version,
-            mode=Mode(run.trigger),
-            dry_run=run.dry_run,
-            policy=policy,
-            incident_id=run.incident_id,
-            fingerprint=(run.context.get("alert") or {}).get("fingerprint"),
-        )
-        decision = chain.recheck(request, history, now)
-        return None if isinstance(decision, Allow) else refusal(decision)

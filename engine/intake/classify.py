@@ -27,6 +27,7 @@ from engine.models import (
     Severity,
     Submission,
 )
+from engine.policy.guards import NO_RAILS, Rails
 from engine.store import Store
 from engine.templating import Renderer
 
@@ -83,8 +84,9 @@ class Intake(IntakeWriter):
         view: CatalogView,
         on_runs_queued: Callable[[], None] | None = None,
         hooks: Hooks = NO_HOOKS,
+        rails: Rails = NO_RAILS,
     ) -> None:
-        super().__init__(store, on_runs_queued, hooks)
+        super().__init__(store, on_runs_queued, hooks, rails)
         self.view = view
         self._renderer = Renderer()
         self._targets: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}

@@ -13,9 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.models import AlertStatus, ClassifiedAlert, Mode, RunStatus, Submission
-from engine.policy import chain
-from engine.policy.decisions import Allow, Approve, Decision, refusal
-from engine.policy.request import NO_HISTORY, RunHistory, RunRequest
+from engine.policy import chain, gates
+from engine.policy.decisions import Allow, Approve, Decision, Defer, Hold, refusal
+from engine.policy.guards import NO_GUARDS, Guards
+from engine.policy.request import Budget, RunRequest
+from engine.store.guards import NO_FACTS, STORM_KEY, GuardFacts, GuardQuery
 from engine.store.ingest import NewRun
 
 RunKey = tuple[str, str]  # (code, target)
@@ -36,40 +38,101 @@ def history_spans(batch: Sequence[Submission]) -> dict[str, timedelta]:
     """How far back each code of the batch that may queue a run needs history (codes that
     limit nothing need none, so a batch of them reads nothing)."""
     spans: dict[str, timedelta] = {}
-    seen: set[tuple[str, int]] = set()  # a code's policy is one shared object per catalog
-    for submission in batch:
-        for item in submission.alerts:
-            if item.playbook is None or item.mode is Mode.manual or item.alert.status is AlertStatus.resolved:
-                continue  # never a run: a resolution opens no incident
-            key = (item.code, id(item.policy))
-            if key in seen:
-                continue
-            seen.add(key)
-            if (span := chain.lookback(item.policy)) is not None:
-                spans[item.code] = max(span, spans.get(item.code, span))
+    for item in runnable(batch):
+        if (span := chain.lookback(item.policy)) is not None:
+            spans[item.code] = max(span, spans.get(item.code, span))
     return spans
+
+
+def runnable(batch: Sequence[Submission]) -> list[ClassifiedAlert]:
+    """The alerts of the batch that may open an incident with an automatic run."""
+    return [
+        item
+        for submission in batch
+        for item in submission.alerts
+        if item.playbook is not None
+        and item.mode is not Mode.manual
+        and item.alert.status is not AlertStatus.resolved
+    ]
+
+
+def guard_query(items: Sequence[ClassifiedAlert], budget: Budget) -> GuardQuery:
+    """What the guard rails of these alerts need read: storm counts, flapping changes, budgets."""
+    storm: dict[str, timedelta] = {}
+    flapping: dict[str, timedelta] = {}
+    for item in items:
+        policy = item.policy
+        if policy is None:
+            continue
+        if policy.storm is not None:
+            storm[item.code] = max(policy.storm.within, storm.get(item.code, policy.storm.within))
+        if policy.flapping is not None:
+            fingerprint = item.alert.fingerprint
+            flapping[fingerprint] = max(
+                policy.flapping.within, flapping.get(fingerprint, policy.flapping.within)
+            )
+    per_target = budget.per_target is not None
+    return GuardQuery(
+        storm=storm,
+        flapping=flapping,
+        fleet=gates.MINUTE if budget.per_minute is not None else None,
+        targets={item.target for item in items} if per_target else (),
+        target_window=budget.per_target_window if per_target else None,
+    )
 
 
 class BatchPlanner:
     """The runs of one write attempt: the chain's decision for each incident it opens.
 
-    `history` was read before the transaction; the runs given in this attempt are kept apart
-    from it, so an attempt that is rolled back and retried starts from the same history.
+    `history` and `facts` were read before the transaction; what this attempt adds (runs given,
+    incidents opened, storms announced) is kept apart from them, so an attempt that is rolled
+    back and retried starts from the same history.
     """
 
-    def __init__(self, history: Mapping[RunKey, Sequence[datetime]]) -> None:
+    def __init__(
+        self,
+        history: Mapping[RunKey, Sequence[datetime]],
+        guards: Guards = NO_GUARDS,
+        facts: GuardFacts = NO_FACTS,
+    ) -> None:
         self.history = history
+        self.guards = guards
+        self.facts = facts
         self.added: dict[RunKey, list[datetime]] = {}
+        self.fleet: list[datetime] = []
+        self.on_target: dict[str, list[datetime]] = {}
+        self.opened: dict[str, int] = {}
+        self.changed: dict[str, list[datetime]] = {}
+        self.announced: set[str] = set(facts.storm_announced)
 
-    def __call__(self, item: ClassifiedAlert, now: datetime) -> NewRun | None:
+    def __call__(
+        self, item: ClassifiedAlert, now: datetime, occurrences: int = 1, opening: bool = True
+    ) -> NewRun | None:
+        """The run for an incident being opened, or (`opening` false) for an open one whose
+        alert was just delivered for the `occurrences`-th time (`policy.min_occurrences`)."""
         playbook = item.playbook
         if playbook is None or item.mode is Mode.manual:
             return None
-        limited = chain.lookback(item.policy) is not None
         key = (item.code, item.target)
-        history = NO_HISTORY
-        if limited:
-            history = RunHistory((*self.history.get(key, ()), *self.added.get(key, ())))
+        alert = item.alert
+        policy = item.policy
+        if opening:
+            self.opened[item.code] = self.opened.get(item.code, 0) + 1
+        guards, facts, budget = self.guards, self.facts, self.guards.budget
+        changes: tuple[datetime, ...] = ()
+        if policy is not None and policy.flapping is not None:  # only what a gate will read is built
+            if opening:
+                self.changed.setdefault(alert.fingerprint, []).append(now)  # this opening is a change
+            changes = (*facts.changes.get(alert.fingerprint, ()), *self.changed.get(alert.fingerprint, ()))
+        history = guards.history(
+            runs=(*self.history.get(key, ()), *self.added.get(key, ())),
+            changes=changes,
+            storm=facts.storm.get(item.code, 0) + self.opened.get(item.code, 0),
+            fleet=(*facts.fleet, *self.fleet) if budget.per_minute is not None else (),
+            target_runs=(*facts.target_runs.get(item.target, ()), *self.on_target.get(item.target, ()))
+            if budget.per_target is not None
+            else (),
+        )
         request = RunRequest(
             code=item.code,
             target=item.target,
@@ -77,39 +140,91 @@ class BatchPlanner:
             version=playbook[1],
             mode=item.mode,
             dry_run=item.dry_run,
-            policy=item.policy,
-            fingerprint=item.alert.fingerprint,
+            policy=policy,
+            fingerprint=alert.fingerprint,
+            severity=item.severity.value,
+            source=alert.source,
+            alertname=alert.name,
+            labels=alert.labels,
+            occurrences=occurrences,
         )
         decision = chain.decide(request, history, now)
-        if limited and isinstance(decision, Allow | Approve):
-            self.added.setdefault(key, []).append(now)  # a run that will count for the next one
-        return new_run(item, request, decision, now)
+        run = new_run(item, request, decision, now)
+        if not isinstance(decision, Hold):
+            # A run that will count for the next one, in every window that counts runs.
+            self.added.setdefault(key, []).append(now)
+            self.fleet.append(now)
+            self.on_target.setdefault(item.target, []).append(now)
+        if policy is not None and policy.storm is not None:
+            run.state = self._storm_state(item.code, decision)
+            if run.state is not None and run.state[1]:
+                run.events += (("storm", decision_reason(decision)),)
+        return run
+
+    def _storm_state(self, code: str, decision: Decision) -> tuple[str, bool] | None:
+        """Announce a storm once (`storm:<code>` set), and forget it once a run passes again."""
+        key = STORM_KEY + code
+        in_storm = isinstance(decision, Hold) and decision.gate == "storm"
+        if in_storm and code not in self.announced:
+            self.announced.add(code)
+            return (key, True)
+        if not in_storm and not isinstance(decision, Hold) and code in self.announced:
+            self.announced.discard(code)
+            return (key, False)
+        return None
+
+
+def decision_reason(decision: Decision) -> str:
+    return "" if isinstance(decision, Allow) else refusal(decision)
+
+
+#: Gates whose hold silences the incident (`silenced_by`) and is told as `silenced` in its timeline.
+SILENCING = frozenset({"silence", "maintenance"})
 
 
 def new_run(item: ClassifiedAlert, request: RunRequest, decision: Decision, now: datetime) -> NewRun:
-    """The run `decision` makes of `request`: queued, awaiting approval, or skipped with the reason."""
-    status, error, reason = RunStatus.queued, None, None
+    """The run `decision` makes of `request`: queued (now or later), awaiting approval, or skipped
+    with the reason; with what it marks on the incident and which events it raises."""
+    status, error, reason, not_before = RunStatus.queued, None, None, None
+    marks: dict[str, Any] = {}
+    events: tuple[tuple[str, str], ...] = ()
+    of = f"of {request.playbook}@{request.version}"
     if isinstance(decision, Allow):
-        note = RunNote("run_queued", f"of {request.playbook}@{request.version}")
+        note = RunNote("run_queued", of)
     elif isinstance(decision, Approve):
         status, reason = RunStatus.awaiting_approval, decision.reason
-        note = RunNote("run_awaiting_approval", f"of {request.playbook}@{request.version}")
+        note = RunNote("run_awaiting_approval", of)
+    elif isinstance(decision, Defer):
+        not_before, reason = decision.until, refusal(decision)
+        note = RunNote("run_queued", f"{of}, not before {decision.until.isoformat()} ({decision.reason})")
     else:
-        # No deferred run can be stored yet (no gate defers): held back is the safe reading.
         status = RunStatus.skipped
         error = reason = refusal(decision)
-        note = RunNote("run_skipped", f"not started: {reason}")
+        kind = "run_skipped"
+        if decision.gate in SILENCING:
+            kind, marks["silenced_by"] = "silenced", decision.silenced_by
+        elif decision.gate == "flapping":
+            kind, marks["flapping"] = "flapping", True
+            events = (("flapping", reason),)
+        note = RunNote(kind, f"not started: {reason}")
+    context = run_context(item, 0, now)
+    if request.policy is not None and request.policy.concurrency is not None:
+        context["limits"] = {"concurrency": request.policy.concurrency}  # read by the claim
     return NewRun(
         playbook=request.playbook,
         version=request.version,
         status=status,
         trigger=request.mode.value,
         dry_run=request.dry_run,
-        context=run_context(item, 0, now),
+        context=context,
         note=note,
         error=error,
         finished=status is RunStatus.skipped,
         reason=reason,
+        not_before=not_before,
+        marks=marks,
+        events=events,
+        gate=decision.gate if isinstance(decision, Hold) else None,
     )
 
 

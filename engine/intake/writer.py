@@ -16,13 +16,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from datetime import datetime
 
 import structlog
 
 from engine.errors import StoreUnavailable
 from engine.hooks import NO_HOOKS, Hooks, IncidentOpened, IncidentResolved, RunHeld, RunQueued
-from engine.intake.runs import BatchPlanner, history_spans
+from engine.intake.runs import BatchPlanner, guard_query, history_spans, runnable
 from engine.models import RunStatus, Submission
+from engine.policy.guards import NO_RAILS, Rails
+from engine.policy.guards import guards as policy_guards
 from engine.records import Receipt
 from engine.store import Store
 from engine.store.ingest import Applied, RunPlanner
@@ -70,9 +73,15 @@ class IntakeWriter:
     """
 
     def __init__(
-        self, store: Store, on_runs_queued: Callable[[], None] | None = None, hooks: Hooks = NO_HOOKS
+        self,
+        store: Store,
+        on_runs_queued: Callable[[], None] | None = None,
+        hooks: Hooks = NO_HOOKS,
+        rails: Rails = NO_RAILS,
     ) -> None:
         self.store = store
+        #: Maintenance windows and fleet budgets from config.yaml.
+        self.rails = rails
         self._on_runs_queued = on_runs_queued
         self.hooks = hooks
         self._committed: list[Applied] = []  # since the last `after_commit`
@@ -255,15 +264,24 @@ class IntakeWriter:
         return list(applied.receipts)
 
     def _planner(self, batch: list[Submission]) -> Callable[[], RunPlanner]:
-        """The gates' view of run history for this batch, read outside the write transaction.
+        """The gates' view of this batch, read outside the write transaction, once for the batch:
+        the switch, silences and breakers, the code-and-target run history, storm and flapping
+        counts and budget windows, each only if some alert of the batch may need it.
 
         Another writer may queue a run between this read and the write; the worker asks the
         gates again when it claims a run (`policy.chain.recheck`), which catches that."""
-        spans = history_spans(batch)
-        if not spans:
+        items = runnable(batch)
+        if not items:
             return _no_history
-        since = self.store.clock.now() - max(spans.values())
-        return functools.partial(BatchPlanner, self.store.recent_runs(spans.keys(), since))
+        context = self.store.guard_context()
+        guards = policy_guards(context.paused, context.silences, context.open_breakers, self.rails)
+        facts = self.store.guard_facts(guard_query(items, self.rails.budget))
+        spans = history_spans(batch)
+        history: dict[tuple[str, str], list[datetime]] = {}
+        if spans:
+            since = self.store.clock.now() - max(spans.values())
+            history = self.store.recent_runs(spans.keys(), since)
+        return functools.partial(BatchPlanner, history, guards, facts)
 
     def after_commit(self, receipts: list[Receipt]) -> None:
         """Log what was stored, wake the workers if runs were queued, announce it on the hooks."""
@@ -307,4 +325,5 @@ def announce(hooks: Hooks, committed: list[Applied]) -> None:
                     hooks.emit(RunQueued(run.id, run.incident_id, run.playbook, run.version))
                 else:
                     reason = run.reason or run.status.value
-                    hooks.emit(RunHeld(run.id, run.incident_id, run.playbook, reason, run.status.value))
+                    gate = run.gate or ("approval" if run.status is RunStatus.awaiting_approval else "")
+                    hooks.emit(RunHeld(run.id, run.incident_id, run.playbook, reason, run.status.value, gate))

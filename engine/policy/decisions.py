@@ -16,9 +16,14 @@ class Allow:
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """A gate refused: the run is recorded `skipped`, and `reason` tells on-call which gate."""
+    """A gate refused: the run is recorded `skipped`, and `reason` tells on-call which gate.
+
+    `gate` names the gate (metrics count holds by it); `silenced_by` is set by the silence and
+    maintenance gates (`silence 4`, `maintenance sunday-db`) and is stored on the incident."""
 
     reason: str
+    gate: str = ""
+    silenced_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,7 @@ class Defer:
 
     until: datetime
     reason: str = ""
+    gate: str = ""
 
 
 Decision = Allow | Hold | Approve | Defer

@@ -16,9 +16,11 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 
 from engine.errors import NotFound
 from engine.models import PAUSED_KEY, UNCLASSIFIED, IncidentStatus, RunStatus
-from engine.records import CatalogReload, Incident, PollState, Status
+from engine.records import CatalogReload, Incident, MaintenanceEntry, PollState, Status
+from engine.store.breakers import read_open
 from engine.store.db import Database
 from engine.store.outbox import Outbox
+from engine.store.silences import read_silences
 from engine.store.tables import audit_log, codes, incidents, playbook_versions, runs, state
 
 #: `state` keys the daemon writes and `status` reads: the last catalog load, the last poll per source
@@ -133,9 +135,9 @@ class CatalogHistory:
 
     # ---------------------------------------------------------- status
 
-    def status(self, now: datetime) -> Status:
-        """The counts on-call checks first, the last catalog load and poll per source; breakers and
-        silences are not built yet (empty lists)."""
+    def status(self, now: datetime, maintenance: Sequence[MaintenanceEntry] = ()) -> Status:
+        """The counts on-call checks first, the open breakers, the active silences, the last catalog
+        load and poll per source; `maintenance` (config's windows, not the database's) as given."""
         open_ = IncidentStatus.open.value
         overdue = and_(
             incidents.c.status == open_,
@@ -164,6 +166,8 @@ class CatalogHistory:
                 .where(state.c.key.startswith(POLL_KEY_PREFIX, autoescape=True))
                 .order_by(state.c.key)
             ).all()
+            silenced = read_silences(conn, now, active_only=True)
+            open_breakers = read_open(conn)
         deliveries = Outbox(self.db).counts()
         return Status.trusted(
             {
@@ -175,13 +179,14 @@ class CatalogHistory:
                 "overdue_incidents": int(overdue_count or 0),
                 "notifications_pending": deliveries.get("pending", 0) + deliveries.get("sending", 0),
                 "notifications_failed": deliveries.get("failed", 0),
-                "open_breakers": [],
-                "active_silences": [],
+                "open_breakers": open_breakers,
+                "active_silences": silenced,
                 "catalog_reload": CatalogReload.model_validate(reload) if reload else None,
                 "polls": [
                     PollState.model_validate({**value, "source": key[len(POLL_KEY_PREFIX) :]})
                     for key, value in polls
                 ],
+                "maintenance": list(maintenance),
             }
         )
 

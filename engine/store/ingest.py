@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, and_, bindparam, literal_column, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, literal_column, or_, select, text, update
 
 from engine.models import AlertStatus, ClassifiedAlert, Deadlines, IncidentStatus, RunStatus, Submission
 from engine.records import Receipt
@@ -35,6 +35,7 @@ from engine.store.tables import (
     runs,
     sqlite_utc_datetime,
     sqlite_utc_text,
+    state,
 )
 
 _CHUNK = 400  # bound parameters per IN (...) list
@@ -69,8 +70,18 @@ class NewRun:
     error: str | None = None
     #: Born finished (skipped): `finished_at` is the batch's time.
     finished: bool = False
-    #: What the gate that stopped it said (skipped or awaiting approval); not written.
+    #: What the gate that stopped or deferred it said: the run's `reason` column.
     reason: str | None = None
+    #: A deferred run (`policy.delay`) is not claimed before this.
+    not_before: datetime | None = None
+    #: Columns of the new incident the decision sets (`silenced_by`, `flapping`).
+    marks: dict[str, Any] = field(default_factory=dict)
+    #: Outbox events the decision raises, as (event, reason).
+    events: tuple[tuple[str, str], ...] = ()
+    #: A state key to set (True) or delete (False) with the batch: a storm announced or over.
+    state: tuple[str, bool] | None = None
+    #: The gate that held it back, for metrics.
+    gate: str | None = None
     id: int | None = None
     incident_id: int | None = None
 
@@ -82,7 +93,9 @@ class RunPlanner(Protocol):
     on was read before the write transaction began.
     """
 
-    def __call__(self, item: ClassifiedAlert, now: datetime) -> NewRun | None: ...
+    def __call__(
+        self, item: ClassifiedAlert, now: datetime, occurrences: int = 1, opening: bool = True
+    ) -> NewRun | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +135,8 @@ class _Incident:
     id: int | None = None
     row: dict[str, Any] | None = None
     bumps: int = 0
+    #: Deliveries stored before this batch (1 for an incident this batch opens).
+    occurrences: int = 1
 
 
 @dataclass
@@ -234,6 +249,7 @@ class _Batch:
             known.bumps += 1
             self.bumped.add(known)
             pending.updated.append(known)
+            self._enough(item, known, pending)
             return known
         deadlines = item.deadlines or Deadlines.of(item.severity)
         incident = _Incident(
@@ -259,6 +275,8 @@ class _Batch:
                 "respond_by": deadlines.respond_by(self.now),
                 "resolved_at": None,
                 "resolution": None,
+                "silenced_by": None,
+                "flapping": False,
             },
         )
         self.new_incidents.append(incident)
@@ -269,6 +287,15 @@ class _Batch:
         if (run := self.plan(item, self.now)) is not None:
             self._enqueue(run, incident, pending)
         return incident
+
+    def _enough(self, item: ClassifiedAlert, incident: _Incident, pending: _Pending) -> None:
+        """`policy.min_occurrences`: the delivery that makes the count is when the run is asked for."""
+        wanted = item.policy.min_occurrences if item.policy is not None else None
+        if not wanted or incident.status != IncidentStatus.open.value:
+            return
+        delivered = incident.occurrences + incident.bumps
+        if delivered == wanted and (run := self.plan(item, self.now, delivered, False)) is not None:
+            self._enqueue(run, incident, pending)
 
     def _enqueue(self, run: NewRun, incident: _Incident, pending: _Pending) -> None:
         now = self.now
@@ -283,7 +310,11 @@ class _Batch:
             "finished_at": now if run.finished else None,
             "error": run.error,
             "context": run.context,
+            "reason": run.reason,
+            "not_before": run.not_before,
         }
+        if run.marks and incident.row is not None:
+            incident.row.update(run.marks)
         self.new_runs.append((incident, run, row))
         audit = {"at": now, "actor": "suture", "kind": run.note.kind, "message": None, "detail": None}
         self.audit_rows.append((audit, incident, run))
@@ -350,6 +381,9 @@ class _Batch:
                 row["run_id"] = run.id
                 row["message"] = run.note.message(run.id)
             insert_rows(conn, audit_log, [row for row, _, _ in self.audit_rows], ids=False)
+        for _, run, _ in self.new_runs:
+            if run.state is not None:
+                _write_state(conn, run.state[0], run.state[1], now)
         if self.notify:
             self._notify()
 
@@ -377,8 +411,17 @@ class _Batch:
                 add("approval_needed", run.incident_id, run.id, f"run {run.id} waits for a person's approval")
         for incident in self.resolved:
             add("resolved", incident.id, None, "the alert resolved at the source")
+        for _, run, _ in self.new_runs:
+            for event, reason in run.events:
+                add(event, run.incident_id, run.id, reason)
         if rows:
             insert_rows(self.conn, outbox, rows, ids=False)
+
+
+def _write_state(conn: Connection, key: str, present: bool, now: datetime) -> None:
+    conn.execute(delete(state).where(state.c.key == key))
+    if present:
+        conn.execute(insert(state).values(key=key, value=now.isoformat(), updated_at=now))
 
 
 def apply_batch(
@@ -424,7 +467,13 @@ def apply_batch(
     return Applied(receipts, [run for _, run, _ in work.new_runs], work.new_incidents)
 
 
-_COLUMNS = (incidents.c.id, incidents.c.status, incidents.c.starts_at, incidents.c.fingerprint)
+_COLUMNS = (
+    incidents.c.id,
+    incidents.c.status,
+    incidents.c.starts_at,
+    incidents.c.fingerprint,
+    incidents.c.occurrences,
+)
 
 
 # Built once: constructing an IN clause over hundreds of values on every batch cost a fifth of
@@ -444,7 +493,8 @@ _OPEN_BY_FINGERPRINT = select(*_COLUMNS).where(
 # incident (15 ms per batch at 40k open incidents, growing with the table), so the partial
 # unique index is named: one probe per fingerprint.
 _SQLITE_OPEN = (
-    f"SELECT id, status, starts_at, fingerprint FROM incidents INDEXED BY {OPEN_FINGERPRINT_INDEX}"
+    "SELECT id, status, starts_at, fingerprint, occurrences"
+    f" FROM incidents INDEXED BY {OPEN_FINGERPRINT_INDEX}"
     f" WHERE fingerprint IN ({{}}) AND status = '{IncidentStatus.open.value}'"
 )
 
@@ -537,7 +587,9 @@ def _lookup(conn: Connection, batch: list[Submission]) -> _Known:
     for i in range(0, len(fingerprints), _CHUNK):
         chunk = fingerprints[i : i + _CHUNK]
         for row in _open_rows(conn, chunk):
-            known.add(_Incident(status=row[1], starts_at=row[2], fingerprint=row[3], id=row[0]))
+            known.add(
+                _Incident(status=row[1], starts_at=row[2], fingerprint=row[3], id=row[0], occurrences=row[4])
+            )
         for fingerprint, incident, ended in _latest_rows(conn, chunk):
             if incident is not None or ended is not None:
                 known.latest[fingerprint] = _Latest(incident, ended)
@@ -553,23 +605,25 @@ def _lookup(conn: Connection, batch: list[Submission]) -> _Known:
                 pairs.add((fingerprint, latest.incident))
     wanted = sorted(pairs - known.instances.keys())
     for i in range(0, len(wanted), _PAIRS):
-        for row in _instance_rows(conn, wanted[i : i + _PAIRS]):
-            known.add(_Incident(status=row[1], starts_at=row[2], fingerprint=row[3], id=row[0]))
+        for found in _instance_rows(conn, wanted[i : i + _PAIRS]):
+            known.add(_Incident(status=found[1], starts_at=found[2], fingerprint=found[3], id=found[0]))
     return known
 
 
 _IncidentRow = tuple[int, str, datetime | None, str]
 
 
-def _open_rows(conn: Connection, fingerprints: list[str]) -> Iterator[_IncidentRow]:
-    """(id, status, starts_at, fingerprint) of the open incidents of `fingerprints`."""
+def _open_rows(
+    conn: Connection, fingerprints: list[str]
+) -> Iterator[tuple[int, str, datetime | None, str, int]]:
+    """(id, status, starts_at, fingerprint, occurrences) of the open incidents of `fingerprints`."""
     if conn.dialect.name != "sqlite":
         for row in conn.execute(_OPEN_BY_FINGERPRINT, {"fingerprints": fingerprints}):
-            yield row.id, row.status, row.starts_at, row.fingerprint
+            yield row.id, row.status, row.starts_at, row.fingerprint, row.occurrences
         return
     sql = _SQLITE_OPEN.format(", ".join("?" * len(fingerprints)))
-    for incident_id, status, started, fingerprint in select_rows(conn, sql, fingerprints):
-        yield incident_id, status, _sqlite_time(started), fingerprint
+    for incident_id, status, started, fingerprint, occurrences in select_rows(conn, sql, fingerprints):
+        yield incident_id, status, _sqlite_time(started), fingerprint, occurrences
 
 
 def _latest_rows(

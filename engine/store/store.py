@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, Row, Table, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Row, Table, and_, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.errors import Conflict, NotFound
-from engine.models import CodeVersion, IncidentStatus, PlaybookVersion, RunStatus, Submission
+from engine.models import PAUSED_KEY, CodeVersion, IncidentStatus, PlaybookVersion, RunStatus, Submission
 from engine.records import (
     AuditEntry,
     ClaimedRun,
@@ -24,11 +25,15 @@ from engine.records import (
     Record,
     Run,
     RunDetail,
+    Silence,
     StepResult,
 )
+from engine.store.breakers import Breakers, read_open
 from engine.store.db import Database
+from engine.store.guards import NO_FACTS, GuardFacts, GuardQuery, read_guard_facts
 from engine.store.ingest import Applied, RunPlanner, apply_batch, recent_runs
 from engine.store.outbox import Outbox, add_event
+from engine.store.silences import Silences, read_silences
 from engine.store.tables import (
     OPEN_FINGERPRINT_INDEX,
     alerts,
@@ -75,6 +80,8 @@ class Store:
         #: The events some notification channel hears of: only those get outbox rows.
         self.notify = frozenset(notify)
         self.outbox = Outbox(db)
+        self.silences = Silences(db, clock)
+        self.breakers = Breakers(db, clock)
 
     # ------------------------------------------------------------ intake
 
@@ -110,6 +117,38 @@ class Store:
         a worker starts that run."""
         with self.db.read() as conn:
             return recent_runs(conn, codes, since, claimed)
+
+    def guard_context(self) -> GuardContext:
+        """The global switch, the silences not ended yet and the open breakers, in one read:
+        what every gate decision of this moment shares (engine.policy.guards)."""
+        now = self.clock.now()
+        with self.db.read() as conn:
+            paused = conn.execute(select(state.c.value).where(state.c.key == PAUSED_KEY)).scalar()
+            silenced = read_silences(conn, now)
+            opened = {(b.playbook, b.version): b.reason or "" for b in read_open(conn)}
+        return GuardContext(bool(paused), tuple(silenced), opened)
+
+    def guard_facts(self, query: GuardQuery) -> GuardFacts:
+        """Storm counts, flapping changes and budget windows one intake batch's gates need."""
+        if query.empty:
+            return NO_FACTS
+        with self.db.read() as conn:
+            return read_guard_facts(conn, query, self.clock.now())
+
+    def run_subject(self, incident_id: int) -> RunSubject | None:
+        """What a worker re-checks about a run's incident before it starts and before each step."""
+        columns = (
+            incidents.c.status,
+            incidents.c.code,
+            incidents.c.target,
+            incidents.c.severity,
+            incidents.c.source,
+            incidents.c.alertname,
+            incidents.c.labels,
+        )
+        with self.db.read() as conn:
+            row = conn.execute(select(*columns).where(incidents.c.id == incident_id)).first()
+        return None if row is None else RunSubject(*row)
 
     # ----------------------------------------------------------- catalog
 
@@ -419,7 +458,7 @@ class Store:
             done = conn.execute(
                 update(runs)
                 .where(and_(runs.c.id == run_id, runs.c.status == RunStatus.awaiting_approval.value))
-                .values(status=RunStatus.expired.value, finished_at=now, error=reason)
+                .values(status=RunStatus.expired.value, finished_at=now, error=reason, reason=reason)
             ).rowcount
             if done != 1:
                 return False
@@ -544,15 +583,17 @@ class Store:
         return int(run_id)
 
     def claim_run(self, worker: str) -> ClaimedRun | None:
-        """Atomically take the oldest queued run: one run, one worker, also across processes."""
+        """Atomically take the oldest queued run that may start now: one run, one worker, also
+        across processes. A run deferred (`not_before`) waits for its time; a run whose target
+        already has its code's `policy.concurrency` (default 1) runs going stays queued, and a
+        later run on another target goes first."""
         now = self.clock.now()
         with self.db.write() as conn:
-            candidates = (
-                select(runs.c.id).where(runs.c.status == RunStatus.queued.value).order_by(runs.c.id).limit(1)
-            )
-            if not self.db.is_sqlite:  # SQLite's write lock already serialises claims
-                candidates = candidates.with_for_update(skip_locked=True)
-            run_id = conn.execute(candidates).scalar()
+            if not self.db.is_sqlite:
+                # SQLite's write lock already serialises claims; on PostgreSQL the target count
+                # and the claim must be one decision across every process.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK})
+            run_id = _claimable(conn, now)
             if run_id is None:
                 return None
             claimed = conn.execute(
@@ -582,15 +623,33 @@ class Store:
             conn.execute(insert(step_results).values(run_id=run_id, **step))
             conn.execute(update(runs).where(runs.c.id == run_id).values(heartbeat_at=self.clock.now()))
 
-    def finish_run(self, run_id: int, status: RunStatus, error: str | None, *, remediated: bool) -> None:
+    def finish_run(
+        self,
+        run_id: int,
+        status: RunStatus,
+        error: str | None,
+        *,
+        remediated: bool,
+        reason: str | None = None,
+        breaker: int | None = None,
+    ) -> None:
+        """Store a run's final status. `reason`: why it was held or cancelled. `breaker`: the
+        code's `policy.breaker.failures`, so the run counts for its playbook version's breaker
+        (opening it raises `breaker_open`)."""
         now = self.clock.now()
         with self.db.write() as conn:
-            conn.execute(
+            row = conn.execute(
                 update(runs)
                 .where(runs.c.id == run_id)
-                .values(status=status.value, finished_at=now, error=error)
-            )
-            incident_id = conn.execute(select(runs.c.incident_id).where(runs.c.id == run_id)).scalar()
+                .values(status=status.value, finished_at=now, error=error, reason=reason)
+                .returning(runs.c.incident_id, runs.c.playbook, runs.c.playbook_version)
+            ).first()
+            if row is None:
+                return
+            incident_id, playbook, version = row
+            opened = None
+            if breaker is not None:
+                opened = self.breakers.record(conn, playbook, version, status in FAILED_RUNS, breaker, now)
             if incident_id is None:
                 return
             if remediated:
@@ -610,6 +669,18 @@ class Store:
                     incident_id=incident_id,
                     run_id=run_id,
                     reason=message,
+                )
+            if opened is not None:
+                told = f"breaker of {playbook}@{version} opened: {opened}"
+                self._audit(conn, now, "suture", "breaker_open", incident_id, told, run_id)
+                add_event(
+                    conn,
+                    self.notify,
+                    "breaker_open",
+                    now,
+                    incident_id=incident_id,
+                    run_id=run_id,
+                    reason=told,
                 )
 
     def running_runs(self) -> list[HeldRun]:
@@ -716,6 +787,76 @@ class Store:
             ).rowcount
             if not done:
                 conn.execute(insert(state).values(key=key, value=value, updated_at=self.clock.now()))
+
+
+@dataclass(frozen=True, slots=True)
+class GuardContext:
+    paused: bool
+    silences: tuple[Silence, ...]
+    open_breakers: dict[tuple[str, int], str]
+
+
+@dataclass(frozen=True, slots=True)
+class RunSubject:
+    status: str
+    code: str
+    target: str
+    severity: str
+    source: str
+    alertname: str
+    labels: dict[str, str]
+
+
+#: The advisory lock that serialises claims on PostgreSQL ("suture claims").
+CLAIM_LOCK = 0x5375747572
+#: Queued runs a claim looks at per page, oldest first.
+_CLAIM_PAGE = 100
+_CLAIM_PAGES = 20
+
+
+def _claimable(conn: Connection, now: datetime) -> int | None:
+    """The oldest queued run that is due and whose target has room (see `claim_run`)."""
+    busy: dict[str, int] | None = None
+    after = 0
+    for _ in range(_CLAIM_PAGES):
+        page = conn.execute(
+            select(runs.c.id, incidents.c.target)
+            .select_from(runs.outerjoin(incidents, runs.c.incident_id == incidents.c.id))
+            .where(
+                and_(
+                    runs.c.status == RunStatus.queued.value,
+                    runs.c.id > after,
+                    or_(runs.c.not_before.is_(None), runs.c.not_before <= now),
+                )
+            )
+            .order_by(runs.c.id)
+            .limit(_CLAIM_PAGE)
+        ).all()
+        if not page:
+            return None
+        if busy is None:
+            busy = {
+                target: int(n)
+                for target, n in conn.execute(
+                    select(incidents.c.target, func.count())
+                    .select_from(runs.join(incidents, runs.c.incident_id == incidents.c.id))
+                    .where(runs.c.status == RunStatus.running.value)
+                    .group_by(incidents.c.target)
+                )
+            }
+        for run_id, target in page:
+            running = busy.get(target, 0) if target is not None else 0
+            if running == 0 or running < _concurrency(conn, run_id):
+                return int(run_id)
+        after = page[-1][0]
+    return None
+
+
+def _concurrency(conn: Connection, run_id: int) -> int:
+    """The run's `policy.concurrency`, frozen in its context at queue time (default 1)."""
+    context = conn.execute(select(runs.c.context).where(runs.c.id == run_id)).scalar() or {}
+    limits = context.get("limits") or {}
+    return int(limits.get("concurrency") or 1)
 
 
 def _lost_open_race(exc: IntegrityError) -> bool:

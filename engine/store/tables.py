@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -207,8 +208,12 @@ incidents = Table(
     Column("escalated_at", UtcDateTime),
     #: Which deadline the last escalation was for: `respond` or `resolve`.
     Column("escalated_for", String(16)),
+    #: The silence (`silence <id>`) or maintenance window (`maintenance <name>`) that held its automation.
+    Column("silenced_by", Text),
+    Column("flapping", Boolean, nullable=False, server_default=false()),
     Index(None, "status", "opened_at"),
     Index(None, "code", "opened_at"),
+    Index(None, "code", "target", "opened_at"),
     Index(None, "opened_at"),
     Index(None, "fingerprint", "starts_at"),
     # At most one open incident per fingerprint, also with several daemons on one database.
@@ -239,6 +244,10 @@ runs = Table(
     Column("error", Text),
     Column("effective", Boolean),
     Column("context", Json, nullable=False),
+    #: Why it was skipped, expired or cancelled: the gate's message.
+    Column("reason", Text),
+    #: A run queued under `policy.delay` is not claimed before this.
+    Column("not_before", UtcDateTime),
     Index(None, "status", "queued_at"),
     Index(None, "playbook", "queued_at"),
     Index(None, "incident_id"),
@@ -346,4 +355,33 @@ state = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Json, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+)
+
+#: People's "no automation here for a while" (`suture silence add`); expiring sets `ends_at` to now.
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("matchers", Json, nullable=False),
+    Column("starts_at", UtcDateTime, nullable=False),
+    Column("ends_at", UtcDateTime, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expired_by", String(128)),
+    Index(None, "ends_at"),
+)
+
+#: One row per playbook version that has failed: consecutive failures and whether it is open.
+breakers = Table(
+    "breakers",
+    metadata,
+    Column("playbook", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("opened_at", UtcDateTime),
+    Column("reason", Text),
+    Column("reset_at", UtcDateTime),
+    Column("reset_by", String(128)),
 )

@@ -34,8 +34,12 @@ from engine.intake.classify import Intake
 from engine.intake.receive import WebhookReceiver
 from engine.intake.service import Helpers, front_door
 from engine.models import Code
+from engine.policy.maintenance import configured_windows, status_entries
+from engine.policy.matchers import compile_matchers
+from engine.policy.silences import ends_after, parse_time
 from engine.records import (
     AuditEntry,
+    Breaker,
     Health,
     Incident,
     IncidentAlert,
@@ -48,6 +52,7 @@ from engine.records import (
     ReceiptAnswer,
     Run,
     RunDetail,
+    Silence,
     Stats,
     Status,
     StepResult,
@@ -106,6 +111,27 @@ class ResolveBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     note: str | None = Field(default=None, min_length=1, max_length=10_000)
+
+
+class SilenceBody(BaseModel):
+    """A new silence; who made it is the authenticated caller. Give the end as `ends_at` or `for`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"match": {"code": "DISK-.*", "target": "db-1"}, "for": "2h", "comment": "new disk"}]
+        },
+    )
+    match: dict[str, str] = Field(
+        description="KEY: REGEX, each matched in full; keys: code, target, severity, source, alertname,"
+        " labels.NAME. Every matcher must match."
+    )
+    starts_at: str | None = Field(default=None, max_length=64, description="ISO 8601; default now.")
+    ends_at: str | None = Field(default=None, max_length=64, description="ISO 8601 (UTC if no zone).")
+    for_: str | None = Field(
+        default=None, alias="for", max_length=32, description="How long from `starts_at`, e.g. 2h."
+    )
+    comment: str = Field(min_length=1, max_length=10_000)
 
 
 class ErrorBody(BaseModel):
@@ -278,6 +304,8 @@ _EXAMPLED: tuple[type[BaseModel], ...] = (
     RunDetail,
     StepResult,
     ReceiptAnswer,
+    Silence,
+    Breaker,
     ErrorBody,
 )
 
@@ -385,6 +413,7 @@ def _api_router(services: Services) -> APIRouter:
     """/api/v1 beyond the alert endpoints: every route authenticated by GuardedRoute."""
     store = services.store
     history = CatalogHistory(store.db)
+    windows = configured_windows(services.config.maintenance)
     router = APIRouter(route_class=GuardedRoute, responses=_documented(401, 403, 422, 503))
 
     @router.get("/api/v1/incidents", responses=_documented(400))
@@ -408,7 +437,8 @@ def _api_router(services: Services) -> APIRouter:
 
     @router.get("/api/v1/status")
     def get_status() -> Status:
-        return history.status(services.clock.now())
+        now = services.clock.now()
+        return history.status(now, status_entries(windows, now))
 
     @router.get("/api/v1/runs", responses=_documented(400))
     def list_runs(
@@ -507,6 +537,62 @@ def _api_router(services: Services) -> APIRouter:
             for e in sorted(catalog.playbooks.values(), key=lambda e: (e.playbook.name, e.playbook.version))
         ]
         return Page[PlaybookSummary](items=items, next=None)
+
+    silences = store.silences
+
+    @router.get("/api/v1/silences")
+    def list_silences(
+        include_ended: bool = Query(False, alias="all", description="Include silences that have ended."),
+    ) -> Page[Silence]:
+        """Silences that have not ended (or every one, `all=true`), newest first; one page."""
+        return Page[Silence].trusted({"items": silences.list(include_ended=include_ended), "next": None})
+
+    @router.post(
+        "/api/v1/silences", response_model=Silence, status_code=201, responses=_documented(400, 413, 415)
+    )
+    def add_silence(actor: Annotated[Actor, Depends(authenticated)], body: SilenceBody) -> Response | Silence:
+        now = services.clock.now()
+        try:
+            matchers = compile_matchers(body.match).as_dict()
+        except InvalidArgument as exc:
+            return _error(422, str(exc), "match")
+        try:
+            start = parse_time(body.starts_at, "starts_at") if body.starts_at is not None else now
+        except InvalidArgument as exc:
+            return _error(422, str(exc), "starts_at")
+        try:
+            if (body.ends_at is None) == (body.for_ is None):
+                raise InvalidArgument("give the end as either ends_at or for")
+            if body.for_ is not None:
+                end = ends_after(start, body.for_, "for")
+            else:
+                end = parse_time(body.ends_at or "", "ends_at")
+        except InvalidArgument as exc:
+            return _error(422, str(exc), "for" if body.for_ is not None else "ends_at")
+        return silences.add(matchers, start, end, actor.name, body.comment)
+
+    @router.delete("/api/v1/silences/{silence_id}", responses=_documented(404, 409, 413))
+    def expire_silence(
+        actor: Annotated[Actor, Depends(authenticated)], silence_id: int = Path(ge=1, le=MAX_ID)
+    ) -> Silence:
+        """End a silence now, recorded under the authenticated name."""
+        return silences.expire(silence_id, actor.name)
+
+    breakers = store.breakers
+
+    @router.get("/api/v1/breakers")
+    def list_breakers() -> Page[Breaker]:
+        """Every circuit breaker, open ones first; one page."""
+        return Page[Breaker].trusted({"items": breakers.list(), "next": None})
+
+    @router.post("/api/v1/breakers/{playbook}/{version}/reset", responses=changes)
+    def reset_breaker(
+        actor: Annotated[Actor, Depends(authenticated)],
+        playbook: str = Path(max_length=128, pattern=r"^[a-z0-9][a-z0-9_.-]*$"),
+        version: int = Path(ge=1, le=MAX_ID),
+    ) -> Breaker:
+        """Close an open breaker, recorded under the authenticated name."""
+        return breakers.reset(playbook, version, actor.name)
 
     stats_history = History(store.db)
 

@@ -246,12 +246,21 @@ def test_approval_through_cli_and_api(daemon_factory: Any, tmp_path: Path) -> No
 
 
 def test_pause_holds_queued_runs_until_resume(daemon_factory: Any, tmp_path: Path) -> None:
-    """`suture pause` stops automatic runs from starting; `suture resume` lets them run."""
+    """`suture pause` is the first gate: a run intake would queue is skipped saying so, and a run
+    queued already (approved while paused) does not start until `suture resume`."""
     from tests.conftest import run_cli
 
     daemon = daemon_factory(f"sqlite:///{tmp_path / 'pause.db'}", workers={"poll_interval": "200ms"})
+    [waiting] = daemon.post("alertmanager", am_body(am_alert("NeedsApproval", fingerprint="pz0"))).json()[
+        "incidents_opened"
+    ]
+    [run_id] = [run["id"] for run in daemon.get(f"/api/v1/incidents/{waiting}")["runs"]]
     assert run_cli("pause", config=daemon.config_path).returncode == 0
-    [run_id] = daemon.post("alertmanager", am_body(am_alert(fingerprint="pz1"))).json()["runs_queued"]
+    answer = daemon.post("alertmanager", am_body(am_alert(fingerprint="pz1"))).json()
+    assert answer["runs_queued"] == []
+    [held] = daemon.get(f"/api/v1/incidents/{answer['incidents_opened'][0]}")["runs"]
+    assert held["status"] == "skipped" and held["reason"].startswith("paused")
+    assert run_cli("approve", str(run_id), "--by", "alice", config=daemon.config_path).returncode == 0
     time.sleep(1.0)  # the point of the test: five polls of 200 ms, and a paused daemon starts nothing
     assert _run_status(daemon, run_id) == "queued"
     assert run_cli("resume", config=daemon.config_path).returncode == 0

@@ -1,6 +1,7 @@
 """What an operator alerts on, scraped from the real daemon's /metrics: alerts in over HTTP, a run
-the daemon executes, one held for approval, one left queued while paused, an overdue incident,
-polls that work and one that cannot connect, and a reload the daemon refuses."""
+the daemon executes, one held for approval, one held by the pause and one left queued while
+paused, an overdue incident, polls that work and one that cannot connect, and a reload the daemon
+refuses."""
 
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def test_metrics_an_operator_alerts_on(daemon_factory: Any, db_url: str, http_se
 
     # A code in approval mode: its run waits for a person, held by the approval gate.
     approval = am_body(am_alert("NeedsApproval", fingerprint="e2e00000000000a1"))
-    assert len(daemon.post("alertmanager", approval).json()["incidents_opened"]) == 1
+    [waiting] = daemon.post("alertmanager", approval).json()["incidents_opened"]
     wait_for(  # the hold is announced just after the commit the response waited for
         lambda: _has(
             daemon,
@@ -100,12 +101,21 @@ def test_metrics_an_operator_alerts_on(daemon_factory: Any, db_url: str, http_se
         )
     )
 
-    # Paused, a second disk alert leaves its run queued: the queue depth shows it.
+    # Paused: a second disk alert's run is held by the pause gate, and the run approved meanwhile
+    # stays queued: the queue depth shows it.
     assert run_cli("pause", config=daemon.config_path).returncode == 0
     other = am_alert(fingerprint="e2e00000000000d2", instance="web-2:9100")
-    assert daemon.post("alertmanager", am_body(other)).json()["runs_queued"]
-    assert _has(
-        daemon, 'suture_incidents_open{code="DISK-001",severity="high"} 2.0', "suture_runs_queued 1.0"
+    assert daemon.post("alertmanager", am_body(other)).json()["runs_queued"] == []
+    [approved] = [run["id"] for run in daemon.get(f"/api/v1/incidents/{waiting}")["runs"]]
+    assert run_cli("approve", str(approved), "--by", "alice", config=daemon.config_path).returncode == 0
+    wait_for(
+        lambda: _has(
+            daemon,
+            'suture_incidents_open{code="DISK-001",severity="high"} 2.0',
+            "suture_runs_queued 1.0",
+            "suture_runs_awaiting_approval 0.0",
+            'suture_policy_holds_total{gate="pause"} 1.0',
+        )
     )
 
     # Nobody answers LATE-001 within its second: the incident is overdue.

@@ -220,6 +220,7 @@ def test_status_counts_the_queue_approvals_open_and_overdue_incidents_and_delive
         # Nothing reloaded or polled in this store: the daemon writes those.
         "catalog_reload": None,
         "polls": [],
+        "maintenance": [],
     }
     store.set_state(PAUSED_KEY, True)
     assert history.status(now).paused is True

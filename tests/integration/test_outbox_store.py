@@ -71,8 +71,8 @@ def send(store: Store, *bodies: list[Alert]) -> list[Receipt]:
     return receipts
 
 
-def open_one(store: Store, name: str = DISK) -> int:
-    [receipt] = send(store, [alert(name)])
+def open_one(store: Store, name: str = DISK, instance: str = "db-1:9100") -> int:
+    [receipt] = send(store, [alert(name, instance=instance)])
     [incident_id] = receipt.opened
     return incident_id
 
@@ -205,7 +205,8 @@ def test_a_note_is_kept_with_the_incident_and_on_its_timeline(db: Database) -> N
 
 def test_a_failed_run_writes_run_failed_and_a_succeeded_one_nothing(db: Database) -> None:
     store = Store(db, notify={"run_failed"})
-    failing, fine = open_one(store), open_one(store)
+    # Two targets: one run at a time per target would hold the second run queued.
+    failing, fine = open_one(store), open_one(store, instance="db-2:9100")
     claimed = [store.claim_run("worker-1"), store.claim_run("worker-1")]
     by_incident = {run.incident_id: run.id for run in claimed if run is not None}
 
@@ -219,7 +220,7 @@ def test_a_failed_run_writes_run_failed_and_a_succeeded_one_nothing(db: Database
 
 def test_a_run_interrupted_by_a_restart_writes_run_failed_a_requeued_one_nothing(db: Database) -> None:
     store = Store(db, notify={"run_failed"})
-    lost, again = open_one(store), open_one(store)
+    lost, again = open_one(store), open_one(store, instance="db-2:9100")
     claimed = [store.claim_run("worker-1"), store.claim_run("worker-1")]
     by_incident = {run.incident_id: run.id for run in claimed if run is not None}
 

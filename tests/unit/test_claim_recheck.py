@@ -128,7 +128,7 @@ def test_a_run_queued_by_another_writer_within_the_cooldown_is_skipped_when_clai
     assert [call.step for call in worker.stub.calls] == ["restart"]  # the first run's only
     assert [type(e).__name__ for e in worker.seen] == ["RunFinished", "RunHeld", "RunFinished"]
     held, finished = worker.seen[1:]
-    assert held == RunHeld(second, run.incident_id, "restart", run.error)
+    assert held == RunHeld(second, run.incident_id, "restart", run.error, gate="cooldown")
     assert isinstance(finished, RunFinished) and finished.status == "skipped"
 
 

@@ -28,7 +28,7 @@ def _ago(*minutes: float) -> RunHistory:
 def test_cooldown_holds_until_it_has_passed_since_the_last_run() -> None:
     """The newest earlier run counts, whatever order the history comes in; the reason says how long ago."""
     request = _request(COOLDOWN)
-    assert gates.cooldown(request, _ago(50, 5, 40), NOW) == Hold("policy: cooldown 30m (last run 5m ago)")
+    assert gates.cooldown(request, _ago(50, 5, 40), NOW) == Hold("policy: cooldown 30m (last run 5m ago)", gate="cooldown")
     assert gates.cooldown(request, _ago(30), NOW) == ALLOW
     assert gates.cooldown(request, NO_HISTORY, NOW) == ALLOW
     assert gates.cooldown(_request(Policy()), _ago(0), NOW) == ALLOW
@@ -38,11 +38,11 @@ def test_max_runs_counts_only_inside_its_window() -> None:
     """`max_runs` per `per`, 1 h when not given; runs older than the window do not count."""
     two = Policy(max_runs=2, per=timedelta(hours=2))
     reason = "policy: at most 2 runs per 2h for this code and target"
-    assert gates.max_runs(_request(two), _ago(100, 10), NOW) == Hold(reason)
+    assert gates.max_runs(_request(two), _ago(100, 10), NOW) == Hold(reason, gate="max_runs")
     assert gates.max_runs(_request(two), _ago(120, 10), NOW) == ALLOW
     default = Policy(max_runs=1)
     assert gates.max_runs(_request(default), _ago(59), NOW) == Hold(
-        "policy: at most 1 runs per 1h for this code and target"
+        "policy: at most 1 runs per 1h for this code and target", gate="max_runs"
     )
     assert gates.max_runs(_request(default), _ago(61), NOW) == ALLOW
     assert gates.max_runs(_request(None), _ago(1, 1, 1), NOW) == ALLOW
@@ -66,9 +66,9 @@ def test_the_first_gate_that_refuses_decides() -> None:
     """Cooldown comes before max_runs, and a held run is not sent for approval."""
     both = Policy(cooldown=timedelta(minutes=30), max_runs=1)
     held = chain.decide(_request(both, Mode.approval), _ago(5), NOW)
-    assert held == Hold("policy: cooldown 30m (last run 5m ago)")
+    assert held == Hold("policy: cooldown 30m (last run 5m ago)", gate="cooldown")
     assert chain.decide(_request(both, Mode.approval), _ago(45), NOW) == Hold(
-        "policy: at most 1 runs per 1h for this code and target"
+        "policy: at most 1 runs per 1h for this code and target", gate="max_runs"
     )
     assert chain.decide(_request(both, Mode.approval), _ago(90), NOW) == Approve("mode: approval")
     assert chain.decide(_request(both), _ago(90), NOW) == ALLOW
@@ -96,7 +96,7 @@ def test_recheck_at_claim_keeps_the_limits_but_asks_no_approval_again() -> None:
     """A worker's recheck of an approved run: the cooldown still holds, approval is not asked twice."""
     request = _request(COOLDOWN, Mode.approval)
     assert chain.recheck(request, NO_HISTORY, NOW) == ALLOW
-    assert chain.recheck(request, _ago(10), NOW) == Hold("policy: cooldown 30m (last run 10m ago)")
+    assert chain.recheck(request, _ago(10), NOW) == Hold("policy: cooldown 30m (last run 10m ago)", gate="cooldown")
 
 
 def _classified(

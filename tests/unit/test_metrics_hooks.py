@@ -129,7 +129,7 @@ def test_a_commit_is_announced_on_the_hooks() -> None:
         IncidentResolved(5, "alert_resolved"),
         RunQueued(1, 7, "noop", 1),
         RunHeld(2, 7, "noop", "policy: cooldown 1h (last run 5s ago)", "skipped"),
-        RunHeld(3, 7, "noop", "mode: approval", "awaiting_approval"),
+        RunHeld(3, 7, "noop", "mode: approval", "awaiting_approval", "approval"),
     ]
 
 

@@ -46,6 +46,8 @@ INCIDENT = {
     "acknowledged_at": None,
     "acknowledged_by": None,
     "escalated_at": None,
+    "flapping": False,
+    "silenced_by": None,
 }
 RUN = {
     "id": 7,
@@ -59,6 +61,7 @@ RUN = {
     "started_at": T1,
     "finished_at": T1,
     "error": "boom",
+    "reason": None,
     "effective": None,
     "worker": "host:1:boot",
 }

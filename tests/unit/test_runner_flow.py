@@ -23,6 +23,7 @@ from engine.execution.worker import WorkerPool
 from engine.hooks import Hooks, RunFinished, RunStarted, StepFinished, WorkersBusy
 from engine.models import Playbook, RunStatus
 from engine.records import ClaimedRun
+from engine.store.store import GuardContext, RunSubject
 from engine.templating import Renderer
 from tests.support.step_record import RECORD_KEYS
 
@@ -978,8 +979,17 @@ class FakeStore:
     def record_step(self, run_id: int, step: StepRecord) -> None:
         self.steps.append((run_id, step))
 
-    def finish_run(self, run_id: int, status: RunStatus, error: str | None, *, remediated: bool) -> None:
+    def finish_run(
+        self, run_id: int, status: RunStatus, error: str | None, *, remediated: bool, **_: Any
+    ) -> None:
         self.finished.append((run_id, status, error))
+
+    def run_subject(self, incident_id: int) -> RunSubject:
+        """The run's incident is open: the worker's checks let it start and go on."""
+        return RunSubject("open", "DISK-001", "db-1", "high", "alertmanager", "DiskFull", {})
+
+    def guard_context(self) -> GuardContext:
+        return GuardContext(paused=False, silences=(), open_breakers={})
 
 
 class FakeResolver:

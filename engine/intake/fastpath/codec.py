@@ -52,9 +52,26 @@ def _time(value: datetime | None) -> int | None:
     return None if value is None else (value - _EPOCH) // _MICROSECOND
 
 
+#: A catalog's policies are few shared objects: each is written as JSON once (the object is kept
+#: with its text so its id cannot be reused while the entry lives).
+_POLICY_JSON: dict[int, tuple[Policy, str]] = {}
+
+
+def _policy_json(policy: Policy) -> str:
+    known = _POLICY_JSON.get(id(policy))
+    if known is not None and known[0] is policy:
+        return known[1]
+    if len(_POLICY_JSON) >= 4096:
+        _POLICY_JSON.clear()
+    text = policy.model_dump_json(exclude_defaults=True)
+    _POLICY_JSON[id(policy)] = (policy, text)
+    return text
+
+
 def wire(submission: Submission) -> tuple[Any, ...]:
     """A submission as plain values: times as microseconds since the epoch (exact), enums as
-    their values, the policy and the deadlines as their numbers."""
+    their values, the deadlines as their numbers, the policy as its JSON (every gate's settings,
+    whichever the catalog gains)."""
     items = []
     for item in submission.alerts:
         alert, policy, deadlines = item.alert, item.policy, item.deadlines
@@ -76,14 +93,7 @@ def wire(submission: Submission) -> tuple[Any, ...]:
                 item.mode.value,
                 item.playbook,
                 item.dry_run,
-                None
-                if policy is None
-                else (
-                    _micros(policy.cooldown),
-                    policy.max_runs,
-                    _micros(policy.per),
-                    _micros(policy.approval_timeout),
-                ),
+                None if policy is None else _policy_json(policy),
                 None
                 if deadlines is None
                 else (_micros(deadlines.respond_within), _micros(deadlines.resolve_within)),
@@ -98,7 +108,7 @@ class Unwire:
 
     def __init__(self) -> None:
         self._times: dict[int, datetime] = {}
-        self._policies: dict[tuple[int | None, ...], Policy] = {}
+        self._policies: dict[str, Policy] = {}
         self._deadlines: dict[tuple[int | None, int | None], Deadlines] = {}
 
     def __call__(self, wired: tuple[Any, ...]) -> Submission:
@@ -162,16 +172,12 @@ class Unwire:
             value = self._times[micros] = _EPOCH + micros * _MICROSECOND
         return value
 
-    def _policy(self, numbers: tuple[int | None, ...]) -> Policy:
-        policy = self._policies.get(numbers)
+    def _policy(self, text: str) -> Policy:
+        policy = self._policies.get(text)
         if policy is None:
-            cooldown, max_runs, per, approval_timeout = numbers
-            policy = self._policies[numbers] = Policy.model_construct(
-                cooldown=_span(cooldown),
-                max_runs=max_runs,
-                per=_span(per),
-                approval_timeout=_span(approval_timeout),
-            )
+            if len(self._policies) >= 4096:
+                self._policies.clear()
+            policy = self._policies[text] = Policy.model_validate_json(text)
         return policy
 
     def _deadline(self, numbers: tuple[int | None, int | None]) -> Deadlines:

@@ -24,6 +24,7 @@ from engine.intake.answers import UNAVAILABLE, Answer, Outcome
 from engine.intake.fastpath.codec import FRAME, WITHDRAW, Unwire, frame_values, outcome_values
 from engine.intake.writer import MAX_BATCH, IntakeWriter
 from engine.logging import configure_logging
+from engine.policy.guards import Rails
 from engine.records import Receipt
 from engine.store import Store, open_database
 
@@ -140,7 +141,8 @@ def serve(sock: socket.socket) -> None:
     structlog.configure(processors=[_mark_helper, *structlog.get_config()["processors"]])
     # The daemon has migrated it already; its config says how durable a commit is.
     db = open_database(config.database_url, sqlite_synchronous=config.database.sqlite_synchronous)
-    writer = IntakeWriter(Store(db, config.heard_events()))  # never started: this thread commits
+    # Never started: this thread commits.
+    writer = IntakeWriter(Store(db, config.heard_events()), rails=Rails.of(config))
     replies = Replies(sock)
     gc.collect()
     gc.freeze()

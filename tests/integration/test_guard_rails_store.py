@@ -1,0 +1,149 @@
+"""Guard rails where intake meets the store, on SQLite and PostgreSQL: `min_occurrences` asks for
+the run on the delivery that makes the count, `delay` queues a run no worker takes before its
+time, and one target's runs wait for each other at the claim (`policy.concurrency`)."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from engine.catalog.loader import load_catalog
+from engine.clock import ManualClock
+from engine.intake.classify import CatalogView, Intake
+from engine.models import Alert, AlertStatus, RunStatus
+from engine.records import Receipt
+from engine.store import Store, open_database
+from engine.store.db import Database
+from tests.conftest import TEST_CATALOG
+
+START = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+CODES = """
+- code: MIN-001
+  title: Needs three deliveries
+  severity: high
+  match: {alertname: Noisy}
+  target: "{{ labels.instance }}"
+  playbook: noop
+  mode: auto
+  policy: {min_occurrences: 3}
+- code: LATER-001
+  title: Waits two minutes
+  severity: high
+  match: {alertname: Patient}
+  target: "{{ labels.instance }}"
+  playbook: noop
+  mode: auto
+  policy: {delay: 2m}
+- code: ONE-001
+  title: One at a time
+  severity: high
+  match: {alertname: OneAtATime}
+  target: "{{ labels.instance }}"
+  playbook: noop
+  mode: auto
+- code: TWO-001
+  title: Two at a time
+  severity: high
+  match: {alertname: TwoAtATime}
+  target: "{{ labels.instance }}"
+  playbook: noop
+  mode: auto
+  policy: {concurrency: 2}
+"""
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = open_database(db_url, upgrade=True)
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+@pytest.fixture
+def view(tmp_path: Path) -> CatalogView:
+    (tmp_path / "codes").mkdir()
+    (tmp_path / "codes" / "rails.yaml").write_text(CODES)
+    shutil.copytree(TEST_CATALOG / "playbooks", tmp_path / "playbooks")
+    return CatalogView.of(load_catalog(tmp_path / "codes", tmp_path / "playbooks"))
+
+
+def _alert(name: str, fingerprint: str, instance: str = "web-1") -> Alert:
+    return Alert.model_validate(
+        {
+            "source": "alertmanager",
+            "name": name,
+            "fingerprint": fingerprint,
+            "status": AlertStatus.firing,
+            "labels": {"alertname": name, "instance": instance},
+            "starts_at": START,
+        }
+    )
+
+
+def _send(store: Store, view: CatalogView, *alerts: Alert) -> Receipt:
+    intake = Intake(store, view)
+    [receipt] = intake.commit([intake.prepare("alertmanager", "{}", list(alerts))])
+    assert isinstance(receipt, Receipt), receipt
+    return receipt
+
+
+def _statuses(store: Store, incident_id: int) -> list[tuple[str, str | None]]:
+    return [(run.status, run.reason) for run in store.get_incident(incident_id).runs]
+
+
+def test_min_occurrences_runs_on_the_delivery_that_makes_the_count(db: Database, view: CatalogView) -> None:
+    store = Store(db, clock=ManualClock(START))
+    fingerprint = uuid.uuid4().hex[:16]
+    [incident_id] = _send(store, view, _alert("Noisy", fingerprint)).opened
+    held = [("skipped", "policy: min_occurrences 3 (delivered 1 time so far)")]
+    assert _statuses(store, incident_id) == held
+    _send(store, view, _alert("Noisy", fingerprint))
+    assert _statuses(store, incident_id) == held
+    third = _send(store, view, _alert("Noisy", fingerprint))
+    assert len(third.runs_queued) == 1
+    assert _statuses(store, incident_id) == [*held, ("queued", None)]
+    _send(store, view, _alert("Noisy", fingerprint))  # a fourth delivery asks for nothing more
+    assert len(_statuses(store, incident_id)) == 2 and store.get_incident(incident_id).occurrences == 4
+
+
+def test_a_delayed_run_is_not_claimed_before_its_time(db: Database, view: CatalogView) -> None:
+    clock = ManualClock(START)
+    store = Store(db, clock=clock)
+    [incident_id] = _send(store, view, _alert("Patient", uuid.uuid4().hex[:16])).opened
+    [(status, reason)] = _statuses(store, incident_id)
+    assert status == "queued" and reason is not None and reason.startswith("policy: delay 2m")
+    assert store.claim_run("w") is None
+    clock.advance(timedelta(minutes=1, seconds=59))
+    assert store.claim_run("w") is None
+    clock.advance(timedelta(seconds=1))
+    claimed = store.claim_run("w")
+    assert claimed is not None and claimed.incident_id == incident_id
+
+
+def test_one_targets_runs_wait_for_each_other_at_the_claim(db: Database, view: CatalogView) -> None:
+    """Default concurrency 1: the second run of web-1 stays queued while the first runs, and a
+    later run on another target goes past it; `policy.concurrency: 2` lets two through."""
+    store = Store(db, clock=ManualClock(START))
+    first, second = _send(store, view, _alert("OneAtATime", "a"), _alert("OneAtATime", "b")).runs_queued
+    [other] = _send(store, view, _alert("OneAtATime", "c", instance="web-2")).runs_queued
+    taken = store.claim_run("w")
+    assert taken is not None and taken.id == first
+    skipping = store.claim_run("w")
+    assert skipping is not None and skipping.id == other
+    assert store.claim_run("w") is None
+    store.finish_run(first, RunStatus.succeeded, None, remediated=True)
+    last = store.claim_run("w")
+    assert last is not None and last.id == second
+
+    pair = _send(
+        store, view, _alert("TwoAtATime", "d", "db-1"), _alert("TwoAtATime", "e", "db-1")
+    ).runs_queued
+    both = [store.claim_run("w"), store.claim_run("w")]
+    assert sorted(run.id for run in both if run is not None) == sorted(pair)
