@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import signal
+import socket
 import threading
 from datetime import timedelta
 from typing import Any
@@ -11,13 +12,14 @@ from typing import Any
 import structlog
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.engine import make_url
 
 from engine import metrics
 from engine.catalog.loader import Catalog, load_catalog
 from engine.catalog.versions import stored_versions
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.config import Config
-from engine.errors import CatalogError
+from engine.errors import CatalogError, ConfigError
 from engine.execution.recovery import recover_runs
 from engine.execution.worker import Incarnation, PlaybookResolver, WorkerPool
 from engine.hooks import CatalogReloadFailed, Hooks
@@ -37,6 +39,24 @@ from engine.templating import Renderer
 from engine.web.api import Services, create_asgi
 
 log = structlog.get_logger("suture.daemon")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The daemon's listening socket, bound before it starts anything and before it says `serving`."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        log.error("listen_failed", host=host, port=port, error=exc.strerror or str(exc))
+        raise ConfigError(
+            f"server: cannot listen on {host}:{port}: {exc.strerror or exc}"
+            " (another process holds it? change server.port)"
+        ) from None
+    listener.listen(2048)
+    return listener
 
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:
@@ -160,7 +180,7 @@ class Daemon:
         self.pool.start()
         self.pool.wake()  # runs that were queued while we were down
         self.scheduler.add_job(self.recover, "interval", seconds=60, id="recover", max_instances=1)
-        schedule_polls(self.scheduler, self.config, self.store, self.intake, self.hooks)
+        schedule_polls(self.scheduler, self.config, self.store, self.intake, self.hooks, self.clock)
         self.scheduler.add_job(
             self.deadlines,
             "interval",
@@ -200,6 +220,30 @@ class Daemon:
         self.pool.stop()
         self.db.dispose()
 
+    def _log_start(self) -> None:
+        """What a reader of the log needs first: what runs, on what, and who may send unauthenticated."""
+        from connectors import CONNECTORS
+
+        config, catalog = self.config, self.intake.view.catalog
+        unauthenticated = [
+            name
+            for name in CONNECTORS
+            if config.source(name).enabled
+            and config.source_secrets(name).token is None
+            and config.source_secrets(name).signature_secret is None
+        ]
+        log.info(
+            "started",
+            version=metrics.suture_version(),
+            config_dir=str(config.base_dir),
+            database=make_url(config.database_url).render_as_string(hide_password=True),
+            codes=len(catalog.codes),
+            playbooks=len(catalog.playbooks),
+            workers=config.workers.concurrency,
+            pull_sources=[source.name for source in config.pull],
+            unauthenticated_sources=unauthenticated,
+        )
+
     def app(self) -> Any:
         services = Services(
             self.config,
@@ -230,10 +274,13 @@ class Daemon:
         # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the handler
         # it found: make that an exit through `finally`, so helpers, writer and workers stop.
         signal.signal(signal.SIGTERM, _exit_cleanly)
+        host, port = self.config.server.host, self.config.server.port
+        listener = _listen(host, port)  # before anything starts: a taken port is one clear error
         self.start()
-        log.info("serving", host=self.config.server.host, port=self.config.server.port)
+        self._log_start()
+        log.info("serving", host=host, port=listener.getsockname()[1])
         try:
-            server.run()
+            server.run(sockets=[listener])
         finally:
             self.stop()
             log.info("stopped")

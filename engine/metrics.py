@@ -142,14 +142,15 @@ GATES = (
 )
 
 
-def _version() -> str:
+def suture_version() -> str:
+    """The installed package's version (`unknown` from a bare checkout)."""
     try:
         return importlib.metadata.version("suture")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
 
 
-BUILD_INFO.labels(_version(), platform.python_version()).set(1)
+BUILD_INFO.labels(suture_version(), platform.python_version()).set(1)
 # The standard process_*, python_info and python_gc_* series. The library's defaults register
 # them on its global registry, which this module does not export: the same kinds, on ours.
 ProcessCollector(registry=REGISTRY)

@@ -46,8 +46,10 @@ class PollJob:
         intake: Intake,
         fetch_present: Fetch | None = None,
         hooks: Hooks = NO_HOOKS,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.source = source
+        self.clock = clock
         self.fetch = fetch
         #: What still exists even if not to be acted on (silenced, inhibited): never resolved.
         self.fetch_present = fetch_present
@@ -66,10 +68,15 @@ class PollJob:
             # A failed poll resolves nothing: an unreachable API is not a recovery.
             log.warning("poll_failed", source=self.source, error=str(exc))
             self.hooks.emit(PollFailed(self.source))
-            self._record(datetime.now(UTC), str(exc))
+            self._record(self.clock.now(), str(exc))
             return
         seen = {alert.fingerprint for alert in active} | {alert.fingerprint for alert in present}
-        now = datetime.now(UTC)
+        now = self.clock.now()
+        still_open = self.store.open_incidents_of_source(self.source)
+        # An alert the last poll returned too, of the same instance, tells nothing new: submitting
+        # it again would store an event and count an occurrence every interval, forever.
+        known = {(row.fingerprint, row.starts_at) for row in still_open}
+        fresh = [alert for alert in active if (alert.fingerprint, alert.starts_at) not in known]
         gone = [
             Alert(
                 source=self.source,
@@ -80,10 +87,10 @@ class PollJob:
                 starts_at=row.starts_at,
                 ends_at=now,
             )
-            for row in self.store.open_incidents_of_source(self.source)
+            for row in still_open
             if row.fingerprint not in seen
         ]
-        alerts = active + gone
+        alerts = fresh + gone
         if not alerts:
             self.hooks.emit(PollSucceeded(self.source, now))
             self._record(now, None)
@@ -93,7 +100,13 @@ class PollJob:
         ).decode()
         submission = self.intake.prepare(self.source, body, alerts)
         receipt = self.intake.submit(submission).result(timeout=COMMIT_WAIT_SECONDS)
-        log.info("poll_stored", source=self.source, active=len(active), resolved=len(receipt.resolved))
+        log.info(
+            "poll_stored",
+            source=self.source,
+            active=len(active),
+            new=len(fresh),
+            resolved=len(receipt.resolved),
+        )
         self.hooks.emit(PollSucceeded(self.source, now))
         self._record(now, None)
 
@@ -179,7 +192,12 @@ class PruneJob:
 
 
 def schedule_polls(
-    scheduler: BaseScheduler, config: Config, store: Store, intake: Intake, hooks: Hooks = NO_HOOKS
+    scheduler: BaseScheduler,
+    config: Config,
+    store: Store,
+    intake: Intake,
+    hooks: Hooks = NO_HOOKS,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> list[PollJob]:
     """Add one interval job per pull source, and the Zabbix reconcile when its API is configured."""
     zabbix = config.sources.get("zabbix")
@@ -201,10 +219,10 @@ def schedule_polls(
             present = functools.partial(
                 pull.fetch_alertmanager, source.url, include_suppressed=True, **options
             )
-            job = PollJob(source.name, fetch, store, intake, fetch_present=present, hooks=hooks)
+            job = PollJob(source.name, fetch, store, intake, present, hooks, clock)
         else:
             fetch = functools.partial(pull.fetch_prometheus, source.url, **options)
-            job = PollJob(source.name, fetch, store, intake, hooks=hooks)
+            job = PollJob(source.name, fetch, store, intake, hooks=hooks, clock=clock)
         jobs.append((job, source.interval.total_seconds()))
 
     if reconcile_zabbix and zabbix is not None and zabbix.api_token_env:
@@ -214,7 +232,7 @@ def schedule_polls(
             assert zabbix is not None and zabbix.url
             return zabbix_api.fetch_zabbix_problems(zabbix.url, token=api_token, timezone=zabbix.timezone)
 
-        reconcile = PollJob("zabbix", fetch_zabbix, store, intake, hooks=hooks)
+        reconcile = PollJob("zabbix", fetch_zabbix, store, intake, hooks=hooks, clock=clock)
         jobs.append((reconcile, zabbix.interval.total_seconds()))
 
     for job, seconds in jobs:

@@ -1,30 +1,31 @@
-"""`suture pause|resume`: the global kill switch for automatic runs."""
+"""`suture pause|resume`: the global kill switch for automatic runs, recorded under who used it."""
 
 from __future__ import annotations
 
 import click
 
-from engine.cli.common import config_option, handle_errors, open_store
+from engine.cli.common import config_option, handle_errors, open_store, user_name
 from engine.config import load_config
 
 
 @click.command()
+@click.option("--by", default=None, help="Who pauses (default: $USER).")
+@click.option("--reason", default=None, help="Why, for the audit log.")
 @config_option
 @handle_errors
-def pause(config_path: str) -> None:
-    """Stop starting automatic runs (global kill switch); running ones finish."""
-    from engine.models import PAUSED_KEY
-
-    open_store(load_config(config_path)).set_state(PAUSED_KEY, True)
-    click.echo("paused: no new run will start until `suture resume`")
+def pause(by: str | None, reason: str | None, config_path: str) -> None:
+    """Stop automatic runs: none starts, running ones stop before their next step."""
+    open_store(load_config(config_path)).set_paused(True, by or user_name(), reason)
+    click.echo(
+        "paused: no automatic run starts until `suture resume`; running ones stop before their next step"
+    )
 
 
 @click.command()
+@click.option("--by", default=None, help="Who resumes (default: $USER).")
 @config_option
 @handle_errors
-def resume(config_path: str) -> None:
+def resume(by: str | None, config_path: str) -> None:
     """Start executing queued runs again."""
-    from engine.models import PAUSED_KEY
-
-    open_store(load_config(config_path)).set_state(PAUSED_KEY, False)
+    open_store(load_config(config_path)).set_paused(False, by or user_name())
     click.echo("resumed")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+import shutil
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
@@ -93,7 +94,7 @@ def cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)
@@ -105,9 +106,17 @@ def table(rows: Sequence[Record], columns: list[str]) -> None:
         return
     cells = [[cell(getattr(row, col)) for col in columns] for row in rows]
     widths = [max(len(col), *(len(r[i]) for r in cells)) for i, col in enumerate(columns)]
-    click.echo("  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True)).rstrip())
+    # On a terminal each line is cut to its width (the last column, an error text, is what runs
+    # long); piped, nothing is cut: a script reads the whole value.
+    fit = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+    def line(values: Sequence[str]) -> str:
+        text = "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+        return text if fit is None or len(text) <= fit else text[: max(fit - 1, 1)] + "…"
+
+    click.echo(line([col.upper() for col in columns]))
     for r in cells:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        click.echo(line(r))
 
 
 def user_name() -> str:

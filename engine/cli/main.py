@@ -14,7 +14,9 @@ from engine.cli import (
     breakers,
     codes,
     db,
+    doctor,
     incidents,
+    init,
     notify,
     playbooks,
     report,
@@ -36,6 +38,7 @@ def main() -> None:
 
 for command in (
     serve.serve,
+    init.init,
     validate.validate,
     db.db,
     incidents.incidents,
@@ -50,6 +53,7 @@ for command in (
     codes.codes,
     playbooks.playbooks,
     status.status,
+    doctor.doctor,
     stats.stats,
     report.report,
     silence.silence,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, get_args
 
 import click
 
@@ -19,7 +19,7 @@ from engine.cli.common import (
     user_name,
 )
 from engine.config import load_config
-from engine.records import Run, StepResult
+from engine.records import Run, RunState, StepResult
 
 
 @click.group()
@@ -28,7 +28,7 @@ def runs() -> None:
 
 
 @runs.command("list")
-@click.option("--status")
+@click.option("--status", type=click.Choice(list(get_args(RunState))))
 @click.option("--playbook")
 @click.option("--since", help="e.g. 7d, 12h, or an ISO 8601 time")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
@@ -48,7 +48,17 @@ def runs_list(
     else:
         table(
             marked(rows),
-            ["id", "incident_id", "playbook", "playbook_version", "status", "trigger", "queued_at", "error"],
+            [
+                "id",
+                "incident_id",
+                "playbook",
+                "playbook_version",
+                "status",
+                "dry_run",
+                "trigger",
+                "queued_at",
+                "error",
+            ],
         )
 
 

@@ -243,7 +243,10 @@ class WorkerPool:
                 reason=outcome.error if cancelled else None,
                 breaker=policy.breaker.failures if counts and policy and policy.breaker else None,
             )
-            bound.info("run_finished", status=outcome.status.value, error=outcome.error)
+            # A run that did not fix anything is what on-call greps the log for.
+            fine = outcome.status in (RunStatus.succeeded, RunStatus.cancelled)
+            level = bound.info if fine else bound.warning
+            level("run_finished", status=outcome.status.value, error=outcome.error)
             return finished(outcome.status)
         except Exception:  # noqa: BLE001 - a bug must fail this run, never kill the worker thread
             bound.exception("run_crashed")

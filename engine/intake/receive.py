@@ -112,7 +112,16 @@ class WebhookReceiver:
         hooks.emit(WebhookReady(source, REJECTIONS))
 
     def _reject(self, reason: str, answer: Answer) -> Answer:
+        """Every refused body is told in the log (a sender misconfigured is found there first)."""
         self.hooks.emit(self._rejected[reason])
+        log.warning(
+            "webhook_rejected",
+            source=self.source,
+            reason=reason,
+            status=answer.status,
+            error=answer.body.get("error"),
+            field=answer.body.get("field"),
+        )
         return answer
 
     def _received(self, alerts: int, opened: int, started: float) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy import ColumnElement, Connection, Row, Table, and_, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
@@ -47,6 +48,7 @@ from engine.store.tables import (
 )
 
 INCIDENT_FIELDS = Incident.field_names()
+log = structlog.get_logger("suture.store")
 RUN_FIELDS = Run.field_names()
 STEP_FIELDS = StepResult.field_names()
 ALERT_FIELDS = IncidentAlert.field_names()
@@ -709,6 +711,7 @@ class Store:
             verb = "approved" if approve else "rejected"
             message = f"run {run_id} {verb} by {by}" + (f": {reason}" if reason else "")
             self._audit(conn, now, by, verb, row.incident_id, message, run_id)
+        log.info(verb, run_id=run_id, incident_id=row.incident_id, by=by, reason=reason)
         return self.get_run(run_id)
 
     def recover_interrupted(self, idempotent: dict[int, bool]) -> dict[str, list[int]]:
@@ -774,6 +777,22 @@ class Store:
             return [OpenIncident.trusted(dict(zip(fields, r, strict=True))) for r in rows]
 
     # ------------------------------------------------------------- state
+
+    def set_paused(self, paused: bool, by: str, reason: str | None = None) -> bool:
+        """The global kill switch, recorded in the audit log under `by`; whether it changed."""
+        now = self.clock.now()
+        kind = "paused" if paused else "resumed"
+        with self.db.write() as conn:
+            before = bool(conn.execute(select(state.c.value).where(state.c.key == PAUSED_KEY)).scalar())
+            done = conn.execute(
+                update(state).where(state.c.key == PAUSED_KEY).values(value=paused, updated_at=now)
+            ).rowcount
+            if not done:
+                conn.execute(insert(state).values(key=PAUSED_KEY, value=paused, updated_at=now))
+            message = f"automation {kind} by {by}" + (f": {reason}" if reason else "")
+            self._audit(conn, now, by, kind, None, message)
+        log.info(kind, by=by, reason=reason, changed=before != paused)
+        return before != paused
 
     def get_state(self, key: str, default: Any = None) -> Any:
         with self.db.read() as conn:

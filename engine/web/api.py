@@ -44,6 +44,7 @@ from engine.records import (
     Incident,
     IncidentAlert,
     IncidentDetail,
+    IncidentState,
     Note,
     Notification,
     Page,
@@ -52,6 +53,7 @@ from engine.records import (
     ReceiptAnswer,
     Run,
     RunDetail,
+    RunState,
     Silence,
     Stats,
     Status,
@@ -132,6 +134,13 @@ class SilenceBody(BaseModel):
         default=None, alias="for", max_length=32, description="How long from `starts_at`, e.g. 2h."
     )
     comment: str = Field(min_length=1, max_length=10_000)
+
+
+class PauseBody(BaseModel):
+    """Why automation is paused, for the audit log (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, min_length=1, max_length=10_000)
 
 
 class ErrorBody(BaseModel):
@@ -418,7 +427,7 @@ def _api_router(services: Services) -> APIRouter:
 
     @router.get("/api/v1/incidents", responses=_documented(400))
     def list_incidents(
-        status: str | None = None,
+        status: IncidentState | None = None,
         code: str | None = None,
         since: str | None = None,
         limit: int = Query(100, ge=1, le=1000),
@@ -435,6 +444,18 @@ def _api_router(services: Services) -> APIRouter:
         code = services.intake.view.catalog.find_code(detail.code)
         return teach(detail, code.knowledge if code else None, history.previous_incidents(detail))
 
+    @router.post("/api/v1/pause", responses=_documented(413, 415))
+    def pause(actor: Annotated[Actor, Depends(authenticated)], body: PauseBody | None = None) -> Status:
+        """The global kill switch: no automatic run starts, running ones stop before their next step."""
+        store.set_paused(True, actor.name, body.reason if body else None)
+        return get_status()
+
+    @router.post("/api/v1/resume", responses=_documented(413, 415))
+    def resume(actor: Annotated[Actor, Depends(authenticated)]) -> Status:
+        store.set_paused(False, actor.name)
+        services.wake_workers()
+        return get_status()
+
     @router.get("/api/v1/status")
     def get_status() -> Status:
         now = services.clock.now()
@@ -442,7 +463,7 @@ def _api_router(services: Services) -> APIRouter:
 
     @router.get("/api/v1/runs", responses=_documented(400))
     def list_runs(
-        status: str | None = None,
+        status: RunState | None = None,
         playbook: str | None = None,
         since: str | None = None,
         limit: int = Query(100, ge=1, le=1000),

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
-from tests.conftest import DaemonProcess, free_port, wait_for, write_config
+from tests.conftest import ROOT, DaemonProcess, free_port, wait_for, write_config
 from tests.payloads import am_alert, am_body
 from tests.support.httpserver import TestHttpServer
 from tests.support.slow_playbook import SLOW_CODES, SLOW_IDEMPOTENT
@@ -265,3 +269,27 @@ def test_pause_holds_queued_runs_until_resume(daemon_factory: Any, tmp_path: Pat
     assert _run_status(daemon, run_id) == "queued"
     assert run_cli("resume", config=daemon.config_path).returncode == 0
     wait_for(lambda: _run_status(daemon, run_id) == "succeeded")
+
+
+def test_a_taken_port_is_one_clear_error_before_anything_starts(daemon_factory: Any, tmp_path: Path) -> None:
+    """`serving` is said only once the port is bound: a second daemon on the same port exits 2
+    with one line naming the address, logs `listen_failed` as JSON, and leaves no traceback."""
+    first = daemon_factory(f"sqlite:///{tmp_path / 'one.db'}")
+    config = write_config(tmp_path / "second", f"sqlite:///{tmp_path / 'two.db'}", port=first.port)
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    [line] = [text for text in result.stderr.splitlines() if not text.startswith("{")]
+    assert f"cannot listen on 127.0.0.1:{first.port}" in line
+    events = [
+        orjson.loads(text)["event"]
+        for text in (result.stdout + result.stderr).splitlines()
+        if text.startswith("{")
+    ]
+    assert "listen_failed" in events and "serving" not in events

@@ -217,6 +217,18 @@ def test_every_guard_rail_holds_through_the_daemon(
     assert expired["status"] == "expired"
     wait_for(lambda: len(_notified(hook, "approval_expired")) == 1)
 
+    # The kill switch over the API: an authenticated actor only, told in the log under their name.
+    assert httpx.post(f"{daemon.url}/api/v1/pause", json={"reason": "failover"}, timeout=5).status_code == 401
+    paused = httpx.post(f"{daemon.url}/api/v1/pause", json={"reason": "failover"}, headers=OPS, timeout=5)
+    assert paused.status_code == 200 and paused.json()["paused"] is True
+    [held_by_pause] = _fire(daemon, _alert("SilencedThing", "q-3"))["incidents_opened"]
+    [run] = daemon.get(f"/api/v1/incidents/{held_by_pause}")["runs"]
+    assert run["status"] == "skipped" and run["reason"].startswith("paused")
+    resumed = httpx.post(f"{daemon.url}/api/v1/resume", headers=OPS, timeout=5)
+    assert resumed.status_code == 200 and resumed.json()["paused"] is False
+    told = [line for line in daemon.log().splitlines() if '"event": "paused"' in line]
+    assert len(told) == 1 and '"by": "chatops"' in told[0] and "failover" in told[0]
+
     # The maintenance window's end releases the next run.
     time.sleep(max(0.0, (window_ends - datetime.now(UTC)).total_seconds()) + 0.5)
     _fire(daemon, _alert("MaintainedThing", "m-2"))

@@ -16,7 +16,6 @@ Why it is built this way:
 from __future__ import annotations
 
 import fnmatch
-import logging
 import math
 import select
 import shlex
@@ -27,13 +26,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import paramiko
+import structlog
 
 from engine.config import Config
 from engine.errors import PermanentFailure, StepFailed, StepTimedOut, TemporaryFailure
 from engine.execution.actions.base import TRUNCATION_MARKER, ActionContext, Rendering, cap_output, failed
 from engine.models import ActionResult, SshStep
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("suture.ssh")
 
 #: Exit status of coreutils `timeout` when it had to stop the command.
 TIMEOUT_EXIT = 124
@@ -145,7 +145,7 @@ class SshAction:
             client.close()
             client = None
         if client is None:
-            client = _connect(dest, ctx.config, deadline)
+            client = connect(dest, ctx.config, deadline)
             if key not in cache:
                 ctx.resources.on_close(lambda: _close_cached(cache, key))
             cache[key] = client
@@ -166,10 +166,11 @@ class _AcceptUnknown(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         log.warning(
-            "accepting unknown SSH host key for %s (%s %s) because ssh.allow_unknown_hosts is set",
-            hostname,
-            key.get_name(),
-            key.fingerprint,
+            "ssh_unknown_host_key_accepted",
+            host=hostname,
+            key_type=key.get_name(),
+            fingerprint=key.fingerprint,
+            because="ssh.allow_unknown_hosts is set",
         )
 
 
@@ -199,13 +200,13 @@ def _close_cached(cache: dict[Any, Any], key: object) -> None:
         client.close()
 
 
-def _connect(dest: Destination, config: Config, deadline: float) -> paramiko.SSHClient:
+def connect(dest: Destination, config: Config, deadline: float) -> paramiko.SSHClient:
     """A new authenticated client, or a StepFailed with a message on-call can act on."""
     ssh = config.ssh
     timeout = max(min(ssh.connect_timeout.total_seconds(), _left(deadline)), 0.1)
     until = time.monotonic() + timeout
     known_hosts = config.resolve(ssh.known_hosts)
-    pkey = _load_key(dest)
+    pkey = load_key(dest)
     try:
         sock = socket.create_connection((dest.address, dest.port), timeout=timeout)
     except TimeoutError:
@@ -250,7 +251,7 @@ def _connect(dest: Destination, config: Config, deadline: float) -> paramiko.SSH
     transport = client.get_transport()
     if transport is not None:
         transport.set_keepalive(int(ssh.keepalive.total_seconds()))
-    log.debug("ssh connected to %s as %s", dest, dest.user)
+    log.debug("ssh_connected", destination=str(dest), user=dest.user)
     return client
 
 
@@ -290,7 +291,7 @@ def _first_bytes(sock: socket.socket, dest: Destination, timeout: float, until: 
     return data
 
 
-def _load_key(dest: Destination) -> paramiko.PKey:
+def load_key(dest: Destination) -> paramiko.PKey:
     """Load the one key we may use, so a bad key file gets its own message (never its contents)."""
     if not dest.key_file.is_file():
         raise PermanentFailure(f"SSH key file {dest.key_file} does not exist (needed for {dest})")
