@@ -378,7 +378,7 @@ class SourceSecrets(BaseModel):
 
 
 def _from_env(variable: str | None) -> SecretStr | None:
-    """An unset or empty variable is "not configured", as README documents for sources and pulls."""
+    """An unset or empty variable is "not configured" (docs/reference.md, for sources and pulls)."""
     value = os.environ.get(variable) if variable else None
     return SecretStr(value) if value else None
 
@@ -618,7 +618,7 @@ class Config(_Section):
         """The webhook token, signing secret and API token of source `name`, read on the first call.
 
         All optional: without a token a source takes unauthenticated bodies, without a signing
-        secret unsigned ones (README, "API").
+        secret unsigned ones (docs/reference.md, "HTTP API").
         """
 
         def read() -> SourceSecrets:

@@ -47,8 +47,11 @@ def run_by_hand(
             config.database_url, upgrade=True, sqlite_synchronous=config.database.sqlite_synchronous
         )
     )
-    catalog = checked_catalog(config, store)
-    store.sync_catalog(*stored_versions(catalog))
+    # A rehearsal publishes nothing: the playbook as it is on disk, not compared with nor stored
+    # as a version, so editing it afterwards needs no new version number.
+    catalog = checked_catalog(config, None if dry_run else store)
+    if not dry_run:
+        store.sync_catalog(*stored_versions(catalog))
     entry = catalog.get_playbook(ref)
     if entry is None:
         raise NotFound(f"playbook {ref!r} is not in the catalog")

@@ -28,7 +28,9 @@ def _ago(*minutes: float) -> RunHistory:
 def test_cooldown_holds_until_it_has_passed_since_the_last_run() -> None:
     """The newest earlier run counts, whatever order the history comes in; the reason says how long ago."""
     request = _request(COOLDOWN)
-    assert gates.cooldown(request, _ago(50, 5, 40), NOW) == Hold("policy: cooldown 30m (last run 5m ago)", gate="cooldown")
+    assert gates.cooldown(request, _ago(50, 5, 40), NOW) == Hold(
+        "policy: cooldown 30m (last run 5m ago)", gate="cooldown"
+    )
     assert gates.cooldown(request, _ago(30), NOW) == ALLOW
     assert gates.cooldown(request, NO_HISTORY, NOW) == ALLOW
     assert gates.cooldown(_request(Policy()), _ago(0), NOW) == ALLOW
@@ -96,7 +98,9 @@ def test_recheck_at_claim_keeps_the_limits_but_asks_no_approval_again() -> None:
     """A worker's recheck of an approved run: the cooldown still holds, approval is not asked twice."""
     request = _request(COOLDOWN, Mode.approval)
     assert chain.recheck(request, NO_HISTORY, NOW) == ALLOW
-    assert chain.recheck(request, _ago(10), NOW) == Hold("policy: cooldown 30m (last run 10m ago)", gate="cooldown")
+    assert chain.recheck(request, _ago(10), NOW) == Hold(
+        "policy: cooldown 30m (last run 10m ago)", gate="cooldown"
+    )
 
 
 def _classified(
