@@ -58,6 +58,17 @@ LOCAL_TIME_EXAMPLE = "2026.11.23 10:15:02"
 _NEVER_COPIED = frozenset({"token", "url", "http_proxy"})
 BUILTIN_LABELS = ("alertname", "host", "severity", "host_ip", "trigger_id")
 
+#: Zabbix's default severity names (the `severity` label) as Suture's severities: what an alert no
+#: code matches is given, so a Disaster nobody coded is still critical, with critical deadlines.
+SUTURE_SEVERITY = {
+    "disaster": "critical",
+    "high": "high",
+    "average": "medium",
+    "warning": "low",
+    "information": "low",
+    "not classified": "medium",
+}
+
 
 def _int_to_str(value: Any) -> Any:
     # Hand-made media types sometimes send ids as JSON numbers; accept them.

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from connectors.zabbix import SUTURE_SEVERITY as ZABBIX_SEVERITY
 from engine.catalog.classify import Classifier
 from engine.catalog.loader import Catalog
 from engine.config import EscalationConfig
@@ -48,7 +49,8 @@ class CatalogView:
     playbooks: dict[str, tuple[str, int] | None]
     #: Each code's first-response and resolve deadlines: the config's for its severity, or its own.
     deadlines: dict[str, Deadlines]
-    unclassified: Deadlines
+    #: The deadlines of an alert no code matches, by the severity it is given (`unclassified_severity`).
+    unclassified: dict[Severity, Deadlines]
 
     @classmethod
     def of(cls, catalog: Catalog, escalation: EscalationConfig | None = None) -> CatalogView:
@@ -60,8 +62,19 @@ class CatalogView:
             found = catalog.playbook_for(code)
             playbooks[code.code] = (found.playbook.name, found.playbook.version) if found else None
             deadlines[code.code] = _deadlines(escalation, code.severity, code.escalation)
-        unclassified = _deadlines(escalation, Severity.medium, None)
+        unclassified = {severity: _deadlines(escalation, severity, None) for severity in Severity}
         return cls(catalog, Classifier(catalog), playbooks, deadlines, unclassified)
+
+
+def unclassified_severity(alert: Alert) -> Severity:
+    """The severity of an alert no code matches: a Zabbix severity mapped to Suture's, a `severity`
+    label that already names one of Suture's, else medium."""
+    given = (alert.labels.get("severity") or "").strip().lower()
+    named = ZABBIX_SEVERITY.get(given) if alert.source == "zabbix" else given
+    try:
+        return Severity(named) if named else Severity.medium
+    except ValueError:
+        return Severity.medium
 
 
 def _deadlines(
@@ -95,15 +108,16 @@ class Intake(IntakeWriter):
         view = self.view
         code = view.classifier.classify(alert)
         if code is None:
+            severity = unclassified_severity(alert)
             return ClassifiedAlert(
                 alert=alert,
                 code=UNCLASSIFIED,
                 title=alert.name,
-                severity=Severity.medium,
+                severity=severity,
                 target=_fallback_target(alert),
                 mode=Mode.manual,
                 playbook=None,
-                deadlines=view.unclassified,
+                deadlines=view.unclassified[severity],
             )
         return ClassifiedAlert(
             alert=alert,
