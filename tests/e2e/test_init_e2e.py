@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from click.testing import CliRunner
 
@@ -104,6 +105,13 @@ def test_wheel_in_a_fresh_venv_inits_validates_and_serves(tmp_path: Path) -> Non
         _wait_ready(f"http://127.0.0.1:{port}/readyz", serving, tmp_path / "serve.log")
         assert (site / "suture.db").exists()  # the database sits beside the config, not in the cwd
         assert not (home / "suture.db").exists()
+        status = orjson.loads(_run([suture, "status", "--config", str(config), "--json"], home, env).stdout)
+        assert status["paused"] is False and status["open_incidents"] == 0
+        checked_up = orjson.loads(
+            _run([suture, "doctor", "--config", str(config), "--json"], home, env).stdout
+        )
+        assert checked_up["ok"] is True, checked_up
+        assert {"database", "catalog"} <= {check["check"] for check in checked_up["checks"]}
     finally:
         serving.terminate()
         serving.wait(timeout=15)
