@@ -21,11 +21,12 @@ from engine.clock import SYSTEM_CLOCK, Clock
 from engine.config import Config
 from engine.errors import CatalogError, ConfigError
 from engine.execution.recovery import recover_runs
+from engine.execution.verdicts import RunVerdicts
 from engine.execution.worker import Incarnation, PlaybookResolver, WorkerPool
-from engine.hooks import CatalogReloadFailed, Hooks
+from engine.hooks import CatalogReloadFailed, Hooks, IncidentResolved
 from engine.intake.classify import CatalogView, Intake
 from engine.intake.service import intake_health, start_helpers
-from engine.models import PAUSED_KEY, Code
+from engine.models import PAUSED_KEY, Code, Policy
 from engine.notify.escalation import DeadlineCheck
 from engine.notify.service import build_notifier
 from engine.policy.guards import Rails
@@ -110,10 +111,12 @@ class Daemon:
             rails=rails,
         )
         self.notifier = build_notifier(config, self.store, self._code, self.clock, self.hooks)
+        policy_of = self._policy
+        self.verdicts = RunVerdicts(self.store, policy_of, self.clock)
         self.deadlines = DeadlineCheck(
             self.store,
             config.escalation.repeat,
-            lambda code: found.policy if (found := self._code(code)) else None,
+            policy_of,
             clock=self.clock,
             hooks=self.hooks,
             wake=self.notifier.wake,
@@ -125,6 +128,10 @@ class Daemon:
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self._ready = threading.Event()
         self._reload_lock = threading.Lock()
+
+    def _policy(self, code: str) -> Policy | None:
+        found = self._code(code)
+        return found.policy if found is not None else None
 
     def _code(self, code: str) -> Code | None:
         """A code of the catalog in force (a reload swaps it)."""
@@ -190,6 +197,17 @@ class Daemon:
             coalesce=True,
             next_run_time=self.clock.now(),
         )
+        # The same turn as deadlines: a succeeded run's verdict is due when its window ends, and
+        # at once when its alert resolves.
+        verdicts = self.scheduler.add_job(
+            self.verdicts,
+            "interval",
+            seconds=self.config.escalation.check_every.total_seconds(),
+            id="verdicts",
+            max_instances=1,
+            coalesce=True,
+        )
+        self.hooks.subscribe(IncidentResolved, lambda _event: verdicts.modify(next_run_time=self.clock.now()))
         if self.prune.enabled:
             # Hourly, first a minute after start: recovery and the backlog of a start go first.
             self.scheduler.add_job(

@@ -325,9 +325,9 @@ class Run(Record):
         default=None, description="Why it was skipped, expired or cancelled: the gate's message."
     )
     effective: bool | None = Field(
-        description="Set when the alert resolved after this run succeeded. `suture stats` applies the"
-        " contract's full definition (resolved within `effective_within`, no recurrence within"
-        " `recurrence_window`, verify passed)."
+        description="The verdict on a succeeded run: its alert resolved (not by a person) within the code's"
+        " `effective_within` after it, or not; null until known. `suture stats` also applies"
+        " `recurrence_window`."
     )
     worker: str | None = Field(description="The daemon start that holds or held the run.")
 

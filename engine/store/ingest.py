@@ -337,15 +337,6 @@ class _Batch:
                 ),
                 self.resolutions,
             )
-            # A run that succeeded before the monitoring system saw the problem go away was effective.
-            conn.execute(
-                update(runs)
-                .where(
-                    and_(runs.c.incident_id == bindparam("r_id"), runs.c.status == RunStatus.succeeded.value)
-                )
-                .values(effective=True),
-                [{"r_id": r["r_id"]} for r in self.resolutions],
-            )
         if self.new_incidents:
             rows = []
             for incident in self.new_incidents:

@@ -37,6 +37,7 @@ from engine.store.outbox import Outbox, add_event
 from engine.store.silences import Silences, read_silences
 from engine.store.tables import (
     OPEN_FINGERPRINT_INDEX,
+    UNDECIDED_WHERE,
     alerts,
     audit_log,
     codes,
@@ -636,8 +637,8 @@ class Store:
         breaker: int | None = None,
     ) -> None:
         """Store a run's final status. `reason`: why it was held or cancelled. `breaker`: the
-        code's `policy.breaker.failures`, so the run counts for its playbook version's breaker
-        (opening it raises `breaker_open`)."""
+        code's `policy.breaker.failures`, so a failed run counts for its playbook version's breaker
+        (opening it raises `breaker_open`); a succeeded one counts when its verdict is known."""
         now = self.clock.now()
         with self.db.write() as conn:
             row = conn.execute(
@@ -650,8 +651,8 @@ class Store:
                 return
             incident_id, playbook, version = row
             opened = None
-            if breaker is not None:
-                opened = self.breakers.record(conn, playbook, version, status in FAILED_RUNS, breaker, now)
+            if breaker is not None and status in FAILED_RUNS:  # a success counts once judged (judge_runs)
+                opened = self.breakers.record(conn, playbook, version, True, breaker, now)
             if incident_id is None:
                 return
             if remediated:
@@ -684,6 +685,61 @@ class Store:
                     run_id=run_id,
                     reason=told,
                 )
+
+    def undecided_runs(self, limit: int = 500) -> list[UndecidedRun]:
+        """Succeeded runs of incidents with no verdict yet (`effective` null), oldest first."""
+        query = (
+            select(
+                runs.c.id,
+                runs.c.playbook,
+                runs.c.playbook_version,
+                runs.c.started_at,
+                runs.c.finished_at,
+                incidents.c.id,
+                incidents.c.code,
+                incidents.c.resolved_at,
+                incidents.c.resolution,
+            )
+            .select_from(runs.join(incidents, runs.c.incident_id == incidents.c.id))
+            .where(text(" AND ".join(f"runs.{part}" for part in UNDECIDED_WHERE.split(" AND "))))
+            .order_by(runs.c.id)
+            .limit(limit)
+        )
+        with self.db.read() as conn:
+            return [UndecidedRun(*row) for row in conn.execute(query)]
+
+    def judge_runs(self, verdicts: Sequence[Verdict]) -> list[str]:
+        """Store each run's verdict and count it for its playbook version's breaker (when the code
+        has one); the breakers this opened, worded, with `breaker_open` raised and on the timeline."""
+        now = self.clock.now()
+        opened: list[str] = []
+        with self.db.write() as conn:
+            for item in verdicts:
+                done = conn.execute(
+                    update(runs)
+                    .where(and_(runs.c.id == item.run_id, runs.c.effective.is_(None)))
+                    .values(effective=item.effective)
+                ).rowcount
+                if done != 1 or item.breaker is None:
+                    continue
+                why = self.breakers.record(
+                    conn, item.playbook, item.version, not item.effective, item.breaker, now
+                )
+                if why is None:
+                    continue
+                told = f"breaker of {item.playbook}@{item.version} opened: {why}"
+                self._audit(conn, now, "suture", "breaker_open", item.incident_id, told, item.run_id)
+                add_event(
+                    conn,
+                    self.notify,
+                    "breaker_open",
+                    now,
+                    incident_id=item.incident_id,
+                    run_id=item.run_id,
+                    reason=told,
+                )
+                opened.append(told)
+        return opened
 
     def running_runs(self) -> list[HeldRun]:
         """Runs marked running, with who holds them and when they last showed life."""
@@ -806,6 +862,31 @@ class Store:
             ).rowcount
             if not done:
                 conn.execute(insert(state).values(key=key, value=value, updated_at=self.clock.now()))
+
+
+@dataclass(frozen=True, slots=True)
+class UndecidedRun:
+    run_id: int
+    playbook: str
+    version: int
+    started_at: datetime
+    finished_at: datetime
+    incident_id: int
+    code: str
+    resolved_at: datetime | None
+    resolution: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A run judged effective or not; `breaker`: its code's `policy.breaker.failures`, to count it."""
+
+    run_id: int
+    incident_id: int
+    playbook: str
+    version: int
+    effective: bool
+    breaker: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

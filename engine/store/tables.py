@@ -226,6 +226,9 @@ incidents = Table(
     ),
 )
 
+UNDECIDED_INDEX = "ix_runs_undecided"
+UNDECIDED_WHERE = "status = 'succeeded' AND effective IS NULL AND dry_run = false"
+
 runs = Table(
     "runs",
     metadata,
@@ -249,6 +252,13 @@ runs = Table(
     #: A run queued under `policy.delay` is not claimed before this.
     Column("not_before", UtcDateTime),
     Index(None, "status", "queued_at"),
+    # Succeeded runs still waiting for their verdict (engine.policy.verdicts): few at any time.
+    Index(
+        UNDECIDED_INDEX,
+        "id",
+        sqlite_where=text(UNDECIDED_WHERE),
+        postgresql_where=text(UNDECIDED_WHERE),
+    ),
     Index(None, "playbook", "queued_at"),
     Index(None, "incident_id"),
     Index(None, "queued_at"),

@@ -14,6 +14,7 @@ import pytest
 
 from engine.catalog.loader import load_catalog
 from engine.clock import ManualClock
+from engine.execution.verdicts import RunVerdicts
 from engine.intake.classify import CatalogView, Intake
 from engine.models import Alert, AlertStatus, RunStatus
 from engine.records import Receipt
@@ -46,6 +47,14 @@ CODES = """
   target: "{{ labels.instance }}"
   playbook: noop
   mode: auto
+- code: BRK-001
+  title: Keeps succeeding without fixing anything
+  severity: high
+  match: {alertname: Stubborn}
+  target: "{{ labels.instance }}"
+  playbook: noop
+  mode: auto
+  policy: {breaker: {failures: 2}, effective_within: 5m}
 - code: TWO-001
   title: Two at a time
   severity: high
@@ -147,3 +156,38 @@ def test_one_targets_runs_wait_for_each_other_at_the_claim(db: Database, view: C
     ).runs_queued
     both = [store.claim_run("w"), store.claim_run("w")]
     assert sorted(run.id for run in both if run is not None) == sorted(pair)
+
+
+def _claim_and_succeed(store: Store, run_id: int) -> None:
+    claimed = store.claim_run("w")
+    assert claimed is not None and claimed.id == run_id
+    store.finish_run(run_id, RunStatus.succeeded, None, remediated=True, breaker=2)
+
+
+def test_succeeded_runs_that_fix_nothing_open_the_breaker(db: Database, view: CatalogView) -> None:
+    """Verdicts come when known: a run whose alert resolves in time is effective (and resets the
+    count); two that leave their incident open past `effective_within` open the breaker."""
+    clock = ManualClock(START)
+    store = Store(db, clock=clock, notify={"breaker_open"})
+    verdicts = RunVerdicts(store, lambda code: view.catalog.find_code(code).policy, clock)  # type: ignore[union-attr]
+    first, second = (
+        _send(store, view, _alert("Stubborn", f, instance=f)).runs_queued[0] for f in ("s1", "s2")
+    )
+    _claim_and_succeed(store, first)
+    _claim_and_succeed(store, second)
+    assert verdicts() == 0  # nothing known yet: the alerts may still resolve
+    clock.advance(timedelta(minutes=5, seconds=1))
+    assert verdicts() == 2
+    assert [store.get_run(r).effective for r in (first, second)] == [False, False]
+    [breaker] = store.breakers.list()
+    assert (breaker.playbook, breaker.status, breaker.failures) == ("noop", "open", 2)
+    assert [event.event for event in store.outbox.undispatched()] == ["breaker_open"]
+    assert verdicts() == 0  # judged once
+
+    store.breakers.reset("noop", 1, "alice")
+    [third] = _send(store, view, _alert("Stubborn", "s3", instance="s3")).runs_queued
+    _claim_and_succeed(store, third)
+    resolved = _alert("Stubborn", "s3", instance="s3").model_copy(update={"status": AlertStatus.resolved})
+    _send(store, view, resolved)
+    assert verdicts() == 1 and store.get_run(third).effective is True
+    assert store.breakers.list()[0].failures == 0

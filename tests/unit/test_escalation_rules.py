@@ -444,7 +444,7 @@ def test_a_codes_escalation_override_reaches_its_deadlines(tmp_path: Path) -> No
     assert view.deadlines["HALF-001"] == Deadlines(timedelta(minutes=10), timedelta(hours=24))
     assert view.deadlines["PLAIN-001"] == Deadlines(timedelta(minutes=15), timedelta(hours=4))
     assert view.deadlines["LOW-001"] == Deadlines(None, None)
-    assert view.unclassified == Deadlines(timedelta(days=1), timedelta(days=7))
+    assert view.unclassified[Severity.medium] == Deadlines(timedelta(days=1), timedelta(days=7))
     assert CatalogView.of(catalog).deadlines["PLAIN-001"] == Deadlines(
         timedelta(minutes=30), timedelta(hours=4)
     )

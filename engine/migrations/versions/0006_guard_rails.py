@@ -1,7 +1,8 @@
 """guard rails: silences, breakers, why a run did not happen; the (code, target, time) index
 
 Runs gain `reason` (the gate that held back, or what cancelled it) and `not_before` (a run queued
-under `policy.delay` waits for it). Incidents gain `silenced_by` (the silence or maintenance window
+under `policy.delay` waits for it); succeeded runs with no verdict yet (`effective` null) are
+indexed apart, for the job that judges them for their breakers. Incidents gain `silenced_by` (the silence or maintenance window
 that held their automation) and `flapping`. `silences` are people's; `breakers` one row per playbook
 version that has failed in a row. Incidents are indexed by (code, target, opened_at): the last
 incidents of one code and target (`incidents show`), the recurrence check of stats, the storm
@@ -27,6 +28,8 @@ depends_on: str | Sequence[str] | None = None
 # Spelled out, not imported: a migration must keep building the schema of its own day.
 _TIME = engine.store.tables.UtcDateTime(timezone=True)
 _JSON = engine.store.tables.Json
+_UNDECIDED = "ix_runs_undecided"
+_UNDECIDED_WHERE = "status = 'succeeded' AND effective IS NULL AND dry_run = false"
 
 
 def upgrade() -> None:
@@ -37,6 +40,13 @@ def upgrade() -> None:
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("reason", sa.Text(), nullable=True))
         batch.add_column(sa.Column("not_before", _TIME, nullable=True))
+    op.create_index(
+        _UNDECIDED,
+        "runs",
+        ["id"],
+        sqlite_where=sa.text(_UNDECIDED_WHERE),
+        postgresql_where=sa.text(_UNDECIDED_WHERE),
+    )
     op.create_table(
         "silences",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -68,6 +78,7 @@ def downgrade() -> None:
     op.drop_table("breakers")
     op.drop_index("ix_silences_ends_at", table_name="silences")
     op.drop_table("silences")
+    op.drop_index(_UNDECIDED, table_name="runs")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("not_before")
         batch.drop_column("reason")
