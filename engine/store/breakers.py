@@ -115,9 +115,9 @@ class Breakers:
 
 
 def read_open(conn: Connection) -> list[Breaker]:
-    """The open breakers by playbook and version, in the caller's read (`suture status`)."""
-    query = _columns().where(breakers.c.status == OPEN).order_by(breakers.c.playbook, breakers.c.version)
-    return [_breaker(row) for row in conn.execute(query)]
+    """The open breakers by playbook and version, in the caller's read (`suture status`, and every
+    gate decision's guard context: the statement is built once)."""
+    return [_breaker(row) for row in conn.execute(_OPEN)]
 
 
 def _key(playbook: str, version: int) -> ColumnElement[bool]:
@@ -126,6 +126,9 @@ def _key(playbook: str, version: int) -> ColumnElement[bool]:
 
 def _columns() -> Select[Any]:
     return select(*[breakers.c[name] for name in BREAKER_FIELDS])
+
+
+_OPEN = _columns().where(breakers.c.status == OPEN).order_by(breakers.c.playbook, breakers.c.version)
 
 
 def _breaker(row: Row[Any]) -> Breaker:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.errors import Conflict, InvalidArgument, NotFound
@@ -121,13 +121,19 @@ def read_silences(
 ) -> list[Silence]:
     """Silences newest first, in the caller's transaction (`suture status` reads them in its own):
     every one, those not ended yet, or (`active_only`) those holding runs at `now`."""
-    query = select(*_COLUMNS)
-    if not include_ended:
-        query = query.where(silences.c.ends_at > now)
-    if active_only:
-        query = query.where(silences.c.starts_at <= now)
-    query = query.order_by(silences.c.id.desc())
-    return [_record(row._asdict(), now) for row in conn.execute(query)]
+    if not include_ended and not active_only:
+        rows = conn.execute(_NOT_ENDED, {"now": now})  # every gate decision's guard context reads this
+    else:
+        query = select(*_COLUMNS)
+        if not include_ended:
+            query = query.where(silences.c.ends_at > now)
+        if active_only:
+            query = query.where(silences.c.starts_at <= now)
+        rows = conn.execute(query.order_by(silences.c.id.desc()))
+    return [_record(row._asdict(), now) for row in rows]
+
+
+_NOT_ENDED = select(*_COLUMNS).where(silences.c.ends_at > bindparam("now")).order_by(silences.c.id.desc())
 
 
 def _record(values: dict[str, Any], now: datetime) -> Silence:

@@ -8,7 +8,20 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import ColumnElement, Connection, Row, Table, and_, func, insert, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from engine.clock import SYSTEM_CLOCK, Clock
@@ -126,7 +139,7 @@ class Store:
         what every gate decision of this moment shares (engine.policy.guards)."""
         now = self.clock.now()
         with self.db.read() as conn:
-            paused = conn.execute(select(state.c.value).where(state.c.key == PAUSED_KEY)).scalar()
+            paused = conn.execute(_PAUSED).scalar()
             silenced = read_silences(conn, now)
             opened = {(b.playbook, b.version): b.reason or "" for b in read_open(conn)}
         return GuardContext(bool(paused), tuple(silenced), opened)
@@ -140,17 +153,8 @@ class Store:
 
     def run_subject(self, incident_id: int) -> RunSubject | None:
         """What a worker re-checks about a run's incident before it starts and before each step."""
-        columns = (
-            incidents.c.status,
-            incidents.c.code,
-            incidents.c.target,
-            incidents.c.severity,
-            incidents.c.source,
-            incidents.c.alertname,
-            incidents.c.labels,
-        )
         with self.db.read() as conn:
-            row = conn.execute(select(*columns).where(incidents.c.id == incident_id)).first()
+            row = conn.execute(_SUBJECT, {"incident_id": incident_id}).first()
         return None if row is None else RunSubject(*row)
 
     # ----------------------------------------------------------- catalog
@@ -907,49 +911,76 @@ class RunSubject:
     labels: dict[str, str]
 
 
+_PAUSED = select(state.c.value).where(state.c.key == PAUSED_KEY)
+_SUBJECT = select(
+    incidents.c.status,
+    incidents.c.code,
+    incidents.c.target,
+    incidents.c.severity,
+    incidents.c.source,
+    incidents.c.alertname,
+    incidents.c.labels,
+).where(incidents.c.id == bindparam("incident_id"))
+
 #: The advisory lock that serialises claims on PostgreSQL ("suture claims").
 CLAIM_LOCK = 0x5375747572
-#: Queued runs a claim looks at per page, oldest first.
-_CLAIM_PAGE = 100
-_CLAIM_PAGES = 20
+#: Queued runs on busy targets a claim looks at, oldest first, for one whose concurrency has room.
+_CLAIM_PAGE = 20
+
+
+_RUNS_WITH_TARGET = runs.outerjoin(incidents, runs.c.incident_id == incidents.c.id)
+_DUE = and_(
+    runs.c.status == RunStatus.queued.value,
+    or_(runs.c.not_before.is_(None), runs.c.not_before <= bindparam("now")),
+)
+# Built once: a claim runs for every run, and building these costs more than running them.
+_BUSY = (
+    select(incidents.c.target, func.count())
+    .select_from(runs.join(incidents, runs.c.incident_id == incidents.c.id))
+    .where(runs.c.status == RunStatus.running.value)
+    .group_by(incidents.c.target)
+)
+_OLDEST_DUE = select(runs.c.id).select_from(_RUNS_WITH_TARGET).where(_DUE).order_by(runs.c.id).limit(1)
+_OLDEST_DUE_ELSEWHERE = (
+    select(runs.c.id)
+    .select_from(_RUNS_WITH_TARGET)
+    .where(
+        and_(
+            _DUE,
+            or_(incidents.c.target.is_(None), incidents.c.target.not_in(bindparam("busy", expanding=True))),
+        )
+    )
+    .order_by(runs.c.id)
+    .limit(1)
+)
+_DUE_ON_BUSY = (
+    select(runs.c.id, incidents.c.target)
+    .select_from(_RUNS_WITH_TARGET)
+    .where(
+        and_(_DUE, incidents.c.target.in_(bindparam("busy", expanding=True)), runs.c.id < bindparam("before"))
+    )
+    .order_by(runs.c.id)
+    .limit(_CLAIM_PAGE)
+)
 
 
 def _claimable(conn: Connection, now: datetime) -> int | None:
-    """The oldest queued run that is due and whose target has room (see `claim_run`)."""
-    busy: dict[str, int] | None = None
-    after = 0
-    for _ in range(_CLAIM_PAGES):
-        page = conn.execute(
-            select(runs.c.id, incidents.c.target)
-            .select_from(runs.outerjoin(incidents, runs.c.incident_id == incidents.c.id))
-            .where(
-                and_(
-                    runs.c.status == RunStatus.queued.value,
-                    runs.c.id > after,
-                    or_(runs.c.not_before.is_(None), runs.c.not_before <= now),
-                )
-            )
-            .order_by(runs.c.id)
-            .limit(_CLAIM_PAGE)
-        ).all()
-        if not page:
-            return None
-        if busy is None:
-            busy = {
-                target: int(n)
-                for target, n in conn.execute(
-                    select(incidents.c.target, func.count())
-                    .select_from(runs.join(incidents, runs.c.incident_id == incidents.c.id))
-                    .where(runs.c.status == RunStatus.running.value)
-                    .group_by(incidents.c.target)
-                )
-            }
-        for run_id, target in page:
-            running = busy.get(target, 0) if target is not None else 0
-            if running == 0 or running < _concurrency(conn, run_id):
-                return int(run_id)
-        after = page[-1][0]
-    return None
+    """The oldest queued run that is due and whose target has room (see `claim_run`).
+
+    The targets with runs going are few (at most the workers of every process): the oldest due run
+    on any other target is one indexed probe. A run on a busy target goes only if its own
+    `policy.concurrency` leaves room, and only when it is older than that run."""
+    busy = {target: int(n) for target, n in conn.execute(_BUSY)}
+    if not busy:
+        first = conn.execute(_OLDEST_DUE, {"now": now}).scalar()
+        return None if first is None else int(first)
+    names = sorted(busy)
+    first = conn.execute(_OLDEST_DUE_ELSEWHERE, {"now": now, "busy": names}).scalar()
+    before = first if first is not None else 2**31 - 1  # runs.id is an INTEGER
+    for run_id, target in conn.execute(_DUE_ON_BUSY, {"now": now, "busy": names, "before": before}):
+        if busy[target] < _concurrency(conn, run_id):
+            return int(run_id)
+    return None if first is None else int(first)
 
 
 def _concurrency(conn: Connection, run_id: int) -> int:
