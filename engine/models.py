@@ -246,6 +246,15 @@ class Step(_Strict):
     register_as: str | None = Field(default=None, alias="register")
     on_failure: OnFailure = OnFailure.abort
 
+    @field_validator("when")
+    @classmethod
+    def _bare_when(cls, value: str | None) -> str | None:
+        """`when: "{{ x }}"` (the Ansible habit) means `when: x`: a condition is an expression."""
+        found = re.fullmatch(r"\s*\{\{(.*)\}\}\s*", value, re.DOTALL) if value is not None else None
+        if found is None or "{{" in found.group(1) or "}}" in found.group(1):
+            return value
+        return found.group(1).strip()
+
     @model_validator(mode="after")
     def _one_action(self) -> Step:
         given = [name for name in ACTION_NAMES if getattr(self, name) is not None]

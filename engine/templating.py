@@ -41,7 +41,16 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError, meta, nodes, pass_context
+from jinja2 import (
+    StrictUndefined,
+    Template,
+    TemplateSyntaxError,
+    UndefinedError,
+    meta,
+    nodes,
+    pass_context,
+    sandbox,
+)
 from jinja2.exceptions import SecurityError
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -49,7 +58,16 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from engine.errors import TemplateError
 from engine.shellwords import option_positions
 
-__all__ = ["RenderSession", "Renderer", "check_expression", "check_template", "option_placeholders"]
+__all__ = [
+    "RenderSession",
+    "Renderer",
+    "TemplateFacts",
+    "TemplateRef",
+    "check_expression",
+    "check_template",
+    "option_placeholders",
+    "template_facts",
+]
 
 #: Secrets shorter than this are not redacted: replacing "a" or "on" everywhere would
 #: destroy the evidence while protecting nothing. The same holds for what an expression
@@ -672,3 +690,120 @@ def check_expression(expression: str) -> str | None:
     except Exception as exc:  # noqa: BLE001 - validation reports, never crashes
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+# ------------------------------------------------------------------ static facts, for validate
+
+#: Attributes the sandbox refuses on the objects templates see: Python internals, not data.
+_UNSAFE_ATTRIBUTES = frozenset({"mro"}).union(
+    sandbox.UNSAFE_FUNCTION_ATTRIBUTES,
+    sandbox.UNSAFE_METHOD_ATTRIBUTES,
+    sandbox.UNSAFE_GENERATOR_ATTRIBUTES,
+    sandbox.UNSAFE_COROUTINE_ATTRIBUTES,
+    sandbox.UNSAFE_ASYNC_GENERATOR_ATTRIBUTES,
+)
+
+
+@dataclass(frozen=True)
+class TemplateRef:
+    """One `root`, `root.key` or `root['key']` a template reads from its context."""
+
+    root: str
+    key: str | None
+    #: Under `| default(...)` or `is defined`: its absence is handled by the template.
+    guarded: bool
+
+
+@dataclass(frozen=True)
+class TemplateFacts:
+    """What `suture validate` needs to know about a template without rendering it."""
+
+    refs: tuple[TemplateRef, ...]
+    filters: frozenset[str]
+    #: Attribute names the sandbox would refuse at run time (`__class__`, `mro`, ...).
+    forbidden: tuple[str, ...]
+
+
+def _forbidden(name: str) -> bool:
+    return name.startswith("_") or name in _UNSAFE_ATTRIBUTES
+
+
+class _FactWalker:
+    def __init__(self, local: set[str]) -> None:
+        self.local = local
+        self.refs: list[TemplateRef] = []
+        self.filters: set[str] = set()
+        self.forbidden: list[str] = []
+
+    def ref(self, root: str, key: str | None, guarded: bool) -> None:
+        if root not in self.local:
+            self.refs.append(TemplateRef(root, key, guarded))
+
+    def walk(self, node: nodes.Node, guarded: bool = False) -> None:
+        if isinstance(node, nodes.Filter | nodes.Test):
+            if isinstance(node, nodes.Filter):
+                self.filters.add(node.name)
+            if node.name == "attr":
+                self.forbidden += [
+                    str(a.value) for a in node.args if isinstance(a, nodes.Const) and _forbidden(str(a.value))
+                ]
+            guard = guarded or node.name in ("default", "d", "defined", "undefined")
+            if node.node is not None:
+                self.walk(node.node, guard)
+            for child in [*node.args, *node.kwargs, node.dyn_args, node.dyn_kwargs]:
+                if child is not None:
+                    self.walk(child, guarded)
+            return
+        if isinstance(node, nodes.Getattr):
+            if _forbidden(node.attr):
+                self.forbidden.append(node.attr)
+            if isinstance(node.node, nodes.Name) and node.node.ctx == "load":
+                self.ref(node.node.name, node.attr, guarded)
+            else:
+                self.walk(node.node, guarded)
+            return
+        if isinstance(node, nodes.Getitem):
+            key = node.arg.value if isinstance(node.arg, nodes.Const) else None
+            if isinstance(key, str) and _forbidden(key):
+                self.forbidden.append(key)
+            if isinstance(node.node, nodes.Name) and node.node.ctx == "load":
+                self.ref(node.node.name, key if isinstance(key, str) else None, guarded)
+            else:
+                self.walk(node.node, guarded)
+            self.walk(node.arg, guarded)
+            return
+        if isinstance(node, nodes.Name):
+            if node.ctx == "load":
+                self.ref(node.name, None, guarded)
+            return
+        for inner in node.iter_child_nodes():
+            self.walk(inner, guarded)
+
+
+def _local_names(ast: nodes.Template) -> set[str]:
+    try:
+        return _loaded(ast) - meta.find_undeclared_variables(ast)
+    except Exception:  # noqa: BLE001 - an unknown filter fails code generation; the facts still help
+        return _bindings(ast)[0] | {"loop"}
+
+
+@lru_cache(maxsize=2048)
+def template_facts(source: str, expression: bool = False) -> TemplateFacts | None:
+    """Names, filters and refused attributes of a template (or `when:` expression), read from
+    its syntax tree; None when it does not parse (check_template reports that)."""
+    try:
+        if expression:
+            tree: nodes.Node = Parser(_ENVIRONMENT, source, state="variable").parse_expression()
+            local: set[str] = set()
+        else:
+            ast = _ENVIRONMENT.parse(source)
+            tree, local = ast, _local_names(ast)
+    except Exception:  # noqa: BLE001 - syntax errors are reported by check_template
+        return None
+    walker = _FactWalker(local)
+    walker.walk(tree)
+    return TemplateFacts(
+        refs=tuple(dict.fromkeys(walker.refs)),
+        filters=frozenset(walker.filters),
+        forbidden=tuple(dict.fromkeys(walker.forbidden)),
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,8 +129,16 @@ def load_catalog(
     codes_dir: Path,
     playbooks_dir: Path,
     stored_playbooks: Mapping[tuple[str, int], str] | None = None,
+    *,
+    secrets: Collection[str] | None = None,
+    host_allowed: Callable[[str], bool] | None = None,
 ) -> Catalog:
-    """Load and cross-check everything; raise CatalogError listing every problem."""
+    """Load and cross-check everything; raise CatalogError listing every problem.
+
+    With `secrets` (the names config.yaml declares) and `host_allowed` (the HTTP action's
+    allow-list matcher), templates are also checked against the config.
+    """
+    from engine.catalog.static import playbook_model_problems, playbook_problems
     from engine.templating import check_expression, check_template
 
     problems: list[str] = []
@@ -146,7 +154,7 @@ def load_catalog(
         try:
             playbook = Playbook.model_validate(doc.data)
         except ValidationError as exc:
-            problems.extend(describe_validation_error(doc, exc))
+            problems.extend(playbook_model_problems(doc, exc))
             continue
         key = (playbook.name, playbook.version)
         if key in catalog.playbooks:
@@ -154,6 +162,7 @@ def load_catalog(
             problems.append(f"{doc.where(('version',))}: playbook {playbook.ref} is also defined in {other}")
             continue
         problems.extend(_check_playbook_templates(doc, playbook, check_template, check_expression))
+        problems.extend(playbook_problems(doc, playbook, RESERVED_NAMES, secrets, host_allowed))
         entry = PlaybookEntry(playbook, path.read_text(encoding="utf-8"), content_hash(doc.data), path)
         stored = (stored_playbooks or {}).get(key)
         if stored is not None and stored != entry.sha256:
@@ -244,6 +253,8 @@ def _check_code(
     stored: Mapping[tuple[str, int], str],
     check_template: Any,
 ) -> list[str]:
+    from engine.catalog.static import target_problems
+
     problems = []
     conditions: dict[tuple[str | int, ...], str | None] = {
         ("match", "source"): code.match.source,
@@ -260,6 +271,8 @@ def _check_code(
             problems.append(f"{doc.where((index, *loc))}: bad regular expression {pattern!r}: {exc}")
     if code.target is not None and (error := check_template(code.target)) is not None:
         problems.append(f"{doc.where((index, 'target'))}: target: {error}")
+    elif code.target is not None:
+        problems += [f"{doc.where((index, 'target'))}: target: {found}" for found in target_problems(code)]
     name, pin = code.playbook_name, code.playbook_pin
     if name is not None:
         known = catalog.latest_version(name) is not None or any(n == name for n, _ in stored)
@@ -279,6 +292,9 @@ def _check_code(
 def _check_playbook_templates(
     doc: LocatedYaml, playbook: Playbook, check_template: Any, check_expression: Any
 ) -> list[str]:
+    from engine.catalog.static import ansible_filter_problem
+    from engine.templating import template_facts
+
     problems = []
     registered: set[str] = set()
     for phase in ("steps", "verify", "rollback"):
@@ -293,7 +309,9 @@ def _check_playbook_templates(
                 registered.add(step.register_as)
             templates = list(step.templates())
             for template in templates:
-                if (error := check_template(template.source)) is not None:
+                if (hint := ansible_filter_problem(template_facts(template.source))) is not None:
+                    problems.append(f"{doc.where((*loc, *template.path))}: {_dotted(template)}: {hint}")
+                elif (error := check_template(template.source)) is not None:
                     problems.append(f"{doc.where((*loc, *template.path))}: {_dotted(template)}: {error}")
             for template in templates:
                 if template.shell and placeholder_inside_quotes(template.source):

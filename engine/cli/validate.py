@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from engine.cli.common import checked_catalog, config_option, dump, handle_errors, json_option, open_store
+from engine.cli.common import config_option, dump, handle_errors, json_option, open_store
 from engine.cli.db import database_exists
-from engine.config import load_config
+from engine.config import Config, load_config
 from engine.errors import CatalogError
+
+if TYPE_CHECKING:
+    from engine.catalog.loader import Catalog
+    from engine.store import Store
 
 
 @click.command()
@@ -21,7 +26,7 @@ def validate(config_path: str, as_json: bool) -> None:
     config = load_config(config_path)
     store = open_store(config) if database_exists(config) else None
     try:
-        catalog = checked_catalog(config, store)
+        catalog = _checked(config, store)
     except CatalogError as exc:
         if not as_json:
             raise
@@ -33,3 +38,20 @@ def validate(config_path: str, as_json: bool) -> None:
         dump({"ok": True, "codes": len(catalog.codes), "playbook_versions": len(catalog.playbooks)})
     else:
         click.echo(f"ok: {len(catalog.codes)} codes, {len(catalog.playbooks)} playbook versions")
+
+
+def _checked(config: Config, store: Store | None) -> Catalog:
+    """The catalog, checked also against config.yaml: declared secrets and `http.allowed_hosts`
+    (with the HTTP action's own matcher, so validate and a run agree)."""
+    from engine.catalog.loader import load_catalog
+    from engine.execution.actions.http import host_allowed
+
+    stored = store.stored_playbook_hashes() if store is not None else None
+    allowed = list(config.http.allowed_hosts)
+    return load_catalog(
+        config.codes_dir,
+        config.playbooks_dir,
+        stored,
+        secrets=frozenset(config.secrets),
+        host_allowed=lambda host: host_allowed(host, allowed),
+    )
