@@ -149,8 +149,10 @@ class Intake(IntakeWriter):
         try:
             target = self._renderer.render(template, context).strip()
         except TemplateError as exc:
+            # Never another host: a guess could send a remediation to the wrong machine. The
+            # incident has no target and its run is held (engine.intake.runs: `target` gate).
             log.warning("target_template_failed", fingerprint=alert.fingerprint, error=str(exc))
-            target = _fallback_target(alert)
+            target = ""
         if labels_only:
             if len(self._targets) >= TARGET_CACHE_SIZE:
                 self._targets.clear()

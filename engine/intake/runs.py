@@ -148,7 +148,7 @@ class BatchPlanner:
             labels=alert.labels,
             occurrences=occurrences,
         )
-        decision = chain.decide(request, history, now)
+        decision = NO_TARGET if not item.target else chain.decide(request, history, now)
         run = new_run(item, request, decision, now)
         if not isinstance(decision, Hold):
             # A run that will count for the next one, in every window that counts runs.
@@ -177,6 +177,10 @@ class BatchPlanner:
 def decision_reason(decision: Decision) -> str:
     return "" if isinstance(decision, Allow) else refusal(decision)
 
+
+#: A code's target template that rendered nothing (a label the alert lacks): acting would mean
+#: guessing the host, so the run is held and the log says why (`target_template_failed`).
+NO_TARGET = Hold("target: the code's target template rendered nothing for this alert", gate="target")
 
 #: Gates whose hold silences the incident (`silenced_by`) and is told as `silenced` in its timeline.
 SILENCING = frozenset({"silence", "maintenance"})
