@@ -33,13 +33,13 @@ _UNDECIDED_WHERE = "status = 'succeeded' AND effective IS NULL AND dry_run = fal
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("incidents") as batch:
-        batch.add_column(sa.Column("silenced_by", sa.Text(), nullable=True))
-        batch.add_column(sa.Column("flapping", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # Plain ADD COLUMN (SQLite has it for these): a batch copy of `incidents` would drop the old
+    # table under the foreign keys of every run that refers to it, and fail on a filled store.
+    op.add_column("incidents", sa.Column("silenced_by", sa.Text(), nullable=True))
+    op.add_column("incidents", sa.Column("flapping", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.create_index("ix_incidents_code_target_opened_at", "incidents", ["code", "target", "opened_at"])
-    with op.batch_alter_table("runs") as batch:
-        batch.add_column(sa.Column("reason", sa.Text(), nullable=True))
-        batch.add_column(sa.Column("not_before", _TIME, nullable=True))
+    op.add_column("runs", sa.Column("reason", sa.Text(), nullable=True))
+    op.add_column("runs", sa.Column("not_before", _TIME, nullable=True))
     op.create_index(
         _UNDECIDED,
         "runs",
