@@ -1,7 +1,7 @@
 """Stats, effectiveness and the handover report: pure functions over the facts engine.store.history reads.
 
-`read_stats` is the one place that asks the store: it reads a window and hands it to the pure code,
-so the CLI and the API compute the same numbers the same way.
+`read_stats` is the one place that asks the store: it has the window counted in SQL and hands the
+counts to the pure code, so the CLI and the API compute the same numbers the same way.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from engine.analytics.effectiveness import recurrence_window
-from engine.analytics.stats import build_stats
+from engine.analytics.effectiveness import DEFAULT_WINDOWS, windows
+from engine.analytics.stats import TOP_RECURRING, stats_of
 from engine.models import Code
 from engine.records import Stats
 from engine.store.history import History
@@ -18,8 +18,16 @@ from engine.store.history import History
 
 def read_stats(history: History, codes: Mapping[str, Code], since: datetime, until: datetime) -> Stats:
     """The stats of incidents opened in [since, until), as of `until`."""
-    reach = max((recurrence_window(code.policy) for code in codes.values()), default=recurrence_window(None))
-    return build_stats(history.window(since, until, until + reach), codes, until)
+    summary = history.summary(
+        since,
+        until,
+        until,
+        windows({name: code.policy for name, code in codes.items()}),
+        DEFAULT_WINDOWS,
+        known=codes.keys(),
+        recurring_limit=TOP_RECURRING,
+    )
+    return stats_of(summary, codes)
 
 
 __all__ = ["read_stats"]

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from engine.models import Policy, RunStatus
-from engine.store.history import IncidentFacts, Opening, RunFacts, VerifyStep
+from engine.store.history import IncidentFacts, Opening, RunFacts, VerifyStep, Windows
 
 EFFECTIVE_WITHIN = timedelta(minutes=30)
 RECURRENCE_WINDOW = timedelta(hours=24)
@@ -31,6 +31,15 @@ def effective_within(policy: Policy | None) -> timedelta:
 
 def recurrence_window(policy: Policy | None) -> timedelta:
     return policy.recurrence_window if policy and policy.recurrence_window is not None else RECURRENCE_WINDOW
+
+
+#: The windows of a code whose policy sets neither.
+DEFAULT_WINDOWS = Windows(EFFECTIVE_WITHIN, RECURRENCE_WINDOW)
+
+
+def windows(policies: Mapping[str, Policy | None]) -> dict[str, Windows]:
+    """Each code's effectiveness windows, for the store's SQL count (engine.store.history.summary)."""
+    return {code: Windows(effective_within(p), recurrence_window(p)) for code, p in policies.items()}
 
 
 def verify_failed(steps: Iterable[VerifyStep]) -> set[int]:

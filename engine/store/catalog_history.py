@@ -228,19 +228,22 @@ class CatalogHistory:
             fixed: dict[int, str] = {}
             resolvers: dict[int, str] = {}
             if ids:
-                succeeded = conn.execute(
-                    select(runs.c.incident_id, runs.c.playbook, runs.c.playbook_version)
-                    .where(
-                        and_(
-                            runs.c.incident_id.in_(ids),
-                            runs.c.status == RunStatus.succeeded.value,
-                            runs.c.dry_run.is_(False),
-                        )
+                # Status and dry run are checked here, not in SQL: given `status = 'succeeded'`, a
+                # database without statistics reads every succeeded run through the status index.
+                their_runs = conn.execute(
+                    select(
+                        runs.c.incident_id,
+                        runs.c.playbook,
+                        runs.c.playbook_version,
+                        runs.c.status,
+                        runs.c.dry_run,
                     )
+                    .where(runs.c.incident_id.in_(ids))
                     .order_by(runs.c.id)
                 )
-                for incident_id, playbook, version in succeeded:
-                    fixed.setdefault(incident_id, f"{playbook}@{version}")
+                for incident_id, playbook, version, status, dry_run in their_runs:
+                    if status == RunStatus.succeeded.value and not dry_run:
+                        fixed.setdefault(incident_id, f"{playbook}@{version}")
                 closed = conn.execute(
                     select(audit_log.c.incident_id, audit_log.c.actor)
                     .where(and_(audit_log.c.incident_id.in_(ids), audit_log.c.kind == "resolved"))

@@ -5,6 +5,7 @@ numbers the CLI prints are known exactly."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,16 +13,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
+from engine.analytics.effectiveness import DEFAULT_WINDOWS, windows
+from engine.analytics.stats import stats_of, summarize
 from engine.catalog.loader import load_catalog
 from engine.intake.classify import CatalogView, Intake
-from engine.models import Alert, AlertStatus, CodeVersion, PlaybookVersion, RunStatus
+from engine.models import UNCLASSIFIED, Alert, AlertStatus, Code, CodeVersion, PlaybookVersion, RunStatus
 from engine.records import Receipt
 from engine.store import Store, open_database
 from engine.store.db import Database
-from engine.store.history import History
-from engine.store.tables import codes, incidents, playbook_versions, runs
+from engine.store.history import History, Summary
+from engine.store.tables import (
+    alerts,
+    audit_log,
+    codes,
+    events,
+    incidents,
+    playbook_versions,
+    runs,
+    step_results,
+)
 from tests.conftest import TEST_CATALOG, run_cli, write_config
 
 VIEW = CatalogView.of(load_catalog(TEST_CATALOG / "codes", TEST_CATALOG / "playbooks"))
@@ -276,3 +288,350 @@ def test_catalog_changes_are_the_versions_first_loaded_in_the_window_with_the_on
         [("code", e.code.code, 1, True) for e in catalog.codes]
         + [("playbook", name, version, True) for name, version in catalog.playbooks]
     )
+
+
+# ------------------------------------------- the SQL count against the row-by-row reference
+#
+# A history written straight into the tables (fixed times, every edge of the effective-run
+# definition), counted twice: in SQL (History.summary, what read_stats uses) and row by row in
+# Python (engine.analytics.stats.summarize over History.window). Both must agree, on both databases,
+# and say what the definitions say.
+
+W0 = datetime(2026, 11, 2, tzinfo=UTC)  # the window: [W0, W0 + 10 days)
+UNTIL = W0 + 10 * D
+S, US = timedelta(seconds=1), timedelta(microseconds=1)
+SQL_CODES = {
+    "DISK-001": Code.model_validate(
+        {"code": "DISK-001", "title": "Filesystem almost full", "severity": "high", "match": {}}
+    ),
+    "APPR-001": Code.model_validate(
+        {
+            "code": "APPR-001",
+            "title": "Needs approval",
+            "severity": "medium",
+            "match": {},
+            "policy": {"effective_within": "1h", "recurrence_window": "1h"},
+        }
+    ),
+}
+
+
+class Rows:
+    """Inserts incidents, runs, verify steps, notes and alerts with known values."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        with db.write() as conn:
+            self.event = conn.execute(
+                insert(events)
+                .values(source="alertmanager", received_at=W0, body="{}", alert_count=1)
+                .returning(events.c.id)
+            ).scalar_one()
+
+    def incident(
+        self,
+        at: datetime,
+        target: str,
+        code: str = "DISK-001",
+        resolved: timedelta | None = 12 * M,
+        resolution: str = "alert_resolved",
+        acked: timedelta | None = None,
+        title: str = "",
+    ) -> int:
+        severity = {"DISK-001": "high", "APPR-001": "medium", "GONE-001": "low"}.get(code, "low")
+        due = {"high": 24 * H, "medium": 7 * D}.get(severity)
+        with self.db.write() as conn:
+            return int(
+                conn.execute(
+                    insert(incidents)
+                    .values(
+                        code=code,
+                        title=title or f"{code} on {target}",
+                        status="open" if resolved is None else "resolved",
+                        severity=severity,
+                        target=target,
+                        source="alertmanager",
+                        fingerprint=uuid.uuid4().hex,
+                        alertname="A",
+                        labels={},
+                        annotations={},
+                        occurrences=1,
+                        opened_at=at,
+                        last_seen=at,
+                        due_at=at + due if due else None,
+                        resolved_at=at + resolved if resolved is not None else None,
+                        resolution=resolution if resolved is not None else None,
+                        acknowledged_at=at + acked if acked is not None else None,
+                        acknowledged_by="alice" if acked is not None else None,
+                    )
+                    .returning(incidents.c.id)
+                ).scalar_one()
+            )
+
+    def run(
+        self,
+        incident_id: int,
+        at: datetime,
+        status: str = "succeeded",
+        started: timedelta | None = M,
+        took: timedelta | None = M + 1_234 * US,
+        playbook: str = "disk-cleanup",
+        version: int = 1,
+        dry_run: bool = False,
+    ) -> int:
+        start = at + started if started is not None else None
+        with self.db.write() as conn:
+            return int(
+                conn.execute(
+                    insert(runs)
+                    .values(
+                        incident_id=incident_id,
+                        playbook=playbook,
+                        playbook_version=version,
+                        status=status,
+                        trigger="auto",
+                        dry_run=dry_run,
+                        queued_at=at,
+                        started_at=start,
+                        finished_at=start + took if start is not None and took is not None else None,
+                        context={},
+                    )
+                    .returning(runs.c.id)
+                ).scalar_one()
+            )
+
+    def verify(self, run_id: int, seq: int, name: str, status: str) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                insert(step_results).values(
+                    run_id=run_id,
+                    seq=seq,
+                    name=name,
+                    phase="verify",
+                    action="http",
+                    status=status,
+                    params={},
+                    stdout="",
+                    stderr="",
+                    started_at=W0,
+                    duration_ms=5,
+                    attempt=1,
+                )
+            )
+
+    def note(self, incident_id: int) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                insert(audit_log).values(
+                    at=W0, actor="bob", kind="note", incident_id=incident_id, message="looked at it"
+                )
+            )
+
+    def alert(self, incident_id: int, name: str, code: str = UNCLASSIFIED, **labels: str) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                insert(alerts).values(
+                    event_id=self.event,
+                    source="alertmanager",
+                    fingerprint=uuid.uuid4().hex,
+                    name=name,
+                    status="firing",
+                    labels={"alertname": name, **labels},
+                    annotations={},
+                    received_at=W0,
+                    code=code,
+                    incident_id=incident_id,
+                )
+            )
+
+
+def edge_history(db: Database) -> dict[str, int]:
+    """Every case of the definitions, the runs named by what the definitions make of them."""
+    rows, named = Rows(db), {}
+
+    def fixed(name: str, at: datetime, target: str, **changes: Any) -> int:
+        """An incident resolved 12 min after opening, with a run from +1m to +2m."""
+        run_changes = {k[4:]: changes.pop(k) for k in list(changes) if k.startswith("run_")}
+        incident_id = rows.incident(at, target, **changes)
+        named[name] = rows.run(incident_id, at, **run_changes)
+        return incident_id
+
+    def at(hours: float) -> datetime:
+        return W0 + hours * H + 654_321 * US  # microseconds: both counts must keep them
+
+    stray = fixed("effective", at(1), "db-1")
+    rows.alert(stray, "Stray", zone="a")  # an unclassified alert on a classified incident: counted
+    fixed("manual", at(2), "db-2", resolution="manual")
+    fixed("recurred", at(3), "db-3")
+    fixed("after recurrence", at(3) + 12 * M + 24 * H, "db-3")  # opened exactly 24h after: a recurrence
+    fixed("not recurred", at(4), "db-4")
+    again = rows.incident(at(4) + 12 * M + 24 * H + S, "db-4", resolved=None)  # a second later: not one
+    named["failed"] = rows.run(again, at(4) + 12 * M + 24 * H + S, status="failed")
+    fixed("retried verify", at(5), "db-5")
+    rows.verify(named["retried verify"], 3, "disk below 90%", "failed")
+    rows.verify(named["retried verify"], 4, "disk below 90%", "succeeded")
+    rows.verify(named["retried verify"], 5, "port open", "skipped")
+    fixed("failed verify", at(6), "db-6")
+    rows.verify(named["failed verify"], 3, "disk below 90%", "succeeded")
+    rows.verify(named["failed verify"], 4, "port open", "failed")
+    dry = fixed("failed beside a dry run", at(7), "db-7", run_status="failed")
+    named["dry"] = rows.run(dry, at(7), dry_run=True)
+    fixed("acknowledged", at(8), "db-8", acked=5 * M)
+    noted = fixed("noted", at(9), "db-9")
+    rows.note(noted)
+    twice = fixed("first of two", at(10), "db-10")
+    named["second of two"] = rows.run(twice, at(10), version=2, started=2 * M)
+    fixed("resolved before it started", at(11), "db-11", resolved=30 * S)
+    cancelled = fixed("cancelled, verify failed", at(12), "db-12", run_status="cancelled")
+    rows.verify(named["cancelled, verify failed"], 2, "disk below 90%", "failed")
+    fixed("never started", at(13), "db-13", run_started=None, run_status="skipped")
+    del cancelled
+    # APPR-001: effective_within 1h, recurrence_window 1h.
+    fixed("within its hour", at(24), "app-1", code="APPR-001", resolved=50 * M, run_playbook="approve")
+    fixed(
+        "recurrence after its hour", at(25), "app-2", code="APPR-001", resolved=50 * M, run_playbook="approve"
+    )
+    rows.incident(at(25) + 50 * M + 90 * M, "app-2", code="APPR-001", resolved=None)
+    fixed(
+        "resolved too late for its hour",
+        at(26),
+        "app-3",
+        code="APPR-001",
+        resolved=63 * M,
+        run_playbook="approve",
+    )
+    # A code no longer in the catalog: title and severity from its newest incident.
+    rows.incident(at(30), "srv-1", code="GONE-001", title="Gone, older")
+    rows.incident(at(48), "srv-1", code="GONE-001", title="Gone, newest")
+    # Unclassified incidents and their alerts.
+    web1 = rows.incident(at(72), "web-1", code=UNCLASSIFIED, resolved=None)
+    rows.alert(web1, "Weird", job="node", zone="a")
+    rows.alert(web1, "Weird", job="node", zone="a")
+    web2 = rows.incident(at(73), "web-2", code=UNCLASSIFIED, resolved=None)
+    rows.alert(web2, "Weird", job="node", zone="b")
+    rows.alert(web2, "Weird", code="DISK-001", job="node")  # classified: not counted
+    # Resolved after the window ends; the next incident opens after the window too.
+    late = UNTIL - 2 * H
+    fixed("recurred after the window", late, "db-20", resolved=2 * D, run_started=2 * D - 3 * M)
+    rows.incident(late + 2 * D + 2 * H, "db-20", resolved=None)
+    # Before and after the window: not counted, but an opening after it is a recurrence.
+    rows.incident(W0 - D, "db-1")
+    rows.incident(W0, "db-30", resolved=None)  # at its start: counted
+    rows.incident(W0, "db-30", resolved=None)
+    rows.incident(UNTIL, "db-31", resolved=None)  # at its end: not counted
+    rows.incident(UNTIL, "db-31", resolved=None)
+    fixed("recurred just after the window", UNTIL - H, "db-21")
+    rows.incident(UNTIL + H, "db-21", resolved=None)
+    return named
+
+
+def counted_both_ways(db: Database, since: datetime, until: datetime) -> tuple[Summary, Summary]:
+    history = History(db)
+    policies = {name: code.policy for name, code in SQL_CODES.items()}
+    in_sql = history.summary(
+        since, until, until, windows(policies), DEFAULT_WINDOWS, known=SQL_CODES.keys(), recurring_limit=10
+    )
+    reach = max(w.recurrence for w in [*windows(policies).values(), DEFAULT_WINDOWS])
+    by_rows = summarize(history.window(since, until, reach), SQL_CODES, until)
+    return in_sql, by_rows
+
+
+def canonical(summary: Summary) -> Summary:
+    """Lists in one order: SQL returns groups and collected values in no particular one."""
+    return dataclasses.replace(
+        summary,
+        incidents=sorted(
+            (
+                dataclasses.replace(t, ttr_us=sorted(t.ttr_us), tta_us=sorted(t.tta_us))
+                for t in summary.incidents
+            ),
+            key=lambda t: (t.code, t.severity),
+        ),
+        runs=sorted(
+            (
+                dataclasses.replace(
+                    t, durations_us=sorted(t.durations_us), auto_resolved=sorted(t.auto_resolved)
+                )
+                for t in summary.runs
+            ),
+            key=lambda t: (t.playbook, t.version, t.code),
+        ),
+        unclassified=sorted(summary.unclassified, key=lambda g: (g.name, g.source, g.target, str(g.labels))),
+    )
+
+
+def test_the_sql_count_agrees_with_the_row_by_row_one_and_with_the_definitions(db: Database) -> None:
+    edge_history(db)
+
+    in_sql, by_rows = counted_both_ways(db, W0, UNTIL)
+
+    assert canonical(in_sql) == canonical(by_rows)
+    stats = stats_of(in_sql, SQL_CODES)
+    assert stats == stats_of(by_rows, SQL_CODES)
+    playbooks = {
+        (p.playbook, p.version): (p.runs, p.succeeded, p.failed, p.effective) for p in stats.playbooks
+    }
+    # disk-cleanup@1 started 16 runs (not the dry run, not the one never started): failed are the
+    # failed one, the one beside the dry run, the failed verification and the cancelled one;
+    # effective: effective, not recurred, after recurrence, retried verify, acknowledged, noted,
+    # first of two.
+    assert playbooks == {
+        ("disk-cleanup", 1): (16, 12, 4, 7),
+        ("disk-cleanup", 2): (1, 1, 0, 1),
+        ("approve", 1): (3, 3, 0, 2),
+    }
+    by_code = {c.code: c for c in stats.by_code}
+    # Auto-resolved: effective, not recurred, after recurrence, retried verify, first of two (once).
+    assert (by_code["DISK-001"].auto_resolved, by_code["APPR-001"].auto_resolved) == (5, 2)
+    assert (by_code["GONE-001"].title, by_code["GONE-001"].severity) == ("Gone, newest", "low")
+    assert [(r.code, r.target, r.incidents) for r in stats.recurring] == [
+        ("APPR-001", "app-2", 2),
+        ("DISK-001", "db-3", 2),
+        ("DISK-001", "db-30", 2),
+        ("DISK-001", "db-4", 2),
+        ("GONE-001", "srv-1", 2),
+    ]
+    assert [(u.alertname, u.alerts, u.targets, u.suggested_match) for u in stats.unclassified] == [
+        ("Weird", 3, 2, {"job": "node"}),
+        ("Stray", 1, 1, {"zone": "a"}),
+    ]
+
+
+def test_an_empty_window_counts_nothing_on_both_paths(db: Database) -> None:
+    edge_history(db)
+
+    in_sql, by_rows = counted_both_ways(db, W0 - 30 * D, W0 - 20 * D)
+
+    assert canonical(in_sql) == canonical(by_rows)
+    stats = stats_of(in_sql, SQL_CODES)
+    assert (stats.incidents.opened, stats.by_code, stats.playbooks, stats.recurring) == (0, [], [], [])
+    assert stats.auto_resolution_rate is None
+
+
+def test_the_windows_hold_to_the_microsecond(db: Database) -> None:
+    """Resolved exactly `effective_within` after the run finished counts, a microsecond later not; a
+    new incident exactly `recurrence_window` after the resolution is a recurrence, a microsecond later
+    not: what SQLite's millisecond julian days cannot tell, the stored microseconds do."""
+    rows = Rows(db)
+    for n, resolved in enumerate((32 * M, 32 * M + US, 32 * M - US)):
+        opened = W0 + n * H + 999_600 * US  # SQLite's julian day rounds this up to the next second
+        incident_id = rows.incident(opened, f"db-{n}", resolved=resolved)
+        rows.run(incident_id, opened, took=M, playbook=f"in-time-{n}")  # finished at +2m
+    for n, gap in enumerate((24 * H, 24 * H + US, 24 * H - US)):
+        opened = W0 + D + n * H + 123457 * US
+        incident_id = rows.incident(opened, f"app-{n}")
+        rows.run(incident_id, opened, playbook=f"recurrence-{n}")
+        rows.incident(opened + 12 * M + gap, f"app-{n}", resolved=None)
+
+    in_sql, by_rows = counted_both_ways(db, W0, UNTIL)
+
+    effective = {t.playbook: t.effective for t in in_sql.runs}
+    assert effective == {t.playbook: t.effective for t in by_rows.runs}
+    assert effective == {
+        "in-time-0": 1,
+        "in-time-1": 0,
+        "in-time-2": 1,
+        "recurrence-0": 0,
+        "recurrence-1": 1,
+        "recurrence-2": 0,
+    }

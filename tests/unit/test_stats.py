@@ -262,3 +262,32 @@ def test_percentile_interpolates_between_ranks_and_the_suggested_match_keeps_sha
     assert suggested_match(
         [{"alertname": "X", "a": "1", "b": "2"}, {"alertname": "X", "a": "1", "b": "3"}]
     ) == {"a": "1"}
+
+
+def test_an_incident_fixed_by_two_playbook_versions_is_auto_resolved_once() -> None:
+    fixed = incident(1, H, 12 * M)
+    window = Window(T0, NOW, [fixed], [run(1, fixed, M, M), run(2, fixed, 2 * M, M, version=2)], [], [], [])
+    stats = build_stats(window, CODES, NOW)
+    assert [(p.version, p.runs, p.effective) for p in stats.playbooks] == [(1, 1, 1), (2, 1, 1)]
+    [disk] = stats.by_code
+    assert (disk.auto_resolved, stats.auto_resolution_rate) == (1, 1.0)
+
+
+def test_the_stores_counts_become_the_same_stats_as_the_rows() -> None:
+    """stats_of over the summary of the rows is build_stats: the SQL path only replaces the counting."""
+    from engine.analytics.stats import stats_of, summarize
+
+    assert stats_of(summarize(history(), CODES, NOW), CODES) == build_stats(history(), CODES, NOW)
+    summary = summarize(history(), CODES, NOW)
+    # Durations travel as whole microseconds: 10 min, 20 min, 1 h, 30 h.
+    assert [sorted(t.ttr_us) for t in summary.incidents if t.code == "DISK-001"] == [
+        [600_000_000, 1_200_000_000, 3_600_000_000, 108_000_000_000]
+    ]
+
+
+def test_numbers_reads_what_either_database_collected() -> None:
+    from engine.store.sqlfn import numbers
+
+    assert numbers("3,1,2") == [3, 1, 2]
+    assert numbers([3, None, 1]) == [3, 1]
+    assert numbers(None) == numbers("") == []

@@ -2,11 +2,11 @@
 
 Runs gain `reason` (the gate that held back, or what cancelled it) and `not_before` (a run queued
 under `policy.delay` waits for it); succeeded runs with no verdict yet (`effective` null) are
-indexed apart, for the job that judges them for their breakers. Incidents gain `silenced_by` (the silence or maintenance window
-that held their automation) and `flapping`. `silences` are people's; `breakers` one row per playbook
-version that has failed in a row. Incidents are indexed by (code, target, opened_at): the last
-incidents of one code and target (`incidents show`), the recurrence check of stats, the storm
-and flapping gates all look there.
+indexed apart, for the job that judges them for their breakers. Incidents gain `silenced_by` (the
+silence or maintenance window that held their automation) and `flapping`. `silences` are
+people's; `breakers` one row per playbook version that has failed in a row. Incidents are indexed
+by (code, target, opened_at): the last incidents of one code and target (`incidents show`), the
+recurrence check of stats, the storm and flapping gates all look there.
 
 Revision ID: 0006
 Revises: 0005
