@@ -34,6 +34,11 @@ from engine.cli import (
 @click.version_option(package_name="suture")
 def main() -> None:
     """Suture: monitoring alerts become coded incidents, fixed by versioned playbooks."""
+    from engine.logging import configure_logging
+
+    # The engine's own log lines (warnings and worse) go to stderr, never into a command's --json
+    # output on stdout; `serve` configures the daemon's logging from config.yaml.
+    configure_logging("warning", "console")
 
 
 for command in (
