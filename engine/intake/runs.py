@@ -7,7 +7,7 @@ the batch, so two incidents of one code and target in one commit meet the same c
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -81,6 +81,23 @@ def guard_query(items: Sequence[ClassifiedAlert], budget: Budget) -> GuardQuery:
     )
 
 
+Reads = tuple[Mapping[RunKey, Sequence[datetime]], Guards, GuardFacts]
+
+
+class BatchReads:
+    """What one batch's gates look back on, read when the first incident with a run is opened and
+    kept for every attempt of that batch: a batch that only counts repeats reads nothing."""
+
+    def __init__(self, read: Callable[[], Reads]) -> None:
+        self._read = read
+        self._value: Reads | None = None
+
+    def get(self) -> Reads:
+        if self._value is None:
+            self._value = self._read()
+        return self._value
+
+
 class BatchPlanner:
     """The runs of one write attempt: the chain's decision for each incident it opens.
 
@@ -94,10 +111,13 @@ class BatchPlanner:
         history: Mapping[RunKey, Sequence[datetime]],
         guards: Guards = NO_GUARDS,
         facts: GuardFacts = NO_FACTS,
+        reads: BatchReads | None = None,
     ) -> None:
         self.history = history
         self.guards = guards
         self.facts = facts
+        #: When given, history, guards and facts come from it, read when first needed.
+        self.reads = reads
         self.added: dict[RunKey, list[datetime]] = {}
         self.fleet: list[datetime] = []
         self.on_target: dict[str, list[datetime]] = {}
@@ -113,6 +133,9 @@ class BatchPlanner:
         playbook = item.playbook
         if playbook is None or item.mode is Mode.manual:
             return None
+        if self.reads is not None:
+            self.history, self.guards, self.facts = self.reads.get()
+            self.reads = None
         key = (item.code, item.target)
         alert = item.alert
         policy = item.policy

@@ -10,7 +10,6 @@ each incident it opens. After the commit, the writer announces what was stored o
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections import deque
@@ -19,11 +18,12 @@ from concurrent.futures import Future
 from datetime import datetime
 
 import structlog
+from sqlalchemy import Connection
 
 from engine.errors import StoreUnavailable
 from engine.hooks import NO_HOOKS, Hooks, IncidentOpened, IncidentResolved, RunHeld, RunQueued
-from engine.intake.runs import BatchPlanner, guard_query, history_spans, runnable
-from engine.models import RunStatus, Submission
+from engine.intake.runs import BatchPlanner, BatchReads, Reads, guard_query, history_spans, runnable
+from engine.models import ClassifiedAlert, RunStatus, Submission
 from engine.policy.guards import NO_RAILS, Rails
 from engine.policy.guards import guards as policy_guards
 from engine.records import Receipt
@@ -263,25 +263,32 @@ class IntakeWriter:
         self._committed.append(applied)
         return list(applied.receipts)
 
-    def _planner(self, batch: list[Submission]) -> Callable[[], RunPlanner]:
-        """The gates' view of this batch, read outside the write transaction, once for the batch:
-        the switch, silences and breakers, the code-and-target run history, storm and flapping
-        counts and budget windows, each only if some alert of the batch may need it.
-
-        Another writer may queue a run between this read and the write; the worker asks the
-        gates again when it claims a run (`policy.chain.recheck`), which catches that."""
+    def _planner(self, batch: list[Submission]) -> Callable[[Connection], RunPlanner]:
+        """The gates' view of this batch, read in its write transaction when its first incident
+        with a run opens (a batch that only counts repeats reads nothing): the switch, silences
+        and breakers, the code-and-target run history, storm and flapping counts and budget
+        windows, each only if some alert of the batch may need it. Read under the write, the
+        decision and what it writes are one step; on PostgreSQL another writer may still commit
+        a run between, and the worker asks the gates again when it claims (`chain.recheck`)."""
         items = runnable(batch)
         if not items:
             return _no_history
-        context = self.store.guard_context()
+
+        def planner(conn: Connection) -> RunPlanner:
+            return BatchPlanner({}, reads=BatchReads(lambda: self._read_for(conn, batch, items)))
+
+        return planner
+
+    def _read_for(self, conn: Connection, batch: list[Submission], items: list[ClassifiedAlert]) -> Reads:
+        context = self.store.guard_context(conn)
         guards = policy_guards(context.paused, context.silences, context.open_breakers, self.rails)
-        facts = self.store.guard_facts(guard_query(items, self.rails.budget))
+        facts = self.store.guard_facts(guard_query(items, self.rails.budget), conn)
         spans = history_spans(batch)
         history: dict[tuple[str, str], list[datetime]] = {}
         if spans:
             since = self.store.clock.now() - max(spans.values())
-            history = self.store.recent_runs(spans.keys(), since)
-        return functools.partial(BatchPlanner, history, guards, facts)
+            history = self.store.recent_runs_in(conn, spans.keys(), since)
+        return history, guards, facts
 
     def after_commit(self, receipts: list[Receipt]) -> None:
         """Log what was stored, wake the workers if runs were queued, announce it on the hooks."""
@@ -300,7 +307,7 @@ class IntakeWriter:
         announce(self.hooks, committed)
 
 
-def _no_history() -> RunPlanner:
+def _no_history(_conn: Connection) -> RunPlanner:
     """A planner for a batch whose codes limit nothing: no history to read."""
     return BatchPlanner({})
 

@@ -89,8 +89,8 @@ class NewRun:
 class RunPlanner(Protocol):
     """The run a newly opened incident gets, or None; asked once per incident, in batch order.
 
-    Called while the batch is applied, so it must not touch the database: what it looks back
-    on was read before the write transaction began.
+    Called while the batch is applied, inside its write transaction: whatever it reads, it reads
+    through that transaction (the intake writer's planner does, once, at its first incident).
     """
 
     def __call__(

@@ -101,9 +101,10 @@ class Store:
 
     # ------------------------------------------------------------ intake
 
-    def ingest(self, batch: list[Submission], plan: Callable[[], RunPlanner]) -> Applied:
-        """One transaction for the whole batch (group commit); `plan()` gives each attempt a fresh
-        planner for the runs of the incidents it opens.
+    def ingest(self, batch: list[Submission], plan: Callable[[Connection], RunPlanner]) -> Applied:
+        """One transaction for the whole batch (group commit); `plan(conn)` gives each attempt a
+        fresh planner for the runs of the incidents it opens, which may read what its gates need
+        through that transaction (so the decision and its writes are one atomic step).
 
         Replicas on PostgreSQL may look up the same new fingerprint at once: both find no open
         incident, and the second to insert one meets the first's in `uq_incidents_open_fingerprint`.
@@ -114,7 +115,7 @@ class Store:
         while True:
             try:
                 with self.db.write() as conn:
-                    return apply_batch(conn, batch, self.clock.now(), plan(), self.notify)
+                    return apply_batch(conn, batch, self.clock.now(), plan(conn), self.notify)
             except IntegrityError as exc:
                 if attempt >= _INGEST_ATTEMPTS or not _lost_open_race(exc):
                     raise
@@ -134,22 +135,32 @@ class Store:
         with self.db.read() as conn:
             return recent_runs(conn, codes, since, claimed)
 
-    def guard_context(self) -> GuardContext:
-        """The global switch, the silences not ended yet and the open breakers, in one read:
-        what every gate decision of this moment shares (engine.policy.guards)."""
+    def recent_runs_in(
+        self, conn: Connection, codes: Collection[str], since: datetime
+    ) -> dict[tuple[str, str], list[datetime]]:
+        """`recent_runs` in the caller's transaction (intake's write, deciding its batch's runs)."""
+        return recent_runs(conn, codes, since)
+
+    def guard_context(self, conn: Connection | None = None) -> GuardContext:
+        """The global switch, the silences not ended yet and the open breakers, in one read (or in
+        the caller's transaction): what every gate decision of this moment shares."""
+        if conn is None:
+            with self.db.read() as own:
+                return self.guard_context(own)
         now = self.clock.now()
-        with self.db.read() as conn:
-            paused = conn.execute(_PAUSED).scalar()
-            silenced = read_silences(conn, now)
-            opened = {(b.playbook, b.version): b.reason or "" for b in read_open(conn)}
+        paused = conn.execute(_PAUSED).scalar()
+        silenced = read_silences(conn, now)
+        opened = {(b.playbook, b.version): b.reason or "" for b in read_open(conn)}
         return GuardContext(bool(paused), tuple(silenced), opened)
 
-    def guard_facts(self, query: GuardQuery) -> GuardFacts:
+    def guard_facts(self, query: GuardQuery, conn: Connection | None = None) -> GuardFacts:
         """Storm counts, flapping changes and budget windows one intake batch's gates need."""
         if query.empty:
             return NO_FACTS
-        with self.db.read() as conn:
-            return read_guard_facts(conn, query, self.clock.now())
+        if conn is None:
+            with self.db.read() as own:
+                return read_guard_facts(own, query, self.clock.now())
+        return read_guard_facts(conn, query, self.clock.now())
 
     def run_subject(self, incident_id: int) -> RunSubject | None:
         """What a worker re-checks about a run's incident before it starts and before each step."""

@@ -93,7 +93,8 @@ class Worker:
         item = ClassifiedAlert(
             alert, code.code, code.title, code.severity, target, code.mode, ("restart", 1), policy=code.policy
         )
-        [run] = self.store.ingest([Submission("alertmanager", "{}", [item])], lambda: BatchPlanner({})).runs
+        batch = [Submission("alertmanager", "{}", [item])]
+        [run] = self.store.ingest(batch, lambda _conn: BatchPlanner({})).runs
         assert run.id is not None and run.status is RunStatus.awaiting_approval
         return run.id
 
