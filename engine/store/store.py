@@ -855,11 +855,7 @@ class Store:
         kind = "paused" if paused else "resumed"
         with self.db.write() as conn:
             before = bool(conn.execute(select(state.c.value).where(state.c.key == PAUSED_KEY)).scalar())
-            done = conn.execute(
-                update(state).where(state.c.key == PAUSED_KEY).values(value=paused, updated_at=now)
-            ).rowcount
-            if not done:
-                conn.execute(insert(state).values(key=PAUSED_KEY, value=paused, updated_at=now))
+            _put_state(conn, PAUSED_KEY, paused, now)
             message = f"automation {kind} by {by}" + (f": {reason}" if reason else "")
             self._audit(conn, now, by, kind, None, message)
         log.info(kind, by=by, reason=reason, changed=before != paused)
@@ -872,11 +868,7 @@ class Store:
 
     def set_state(self, key: str, value: Any) -> None:
         with self.db.write() as conn:
-            done = conn.execute(
-                update(state).where(state.c.key == key).values(value=value, updated_at=self.clock.now())
-            ).rowcount
-            if not done:
-                conn.execute(insert(state).values(key=key, value=value, updated_at=self.clock.now()))
+            _put_state(conn, key, value, self.clock.now())
 
 
 @dataclass(frozen=True, slots=True)
@@ -999,6 +991,13 @@ def _concurrency(conn: Connection, run_id: int) -> int:
     context = conn.execute(select(runs.c.context).where(runs.c.id == run_id)).scalar() or {}
     limits = context.get("limits") or {}
     return int(limits.get("concurrency") or 1)
+
+
+def _put_state(conn: Connection, key: str, value: Any, now: datetime) -> None:
+    """Insert or replace one `state` row in the caller's transaction."""
+    done = conn.execute(update(state).where(state.c.key == key).values(value=value, updated_at=now)).rowcount
+    if not done:
+        conn.execute(insert(state).values(key=key, value=value, updated_at=now))
 
 
 def _lost_open_race(exc: IntegrityError) -> bool:
