@@ -15,6 +15,9 @@ PostgreSQL as timestamptz. Aggregates read numbers, never datetimes, so no row i
 - `bytewise(text)`: order by code point as Python does, not by PostgreSQL's locale collation.
 - `unindexed(column)`: the same value, but SQLite will not pick an index on that column for the
   condition (SQLite's unary `+`), so that it scans the covering index the query is shaped for.
+- `likely(condition)`: the same condition, but SQLite's planner (which has no statistics) takes it
+  as true of most rows, so it walks a partial index on that condition in its order instead of
+  searching a general index on the column and sorting every match.
 """
 
 from __future__ import annotations
@@ -65,6 +68,12 @@ class _Unindexed(FunctionElement[Any]):
         self.type = column.type  # so that what it is compared with is bound as the column's type
 
 
+class _Likely(FunctionElement[bool]):
+    type = NullType()  # not Boolean: SQLite would get `likely(...) = 1`, which no index matches
+    name = "suture_likely"
+    inherit_cache = True
+
+
 def micros_between(start: ColumnElement[Any], end: ColumnElement[Any]) -> ColumnElement[int]:
     """`end - start` in microseconds; null if either is null."""
     return _MicrosBetween(start, end)
@@ -88,6 +97,10 @@ def bytewise(text: ColumnElement[str]) -> ColumnElement[str]:
 
 def unindexed(column: ColumnElement[Any]) -> ColumnElement[Any]:
     return _Unindexed(column)
+
+
+def likely(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    return _Likely(condition)
 
 
 def numbers(value: Any) -> list[int]:
@@ -149,6 +162,12 @@ def _unindexed_sqlite(element: _Unindexed, compiler: SQLCompiler, **kw: Any) -> 
     return f"+{column}"
 
 
+@compiles(_Likely, "sqlite")
+def _likely_sqlite(element: _Likely, compiler: SQLCompiler, **kw: Any) -> str:
+    (condition,) = _args(element, compiler, **kw)
+    return f"likely({condition})"
+
+
 # -------------------------------------------------------------- PostgreSQL
 
 
@@ -182,3 +201,9 @@ def _bytewise_pg(element: _Bytewise, compiler: SQLCompiler, **kw: Any) -> str:
 def _unindexed_pg(element: _Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
     (column,) = _args(element, compiler, **kw)
     return column
+
+
+@compiles(_Likely)
+def _likely_pg(element: _Likely, compiler: SQLCompiler, **kw: Any) -> str:
+    (condition,) = _args(element, compiler, **kw)
+    return f"({condition})"

@@ -17,6 +17,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal_column,
     or_,
     select,
     text,
@@ -48,6 +49,7 @@ from engine.store.guards import NO_FACTS, GuardFacts, GuardQuery, read_guard_fac
 from engine.store.ingest import Applied, RunPlanner, apply_batch, recent_runs
 from engine.store.outbox import Outbox, add_event
 from engine.store.silences import Silences, read_silences
+from engine.store.sqlfn import likely
 from engine.store.tables import (
     OPEN_FINGERPRINT_INDEX,
     UNDECIDED_WHERE,
@@ -933,7 +935,8 @@ _CLAIM_PAGE = 20
 
 _RUNS_WITH_TARGET = runs.outerjoin(incidents, runs.c.incident_id == incidents.c.id)
 _DUE = and_(
-    runs.c.status == RunStatus.queued.value,
+    # A literal, not a bound value: only then does SQLite see that the partial index covers it.
+    likely(runs.c.status == literal_column(f"'{RunStatus.queued.value}'")),
     or_(runs.c.not_before.is_(None), runs.c.not_before <= bindparam("now")),
 )
 # Built once: a claim runs for every run, and building these costs more than running them.

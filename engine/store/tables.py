@@ -228,6 +228,8 @@ incidents = Table(
 
 UNDECIDED_INDEX = "ix_runs_undecided"
 UNDECIDED_WHERE = "status = 'succeeded' AND effective IS NULL AND dry_run = false"
+QUEUED_INDEX = "ix_runs_queued"
+QUEUED_WHERE = "status = 'queued'"
 
 runs = Table(
     "runs",
@@ -252,6 +254,8 @@ runs = Table(
     #: A run queued under `policy.delay` is not claimed before this.
     Column("not_before", UtcDateTime),
     Index(None, "status", "queued_at"),
+    # The queue in claim order: a claim reads the oldest due run, not the whole queue.
+    Index(QUEUED_INDEX, "id", sqlite_where=text(QUEUED_WHERE), postgresql_where=text(QUEUED_WHERE)),
     # Succeeded runs still waiting for their verdict (engine.policy.verdicts): few at any time.
     Index(
         UNDECIDED_INDEX,

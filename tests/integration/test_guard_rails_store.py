@@ -20,7 +20,9 @@ from engine.models import Alert, AlertStatus, RunStatus
 from engine.records import Receipt
 from engine.store import Store, open_database
 from engine.store.db import Database
+from engine.store.store import _DUE_ON_BUSY, _OLDEST_DUE, _OLDEST_DUE_ELSEWHERE
 from tests.conftest import TEST_CATALOG
+from tests.support.plans import explain
 
 START = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 CODES = """
@@ -191,3 +193,17 @@ def test_succeeded_runs_that_fix_nothing_open_the_breaker(db: Database, view: Ca
     _send(store, view, resolved)
     assert verdicts() == 1 and store.get_run(third).effective is True
     assert store.breakers.list()[0].failures == 0
+
+
+@pytest.mark.parametrize("query", ["oldest due", "oldest due elsewhere", "due on busy targets"])
+def test_a_claim_reads_the_queue_in_order_through_its_partial_index(db: Database, query: str) -> None:
+    """A claim per run: through the general (status, queued_at) index it read and sorted the whole
+    queue every time, so a storm's deep queue made every claim cost the queue."""
+    statement = {
+        "oldest due": _OLDEST_DUE.params(now=START),
+        "oldest due elsewhere": _OLDEST_DUE_ELSEWHERE.params(now=START, busy=["web-1", "web-2"]),
+        "due on busy targets": _DUE_ON_BUSY.params(now=START, busy=["web-1"], before=1000),
+    }[query]
+    plan = explain(db, statement)
+    assert "ix_runs_queued" in plan, plan
+    assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan

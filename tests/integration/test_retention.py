@@ -28,8 +28,9 @@ from engine.scheduler import PruneJob
 from engine.store import Store, open_database
 from engine.store.db import Database
 from engine.store.retention import Retention, batch_query
-from engine.store.tables import alerts, events, sqlite_utc_text, step_results
+from engine.store.tables import alerts, events, step_results
 from tests.conftest import TEST_CATALOG, run_cli, write_config
+from tests.support.plans import explain
 
 VIEW = CatalogView.of(load_catalog(TEST_CATALOG / "codes", TEST_CATALOG / "playbooks"))
 #: DISK-001 in tests/catalog: opens an incident and queues a run.
@@ -152,23 +153,6 @@ def test_a_batch_empties_at_most_its_size_oldest_first(db: Database) -> None:
     assert retention.prune_events(EVENTS_CUTOFF, batch=2) == 1  # short: nothing older left
     assert retention.prune_events(EVENTS_CUTOFF, batch=2) == 0
     assert set(bodies(db).values()) == {""}
-
-
-def explain(db: Database, statement: Any) -> str:
-    """The backend's plan of `statement`, as one line (PostgreSQL told to avoid table scans, which
-    it rightly prefers on a table this small)."""
-    with db.read() as conn:
-        compiled = statement.compile(dialect=conn.dialect)
-        params = compiled.construct_params()
-        if db.is_sqlite:
-            values = tuple(
-                sqlite_utc_text(v) if isinstance(v, datetime) else v
-                for v in (params[name] for name in compiled.positiontup)
-            )
-            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", values)
-            return " ".join(str(row[-1]) for row in rows)
-        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
-        return " ".join(str(row[0]) for row in conn.exec_driver_sql(f"EXPLAIN {compiled}", params))
 
 
 def test_each_batch_finds_its_rows_through_the_partial_indexes(db: Database) -> None:
