@@ -68,7 +68,7 @@ class _Unindexed(FunctionElement[Any]):
         self.type = column.type  # so that what it is compared with is bound as the column's type
 
 
-class _Likely(FunctionElement[bool]):
+class _Likely(FunctionElement[Any]):
     type = NullType()  # not Boolean: SQLite would get `likely(...) = 1`, which no index matches
     name = "suture_likely"
     inherit_cache = True
@@ -99,7 +99,7 @@ def unindexed(column: ColumnElement[Any]) -> ColumnElement[Any]:
     return _Unindexed(column)
 
 
-def likely(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+def likely(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     return _Likely(condition)
 
 
