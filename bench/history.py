@@ -432,8 +432,8 @@ def _timed(fig: Figure, repeats: int, call: Callable[[int], object]) -> None:
 
 
 def measure(url: str, backend: str, sizes: HistorySizes, now: datetime, filled_s: float) -> list[Figure]:
-    from engine.analytics import read_stats
-    from engine.analytics.handover import HandoverFacts, render_handover
+    from engine.analytics import read_handover, read_stats
+    from engine.analytics.handover import render_handover
     from engine.analytics.past import teach
     from engine.store import open_database
     from engine.store.catalog_history import CatalogHistory
@@ -501,19 +501,7 @@ def measure(url: str, backend: str, sizes: HistorySizes, now: datetime, filled_s
         _timed(teach_fig, repeats, incidents_show)
 
         def handover(_n: int) -> str:
-            start = until - timedelta(days=7)
-            open_incidents, open_runs = history.open_incidents()
-            facts = HandoverFacts(
-                now=until,
-                since=start,
-                open_incidents=open_incidents,
-                open_runs=open_runs,
-                awaiting=history.awaiting_approval(),
-                stats=read_stats(history, codes, start, until),
-                previous=read_stats(history, codes, start - (until - start), start),
-                changes=history.catalog_changes(start, until),
-                notes=history.notes(start, until),
-            )
+            facts = read_handover(history, codes, until - timedelta(days=7), until)
             return render_handover(facts, codes)
 
         _timed(report, repeats, handover)

@@ -208,6 +208,19 @@ class AccessControl:
         name, colon, password = decoded.partition(":")
         if not colon:
             return None
+        return self.sign_in(name, password)
+
+    @property
+    def has_users(self) -> bool:
+        return bool(self._users)
+
+    def user(self, name: str) -> Actor | None:
+        """A configured user by name, with the role the config in force gives them."""
+        entry = self._users.get(name)
+        return None if entry is None else entry[1]
+
+    def sign_in(self, name: str, password: str) -> Actor | None:
+        """The user a name and password prove (the console's sign-in form, HTTP Basic), or None."""
         entry = self._users.get(name)
         if entry is None:
             self._decoy.matches(password)

@@ -520,6 +520,14 @@ class MaintenanceConfig(_Section):
         return self
 
 
+class ConsoleConfig(_Section):
+    """The web console at `/`. Its sessions are signed with the key in `session_secret_env` (the
+    same on every replica, so a sign-in survives restarts), or with a key drawn at start."""
+
+    enabled: bool = True
+    session_secret_env: str | None = None
+
+
 class Config(_Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -536,6 +544,7 @@ class Config(_Section):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     automation: AutomationConfig = Field(default_factory=AutomationConfig)
     maintenance: list[MaintenanceConfig] = Field(default_factory=list)
 

@@ -1,7 +1,8 @@
 """Stats, effectiveness and the handover report: pure functions over the facts engine.store.history reads.
 
-`read_stats` is the one place that asks the store: it has the window counted in SQL and hands the
-counts to the pure code, so the CLI and the API compute the same numbers the same way.
+`read_stats` and `read_handover` are the places that ask the store: the window is counted in SQL and
+the counts go to the pure code, so the CLI, the API and the console compute the same numbers the
+same way.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from engine.analytics.effectiveness import DEFAULT_WINDOWS, windows
+from engine.analytics.handover import HandoverFacts
 from engine.analytics.stats import TOP_RECURRING, stats_of
 from engine.models import Code
 from engine.records import Stats
@@ -30,4 +32,22 @@ def read_stats(history: History, codes: Mapping[str, Code], since: datetime, unt
     return stats_of(summary, codes)
 
 
-__all__ = ["read_stats"]
+def read_handover(
+    history: History, codes: Mapping[str, Code], since: datetime, now: datetime
+) -> HandoverFacts:
+    """What the handover report since `since` needs (`suture report handover`, the console's page)."""
+    open_incidents, open_runs = history.open_incidents()
+    return HandoverFacts(
+        now=now,
+        since=since,
+        open_incidents=open_incidents,
+        open_runs=open_runs,
+        awaiting=history.awaiting_approval(),
+        stats=read_stats(history, codes, since, now),
+        previous=read_stats(history, codes, since - (now - since), since),
+        changes=history.catalog_changes(since, now),
+        notes=history.notes(since, now),
+    )
+
+
+__all__ = ["read_handover", "read_stats"]

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from engine.analytics.handover import (
     HEADINGS,
@@ -54,13 +55,17 @@ pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
 </style>
 </head>
 <body>
-<h1>{{ title }}</h1>
+{% include "body" %}
+</body>
+</html>
+"""
+
+#: The report without the page around it: what the console shows inside its own layout.
+_BODY = """<h1>{{ title }}</h1>
 {% for section in sections %}
 <h2 id="{{ section.id }}">{{ section.title }}</h2>
 {% if not section.empty %}{% include section.id %}{% else %}<p class="nothing">Nothing.</p>{% endif %}
 {% endfor %}
-</body>
-</html>
 """
 
 _SECTIONS = {
@@ -110,7 +115,7 @@ loaded {{ c.loaded }}
 }
 
 _ENV = jinja2.Environment(
-    loader=jinja2.DictLoader({"page": _TEMPLATE, **_SECTIONS}),
+    loader=jinja2.DictLoader({"page": _TEMPLATE, "body": _BODY, **_SECTIONS}),
     autoescape=True,
     trim_blocks=True,
     lstrip_blocks=True,
@@ -119,6 +124,16 @@ _ENV = jinja2.Environment(
 
 
 def render_handover_html(facts: HandoverFacts, codes: Mapping[str, Code]) -> str:
+    return _ENV.get_template("page").render(_context(facts, codes))
+
+
+def render_handover_body(facts: HandoverFacts, codes: Mapping[str, Code]) -> Markup:
+    """The same report as markup to place inside another page (the console's `/handover`): its
+    `<h1>` and sections, no document, head or style of its own. Already escaped."""
+    return Markup(_ENV.get_template("body").render(_context(facts, codes)))
+
+
+def _context(facts: HandoverFacts, codes: Mapping[str, Code]) -> dict[str, Any]:
     context: dict[str, Any] = {
         "title": f"Handover {when(facts.since)} .. {when(facts.now)}",
         "open_incidents": _open_incidents(facts, codes),
@@ -160,7 +175,7 @@ def render_handover_html(facts: HandoverFacts, codes: Mapping[str, Code]) -> str
         {"id": key, "title": title, "empty": not context[name]}
         for (key, title, name) in zip(_SECTIONS, TITLES, filled, strict=True)
     ]
-    return _ENV.get_template("page").render(context)
+    return context
 
 
 def _open_incidents(facts: HandoverFacts, codes: Mapping[str, Code]) -> list[dict[str, Any]]:
@@ -258,4 +273,4 @@ def _numbers(now: Stats, before: Stats) -> list[tuple[str, Any, Any]]:
     ]
 
 
-__all__ = ["TITLES", "render_handover_html"]
+__all__ = ["TITLES", "render_handover_body", "render_handover_html"]

@@ -89,7 +89,7 @@ def playbooks_show(ref: str, config_path: str, as_json: bool) -> None:
     if as_json:
         dump(shown)
         return
-    loaded = f"first loaded {cell(shown['loaded_at'])} UTC" if shown["stored"] else "not stored yet"
+    loaded = f"first loaded {cell(shown['loaded_at'])}" if shown["stored"] else "not stored yet"
     click.echo(f"# {shown['name']}@{shown['version']}, sha256 {shown['sha256']}, {loaded}")
     click.echo(shown["body"].rstrip("\n"))
 
@@ -166,4 +166,4 @@ def _version(config: Config, store: Store, name: str, version: int | None) -> di
 
 
 def _when(shown: dict[str, Any]) -> str:
-    return f"{cell(shown['loaded_at'])} UTC" if shown["stored"] else "(not stored yet)"
+    return cell(shown["loaded_at"]) if shown["stored"] else "(not stored yet)"

@@ -30,8 +30,8 @@ def handover(since: str, output_format: str, config_path: str) -> None:
     notes and the numbers against the period before, as Markdown or HTML."""
     from datetime import UTC, datetime
 
-    from engine.analytics import read_stats
-    from engine.analytics.handover import HandoverFacts, render_handover
+    from engine.analytics import read_handover
+    from engine.analytics.handover import render_handover
     from engine.cli.common import open_store
     from engine.cli.stats import load_codes_catalog
     from engine.durations import parse_since
@@ -46,18 +46,7 @@ def handover(since: str, output_format: str, config_path: str) -> None:
     catalog = load_codes_catalog(config)
     codes = {entry.code.code: entry.code for entry in catalog.codes}
     history = History(open_store(config).db)
-    open_incidents, open_runs = history.open_incidents()
-    facts = HandoverFacts(
-        now=now,
-        since=start,
-        open_incidents=open_incidents,
-        open_runs=open_runs,
-        awaiting=history.awaiting_approval(),
-        stats=read_stats(history, codes, start, now),
-        previous=read_stats(history, codes, start - (now - start), start),
-        changes=history.catalog_changes(start, now),
-        notes=history.notes(start, now),
-    )
+    facts = read_handover(history, codes, start, now)
     if output_format == "html":
         from engine.analytics.handover_html import render_handover_html
 

@@ -61,7 +61,7 @@ class DeadlineCheck:
     def expire(self) -> list[int]:
         now = self.clock.now()
         done = []
-        for run, code in self.store.awaiting_approval():
+        for run, code, _target in self.store.awaiting_approval():
             policy = self.policy_of(code) if code else None
             timeout = policy.approval_timeout if policy is not None else None
             if timeout is None or not approval_expired(run.queued_at, timeout, now):

@@ -116,3 +116,38 @@ def ends_after(start: datetime, duration: str, where: str) -> datetime:
         raise InvalidArgument(f"{where}: {exc}") from None
     except OverflowError:
         raise InvalidArgument(f"{where}: {duration!r} ends after the last date there is") from None
+
+
+class SilenceTermError(InvalidArgument):
+    """A new silence's term that cannot work; `field` names it (the API's `field`, the form's input)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+def silence_terms(
+    match: dict[str, str], starts_at: str | None, ends_at: str | None, duration: str | None, now: datetime
+) -> tuple[dict[str, str], datetime, datetime]:
+    """A new silence's matchers, start and end, from what a person typed (API body or console form):
+    the end as either `ends_at` or a duration (`for`); SilenceTermError names the wrong one."""
+    try:
+        matchers = compile_matchers(match).as_dict()
+    except InvalidArgument as exc:
+        raise SilenceTermError("match", str(exc)) from None
+    try:
+        start = parse_time(starts_at, "starts_at") if starts_at is not None else now
+    except InvalidArgument as exc:
+        raise SilenceTermError("starts_at", str(exc)) from None
+    field = "for" if duration is not None else "ends_at"
+    try:
+        if (ends_at is None) == (duration is None):
+            raise InvalidArgument("give the end as either ends_at or for")
+        end = (
+            ends_after(start, duration, "for")
+            if duration is not None
+            else parse_time(ends_at or "", "ends_at")
+        )
+    except InvalidArgument as exc:
+        raise SilenceTermError(field, str(exc)) from None
+    return matchers, start, end

@@ -18,7 +18,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, literal_column, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    delete,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from engine.models import AlertStatus, ClassifiedAlert, Deadlines, IncidentStatus, RunStatus, Submission
 from engine.records import Receipt
@@ -224,6 +236,7 @@ class _Batch:
             "last_seen": self.now,
         }
         if current.row is not None:
+            values["resolved_at"] = max(values["resolved_at"], current.row["opened_at"])
             current.row.update(values)
         else:
             self.resolutions.append({"r_id": current.id, **values})
@@ -331,7 +344,11 @@ class _Batch:
                 .where(incidents.c.id == bindparam("r_id"))
                 .values(
                     status=bindparam("status"),
-                    resolved_at=bindparam("resolved_at"),
+                    # An alert that ended before its incident was opened (its firing came late)
+                    # resolves it when it was opened: a time to resolve is never negative.
+                    resolved_at=case(
+                        (_RESOLVED_AT < incidents.c.opened_at, incidents.c.opened_at), else_=_RESOLVED_AT
+                    ),
                     resolution=bindparam("resolution"),
                     last_seen=bindparam("last_seen"),
                 ),
@@ -602,6 +619,7 @@ def _lookup(conn: Connection, batch: list[Submission]) -> _Known:
 
 
 _IncidentRow = tuple[int, str, datetime | None, str]
+_RESOLVED_AT = bindparam("resolved_at", type_=incidents.c.resolved_at.type)
 
 
 def _open_rows(

@@ -246,16 +246,37 @@ class Store:
         since: datetime | None = None,
         limit: int = 100,
         before_id: int | None = None,
+        severity: str | None = None,
+        target: str | None = None,
+        codes: Collection[str] | None = None,
     ) -> list[Incident]:
+        """A page of incidents, newest first; `codes`: only these (the codes one owner owns)."""
+        among = () if codes is None else (incidents.c.code.in_(sorted(codes)),)
         return self._newest_first(
             incidents,
             Incident,
-            {"status": status, "code": code},
+            {"status": status, "code": code, "severity": severity, "target": target},
             incidents.c.opened_at,
             since,
             limit,
             before_id,
+            among,
         )
+
+    def last_runs(self, incident_ids: Collection[int]) -> dict[int, Run]:
+        """The newest run of each of these incidents (a list page's "what automation did")."""
+        if not incident_ids:
+            return {}
+        newest = (
+            select(func.max(runs.c.id))
+            .where(runs.c.incident_id.in_(sorted(incident_ids)))
+            .group_by(runs.c.incident_id)
+            .scalar_subquery()
+        )
+        query = select(*[runs.c[name] for name in RUN_FIELDS]).where(runs.c.id.in_(newest))
+        with self.db.read() as conn:
+            found = [Run.trusted(dict(zip(RUN_FIELDS, row, strict=True))) for row in conn.execute(query)]
+        return {run.incident_id: run for run in found if run.incident_id is not None}
 
     def get_incident(self, incident_id: int) -> IncidentDetail:
         with self.db.read() as conn:
@@ -459,17 +480,18 @@ class Store:
             add_event(conn, self.notify, "escalation", now, incident_id=incident.id, reason=reason)
         return True
 
-    def awaiting_approval(self) -> list[tuple[Run, str | None]]:
-        """Runs waiting for a person, oldest first, each with its incident's code."""
+    def awaiting_approval(self) -> list[tuple[Run, str | None, str | None]]:
+        """Runs waiting for a person, oldest first, each with its incident's code and target."""
         query = (
-            select(*[runs.c[name] for name in RUN_FIELDS], incidents.c.code)
+            select(*[runs.c[name] for name in RUN_FIELDS], incidents.c.code, incidents.c.target)
             .outerjoin(incidents, runs.c.incident_id == incidents.c.id)
             .where(runs.c.status == RunStatus.awaiting_approval.value)
             .order_by(runs.c.id)
         )
         with self.db.read() as conn:
             return [
-                (Run.trusted(dict(zip(RUN_FIELDS, r[:-1], strict=True))), r[-1]) for r in conn.execute(query)
+                (Run.trusted(dict(zip(RUN_FIELDS, r[:-2], strict=True))), r[-2], r[-1])
+                for r in conn.execute(query)
             ]
 
     def expire_approval(self, run_id: int, reason: str, now: datetime) -> bool:
@@ -527,6 +549,7 @@ class Store:
         since: datetime | None,
         limit: int,
         before_id: int | None,
+        conditions: Sequence[ColumnElement[bool]] = (),
     ) -> list[RecordT]:
         """A page of records, newest first; `before_id` is the cursor the API hands out.
 
@@ -540,6 +563,8 @@ class Store:
         for column, value in equals.items():
             if value:
                 query = query.where(table.c[column] == value)
+        for condition in conditions:
+            query = query.where(condition)
         if since:
             query = query.where(time_column >= since)
         trusted = record.trusted

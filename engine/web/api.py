@@ -35,8 +35,7 @@ from engine.intake.receive import WebhookReceiver
 from engine.intake.service import Helpers, front_door
 from engine.models import Code
 from engine.policy.maintenance import configured_windows, status_entries
-from engine.policy.matchers import compile_matchers
-from engine.policy.silences import ends_after, parse_time
+from engine.policy.silences import SilenceTermError, silence_terms
 from engine.records import (
     AuditEntry,
     Breaker,
@@ -62,6 +61,7 @@ from engine.records import (
 from engine.store import Store
 from engine.store.catalog_history import CatalogHistory
 from engine.store.history import History
+from engine.web.console import add_console
 
 log = structlog.get_logger("suture.api")
 
@@ -285,6 +285,8 @@ def create_app(services: Services) -> FastAPI:
     _add_error_handlers(app)
     app.include_router(_api_router(services))
     _add_probe_routes(app, services)
+    if services.config.console.enabled:
+        add_console(app, services)
 
     def openapi() -> dict[str, Any]:
         # Vendor bodies are read raw (for size limits and exact storage), so FastAPI does not
@@ -572,24 +574,12 @@ def _api_router(services: Services) -> APIRouter:
         "/api/v1/silences", response_model=Silence, status_code=201, responses=_documented(400, 413, 415)
     )
     def add_silence(actor: Annotated[Actor, Depends(authenticated)], body: SilenceBody) -> Response | Silence:
-        now = services.clock.now()
         try:
-            matchers = compile_matchers(body.match).as_dict()
-        except InvalidArgument as exc:
-            return _error(422, str(exc), "match")
-        try:
-            start = parse_time(body.starts_at, "starts_at") if body.starts_at is not None else now
-        except InvalidArgument as exc:
-            return _error(422, str(exc), "starts_at")
-        try:
-            if (body.ends_at is None) == (body.for_ is None):
-                raise InvalidArgument("give the end as either ends_at or for")
-            if body.for_ is not None:
-                end = ends_after(start, body.for_, "for")
-            else:
-                end = parse_time(body.ends_at or "", "ends_at")
-        except InvalidArgument as exc:
-            return _error(422, str(exc), "for" if body.for_ is not None else "ends_at")
+            matchers, start, end = silence_terms(
+                body.match, body.starts_at, body.ends_at, body.for_, services.clock.now()
+            )
+        except SilenceTermError as exc:
+            return _error(422, str(exc), exc.field)
         return silences.add(matchers, start, end, actor.name, body.comment)
 
     @router.delete("/api/v1/silences/{silence_id}", responses=_documented(404, 409, 413))

@@ -291,3 +291,26 @@ def test_only_the_open_fingerprint_violation_counts_as_a_lost_race(store: Store)
                 conn.execute(statement)
         errors.append(caught.value)
     assert [_lost_open_race(error) for error in errors] == [True, False]
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["later batch", "same batch"])
+def test_an_alert_that_ended_before_its_incident_opened_resolves_it_when_it_opened(
+    store: Store, together: bool
+) -> None:
+    """A firing delivered late (its endsAt, T0 + 5 min, is days before the store's now): the
+    incident cannot have been resolved before it was opened, so no time to resolve is negative."""
+    fp = _fp()
+    firing, resolved = _alert(fp, T0), _alert(fp, T0, "resolved")
+    if together:
+        _send(store, [firing, resolved])
+    else:
+        _send(store, [firing])
+        _send(store, [resolved])
+    with store.db.read() as conn:
+        [(opened_at, resolved_at, status)] = conn.execute(
+            select(incidents.c.opened_at, incidents.c.resolved_at, incidents.c.status).where(
+                incidents.c.fingerprint == fp
+            )
+        ).all()
+    assert status == "resolved"
+    assert resolved_at == opened_at > T0 + timedelta(minutes=5)

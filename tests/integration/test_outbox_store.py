@@ -460,7 +460,7 @@ def test_the_deadline_check_escalates_repeats_and_stops_at_an_acknowledgement(db
 def test_expire_approval_marks_the_run_expired_with_its_outbox_row(db: Database) -> None:
     store = Store(db, notify={"approval_expired"})
     incident_id = open_one(store, "NeedsApproval")
-    [(run, code)] = [(r, c) for r, c in store.awaiting_approval() if r.incident_id == incident_id]
+    [(run, code)] = [(r, c) for r, c, _target in store.awaiting_approval() if r.incident_id == incident_id]
     assert code == "APPR-001"
     now = run.queued_at + timedelta(hours=1)
 
