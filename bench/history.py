@@ -505,9 +505,54 @@ def measure(url: str, backend: str, sizes: HistorySizes, now: datetime, filled_s
             return render_handover(facts, codes)
 
         _timed(report, repeats, handover)
+        console = console_pages(store, codes, ids2, repeats, tag)
     finally:
         db.dispose()
-    return [fill, stats, page1, page50, ratio, runs1, runs50, show, teach_fig, report]
+    return [fill, stats, page1, page50, ratio, runs1, runs50, show, teach_fig, report, *console]
+
+
+def console_pages(store: Any, codes: dict[str, Any], ids: list[int], repeats: int, tag: str) -> list[Figure]:
+    """The console's pages rendered in-process through its own routes (server time: the store's
+    reads, the view and the template), on the filled store."""
+    from types import SimpleNamespace
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from engine.access import AccessControl
+    from engine.clock import SYSTEM_CLOCK
+    from engine.config import Config
+    from engine.web.console import add_console
+
+    entries = [SimpleNamespace(code=code) for code in codes.values()]
+    view = SimpleNamespace(catalog=SimpleNamespace(codes=entries, find_code=codes.get, playbooks={}))
+    services = SimpleNamespace(
+        config=Config(), store=store, intake=SimpleNamespace(view=view), clock=SYSTEM_CLOCK,
+        wake_workers=lambda: None,
+    )  # fmt: skip
+    app = FastAPI()
+    app.state.access = AccessControl([], [])  # open reads on loopback, as shipped
+    add_console(app, services)
+    client = TestClient(app)
+    listing = Figure(f"{tag}: console /incidents (open, newest 200)", "ms", op="<=", target=200)
+    filtered = Figure(f"{tag}: console /incidents?code=top&since=30d", "ms", op="<=", target=200)
+    incident = Figure(f"{tag}: console /incidents/{{id}} (random)", "ms", op="<=", target=200)
+    cold = Figure(f"{tag}: console /dashboard, first count of 30d", "s",
+                  note="once per window: then shown at once and recounted in the background")  # fmt: skip
+    warm = Figure(f"{tag}: console /dashboard (30d board kept)", "ms", op="<=", target=200,
+                  note="what every later viewer waits for")  # fmt: skip
+
+    def get(path: str) -> None:
+        answer = client.get(path)
+        if answer.status_code != 200:
+            raise RuntimeError(f"{path}: {answer.status_code} {answer.text[:300]}")
+
+    _timed(listing, repeats, lambda _n: get("/incidents"))
+    _timed(filtered, repeats, lambda _n: get(f"/incidents?code={code_name(0)}&since=30d&status=all"))
+    _timed(incident, repeats, lambda n: get(f"/incidents/{ids[n]}"))
+    _timed(cold, 1, lambda _n: get("/dashboard?since=30d"))  # the warm-up at start may have counted it
+    _timed(warm, repeats, lambda _n: get("/dashboard?since=30d"))
+    return [listing, filtered, incident, cold, warm]
 
 
 def ingest_ratio(filled: Path, empty: Path, sizes: HistorySizes) -> list[Figure]:

@@ -5,6 +5,8 @@ Every test here runs twice: on SQLite and on the machine's PostgreSQL (the `db_u
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from tests.conftest import DaemonProcess, wait_for
@@ -59,9 +61,14 @@ def test_repeated_alert_only_bumps_counters(daemon: DaemonProcess) -> None:
 
 
 def test_resolved_alert_closes_incident_without_run(daemon: DaemonProcess) -> None:
-    """A resolved alert closes its incident with resolution alert_resolved and never starts a run."""
+    """A resolved alert closes its incident with resolution alert_resolved at its endsAt (never before
+    the incident opened: a firing that came late does not make a negative time to resolve), and
+    never starts a run."""
     daemon.post("alertmanager", am_body(am_alert(alertname="ManualOnly")))
-    ends = "2026-11-23T10:05:00Z"
+    time.sleep(0.05)  # endsAt after the opening, as a real resolution's is
+    ended = datetime.now(UTC)
+    ends = ended.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    time.sleep(0.05)
     response = daemon.post(
         "alertmanager", am_body(am_alert(alertname="ManualOnly", status="resolved", ends_at=ends))
     )
@@ -69,7 +76,7 @@ def test_resolved_alert_closes_incident_without_run(daemon: DaemonProcess) -> No
     [incident] = _incidents(daemon)
     assert incident["status"] == "resolved"
     assert incident["resolution"] == "alert_resolved"
-    assert incident["resolved_at"].startswith("2026-11-23T10:05:00")
+    assert datetime.fromisoformat(incident["resolved_at"].replace("Z", "+00:00")) == ended
     assert daemon.cli("runs", "list") == []
     shown = daemon.cli("incidents", "show", str(incident["id"]))
     assert [t["kind"] for t in shown["timeline"]] == ["opened", "resolved"]

@@ -21,6 +21,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from markupsafe import Markup
@@ -36,6 +37,8 @@ from engine.web.console import charts
 from engine.web.console.charts import Series
 from engine.web.console.context import ConsoleContext
 from engine.web.console.formatting import span
+
+log = structlog.get_logger("suture.console")
 
 DEFAULT_SINCE = "30d"
 #: The codes drawn on their own in the incidents chart; the others add up as "other".
@@ -470,11 +473,19 @@ class _Kept:
 
 
 class Boards:
-    """The boards of the windows asked for lately, each counted anew after `fresh_for`; one count
-    of a window at a time (a second viewer waits for the first's count instead of starting its own)."""
+    """The boards of the windows asked for lately. A board older than `fresh_for` is still shown at
+    once while it is counted anew in the background (a month of a large store takes seconds to
+    count; the page says as of when); only a window never counted yet is counted while the viewer
+    waits. One count of a window at a time: a second viewer waits for the first's count."""
 
-    def __init__(self, make: Callable[[str, datetime], Board], fresh_for: timedelta = FRESH_FOR) -> None:
+    def __init__(
+        self,
+        make: Callable[[str, datetime], Board],
+        clock: Callable[[], datetime],
+        fresh_for: timedelta = FRESH_FOR,
+    ) -> None:
         self._make = make
+        self._clock = clock
         self._fresh_for = fresh_for
         self._kept: dict[str, _Kept] = {}
         self._locks: dict[str, threading.Lock] = {}
@@ -482,11 +493,32 @@ class Boards:
 
     def get(self, since: str, now: datetime) -> Board:
         with self._guard:
+            kept = self._kept.get(since)
             lock = self._locks.setdefault(since, threading.Lock())
+        if kept is not None:
+            if now - kept.made_at >= self._fresh_for and not lock.locked():
+                threading.Thread(target=self._background, args=(since, lock), daemon=True).start()
+            return kept.board
+        return self._count(since, lock)
+
+    def warm(self, since: str) -> None:
+        """Count a window in the background now, so that its first viewer need not wait."""
+        with self._guard:
+            lock = self._locks.setdefault(since, threading.Lock())
+        threading.Thread(target=self._background, args=(since, lock), daemon=True).start()
+
+    def _background(self, since: str, lock: threading.Lock) -> None:
+        try:
+            self._count(since, lock)
+        except Exception as exc:  # noqa: BLE001 - a failed count leaves the last board shown
+            log.warning("dashboard_count_failed", since=since, error=str(exc))
+
+    def _count(self, since: str, lock: threading.Lock) -> Board:
         with lock:
+            now = self._clock()
             kept = self._kept.get(since)
             if kept is not None and now - kept.made_at < self._fresh_for:
-                return kept.board
+                return kept.board  # counted while this one waited for the lock
             made = self._make(since, now)
             with self._guard:
                 self._kept.pop(since, None)
@@ -526,7 +558,8 @@ def router(context: ConsoleContext) -> APIRouter:
         )
         return board(start, now, facts, deadlines)
 
-    boards = Boards(make)
+    boards = Boards(make, context.now)
+    boards.warm(DEFAULT_SINCE)
 
     @routes.get("/dashboard")
     def dashboard(request: Request, since: str = DEFAULT_SINCE) -> Response:
