@@ -105,6 +105,16 @@ class Catalog:
         version = code.playbook_pin or self.latest_version(name)
         return self.playbooks.get((name, version)) if version is not None else None
 
+    def users(self) -> dict[tuple[str, int], list[str]]:
+        """The codes that run each playbook version now, by (name, version)."""
+        found: dict[tuple[str, int], list[str]] = {}
+        for entry in self.codes:
+            running = self.playbook_for(entry.code)
+            if running is not None:
+                key = (running.playbook.name, running.playbook.version)
+                found.setdefault(key, []).append(entry.code.code)
+        return found
+
     def get_playbook(self, ref: str) -> PlaybookEntry | None:
         name, _, version = ref.partition("@")
         number = int(version) if version.isdigit() else self.latest_version(name)

@@ -39,12 +39,7 @@ def playbooks_list(config_path: str, as_json: bool) -> None:
     store = open_store(config)
     catalog = checked_catalog(config, store)
     stored = {(v.name, v.version): v for v in CatalogHistory(store.db).playbook_versions()}
-    users: dict[tuple[str, int], list[str]] = {}
-    for code_entry in catalog.codes:
-        running = catalog.playbook_for(code_entry.code)
-        if running is not None:
-            key = (running.playbook.name, running.playbook.version)
-            users.setdefault(key, []).append(code_entry.code.code)
+    users = catalog.users()
     rows: list[dict[str, Any]] = []
     for key in sorted(set(stored) | set(catalog.playbooks)):
         version, entry = stored.get(key), catalog.playbooks.get(key)

@@ -99,12 +99,14 @@ def test_a_redelivery_only_counts(engine: Engine) -> None:
 
 
 def test_a_resolution_closes_the_open_incident(engine: Engine) -> None:
-    """Resolved: closed as `alert_resolved` at the source's end time (never later than now), no run."""
+    """Resolved: closed as `alert_resolved` at the source's end time, never later than now and never
+    before the incident opened (here it opened at NOW, after the alert's endsAt T2), no run."""
     _send(engine, [_alert(T1)])
     [receipt] = _send(engine, [_alert(T1, "resolved", ends_at=T2)])
     assert len(receipt.resolved) == 1 and receipt.runs_queued == []
+    assert T2 < NOW
     assert _table(engine, incidents, "status", "resolution", "resolved_at") == [
-        ("resolved", "alert_resolved", T2)
+        ("resolved", "alert_resolved", NOW)
     ]
     [receipt] = _send(engine, [_alert(T2, "resolved", fingerprint="fp2", ends_at=NOW + timedelta(hours=1))])
     assert receipt.resolved == [] and len(_table(engine, runs, "id")) == 1  # nothing to close, nothing opened

@@ -239,12 +239,7 @@ def _number(name: str, text: str) -> int:
 def _versions(history: CatalogHistory, catalog: Catalog) -> list[Version]:
     """Every playbook version, stored or in the catalog, by name then version (`playbooks list`)."""
     stored = {(v.name, v.version): v for v in history.playbook_versions()}
-    users: dict[tuple[str, int], list[str]] = {}
-    for code_entry in catalog.codes:
-        running = catalog.playbook_for(code_entry.code)
-        if running is not None:
-            key = (running.playbook.name, running.playbook.version)
-            users.setdefault(key, []).append(code_entry.code.code)
+    users = catalog.users()
     answer: list[Version] = []
     previous: dict[str, int] = {}
     for key in sorted(set(stored) | set(catalog.playbooks)):

@@ -225,7 +225,7 @@ def _run_of(console: Console, incident: int, status: str) -> int | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     """One SQLite daemon with access.users (an operator, a reader) and the seeded history."""
     folder = tmp_path_factory.mktemp("console")
@@ -262,7 +262,9 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             daemon.stop()
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running on the main thread
+# while it is open, and every later test that calls asyncio.run() (TestClient, anyio) would fail.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (bash .ci/test does)")
@@ -328,7 +330,7 @@ def _visiting(browser: Any, console: Console, state: dict[str, Any] | None = Non
         context.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def signed_in(browser: Any, console: Console) -> dict[str, dict[str, Any]]:
     """Each user signed in once through the form; tests start from that session's cookie."""
     states = {}
