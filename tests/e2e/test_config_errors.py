@@ -16,14 +16,16 @@ from engine.errors import ConfigError
 from tests.conftest import ROOT, TEST_CATALOG, free_port, run_cli, write_config
 
 
-def _suture(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _suture(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "engine", *args],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
     )
 
 
@@ -67,6 +69,22 @@ def test_serve_refuses_bad_config_with_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"{config}:1: server.port:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value", [None, "too-short"], ids=["unset", "short"])
+def test_serve_refuses_a_console_session_key_that_cannot_sign(tmp_path: Path, value: str | None) -> None:
+    """A named session key that is unset or short would let anyone forge a sign-in: one line, exit 2."""
+    config = write_config(
+        tmp_path,
+        f"sqlite:///{tmp_path}/s.db",
+        port=free_port(),
+        console={"session_secret_env": "SUTURE_TEST_CONSOLE_KEY"},
+    )
+    env = {} if value is None else {"SUTURE_TEST_CONSOLE_KEY": value}
+    result = _suture("serve", "--config", str(config), env=env)
+    assert result.returncode == 2, result.stderr
+    assert "console.session_secret_env: the environment variable SUTURE_TEST_CONSOLE_KEY" in result.stderr
+    assert "Traceback" not in result.stderr and (value is None or value not in result.stderr)
 
 
 def test_read_commands_need_no_secret_and_serve_needs_them_all(tmp_path: Path) -> None:
