@@ -15,6 +15,7 @@ PostgreSQL as timestamptz. Aggregates read numbers, never datetimes, so no row i
 - `bytewise(text)`: order by code point as Python does, not by PostgreSQL's locale collation.
 - `unindexed(column)`: the same value, but SQLite will not pick an index on that column for the
   condition (SQLite's unary `+`), so that it scans the covering index the query is shaped for.
+- `utc_day(time)`: the UTC calendar day of a stored time as `YYYY-MM-DD` text (the dashboard's days).
 - `likely(condition)`: the same condition, but SQLite's planner (which has no statistics) takes it
   as true of most rows, so it walks a partial index on that condition in its order instead of
   searching a general index on the column and sorting every match.
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ColumnElement, Text
+from sqlalchemy import BigInteger, Boolean, ColumnElement, String, Text
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
@@ -207,3 +208,27 @@ def _unindexed_pg(element: _Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
 def _likely_pg(element: _Likely, compiler: SQLCompiler, **kw: Any) -> str:
     (condition,) = _args(element, compiler, **kw)
     return f"({condition})"
+
+
+class _UtcDay(FunctionElement[str]):
+    """The UTC calendar day of a stored time, as `YYYY-MM-DD` text on both backends."""
+
+    type = String()
+    name = "suture_utc_day"
+    inherit_cache = True
+
+
+@compiles(_UtcDay, "sqlite")
+def _utc_day_sqlite(element: _UtcDay, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = [compiler.process(clause, **kw) for clause in element.clauses]
+    return f"substr({column}, 1, 10)"  # UtcDateTime's text starts with the UTC date
+
+
+@compiles(_UtcDay)
+def _utc_day_pg(element: _UtcDay, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = [compiler.process(clause, **kw) for clause in element.clauses]
+    return f"to_char(({column}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+
+def utc_day(column: ColumnElement[Any]) -> ColumnElement[str]:
+    return _UtcDay(column)

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, func, select
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy import and_, func, select
 
 from engine.store.db import Database
-from engine.store.sqlfn import collected, micros_between, numbers
+from engine.store.sqlfn import collected, micros_between, numbers, utc_day
 from engine.store.tables import incidents
 
 
@@ -39,30 +35,6 @@ class DayResolveTimes:
     day: date
     severity: str
     ttr_us: list[int]
-
-
-class _UtcDay(FunctionElement[str]):
-    """The UTC calendar day of a stored time, as `YYYY-MM-DD` text on both backends."""
-
-    type = String()
-    name = "suture_utc_day"
-    inherit_cache = True
-
-
-@compiles(_UtcDay, "sqlite")
-def _utc_day_sqlite(element: _UtcDay, compiler: SQLCompiler, **kw: Any) -> str:
-    (column,) = [compiler.process(clause, **kw) for clause in element.clauses]
-    return f"substr({column}, 1, 10)"  # UtcDateTime's text starts with the UTC date
-
-
-@compiles(_UtcDay)
-def _utc_day_pg(element: _UtcDay, compiler: SQLCompiler, **kw: Any) -> str:
-    (column,) = [compiler.process(clause, **kw) for clause in element.clauses]
-    return f"to_char(({column}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-
-
-def utc_day(column: ColumnElement[Any]) -> ColumnElement[str]:
-    return _UtcDay(column)
 
 
 def _day(text: str) -> date:
