@@ -8,6 +8,7 @@ from urllib.parse import quote, urlsplit
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from engine.web.console import catalog, dashboard, people
 from engine.web.console.context import (
@@ -64,7 +65,10 @@ def _add_sign_in(app: FastAPI, context: ConsoleContext) -> None:
     async def login(request: Request) -> Response:
         fields = form_fields((await request.body())[:MAX_FORM_BYTES])
         target = _safe_next(fields.get("next"))
-        actor = context.access.sign_in(fields.get("name", ""), fields.get("password", ""))
+        # scrypt costs tens of milliseconds by design: off the event loop, as the API's check is.
+        actor = await run_in_threadpool(
+            context.access.sign_in, fields.get("name", ""), fields.get("password", "")
+        )
         if actor is None:
             error = "wrong name or password"
             return context.page(context.anonymous(), "login.html", status=401, next=target, error=error)
