@@ -105,6 +105,21 @@ class Catalog:
         version = code.playbook_pin or self.latest_version(name)
         return self.playbooks.get((name, version)) if version is not None else None
 
+    def summary(self, code: Code) -> dict[str, Any]:
+        """A code as `codes list` shows it (and the console's catalog): with the version it runs now."""
+        entry = self.playbook_for(code)
+        return {
+            "code": code.code,
+            "title": code.title,
+            "severity": code.severity.value,
+            "mode": code.mode.value,
+            "dry_run": code.dry_run,
+            "playbook": code.playbook_name,
+            "playbook_version": entry.playbook.version if entry is not None else code.playbook_pin,
+            "owner": code.knowledge.owner,
+            "summary": code.knowledge.summary,
+        }
+
     def users(self) -> dict[tuple[str, int], list[str]]:
         """The codes that run each playbook version now, by (name, version)."""
         found: dict[tuple[str, int], list[str]] = {}

@@ -20,8 +20,7 @@ from engine.cli.common import (
 from engine.config import load_config
 
 if TYPE_CHECKING:
-    from engine.catalog.loader import Catalog
-    from engine.models import Code
+    pass
 
 
 @click.group()
@@ -37,7 +36,7 @@ def codes_list(config_path: str, as_json: bool) -> None:
     """Every code in match order: severity, mode, playbook version, owner, summary."""
     config = load_config(config_path)
     catalog = checked_catalog(config, open_store(config))
-    rows = [_summary(catalog, entry.code) for entry in catalog.codes]
+    rows = [catalog.summary(entry.code) for entry in catalog.codes]
     if as_json:
         dump_rows(rows)
         return
@@ -79,7 +78,7 @@ def codes_show(code: str, config_path: str, as_json: bool) -> None:
         found = Code.model_validate(history.code(code).body)  # removed from the catalog: its last version
     recent = history.recent_incidents(code, limit=10)
     shown: dict[str, Any] = {
-        **_summary(catalog, found),
+        **catalog.summary(found),
         "in_catalog": catalog.find_code(code) is not None,
         "target": found.target,
         "knowledge": found.knowledge.model_dump(mode="json"),
@@ -104,21 +103,6 @@ def codes_show(code: str, config_path: str, as_json: bool) -> None:
         dump(shown)
         return
     _print_code(shown)
-
-
-def _summary(catalog: Catalog, code: Code) -> dict[str, Any]:
-    entry = catalog.playbook_for(code)
-    return {
-        "code": code.code,
-        "title": code.title,
-        "severity": code.severity.value,
-        "mode": code.mode.value,
-        "dry_run": code.dry_run,
-        "playbook": code.playbook_name,
-        "playbook_version": entry.playbook.version if entry is not None else code.playbook_pin,
-        "owner": code.knowledge.owner,
-        "summary": code.knowledge.summary,
-    }
 
 
 def _ref(row: dict[str, Any]) -> str:

@@ -265,18 +265,7 @@ def _versions(history: CatalogHistory, catalog: Catalog) -> list[Version]:
 
 
 def _code_row(catalog: Catalog, code: Code, stats: CodeStats | None) -> dict[str, Any]:
-    entry = catalog.playbook_for(code)
-    return {
-        "code": code.code,
-        "title": code.title,
-        "severity": code.severity.value,
-        "mode": code.mode.value,
-        "dry_run": code.dry_run,
-        "owner": code.knowledge.owner,
-        "playbook": code.playbook_name,
-        "version": entry.playbook.version if entry is not None else code.playbook_pin,
-        "stats": stats,
-    }
+    return {**catalog.summary(code), "stats": stats}
 
 
 def _match(code: Code) -> list[tuple[str, str]]:
