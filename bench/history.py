@@ -432,7 +432,7 @@ def _timed(fig: Figure, repeats: int, call: Callable[[int], object]) -> None:
 
 
 def measure(url: str, backend: str, sizes: HistorySizes, now: datetime, filled_s: float) -> list[Figure]:
-    from engine.analytics import read_handover, read_stats
+    from engine.analytics import count_hours, read_handover, read_stats
     from engine.analytics.handover import render_handover
     from engine.analytics.past import teach
     from engine.store import open_database
@@ -449,6 +449,12 @@ def measure(url: str, backend: str, sizes: HistorySizes, now: datetime, filled_s
     fill = Figure(
         f"{tag}: fill the store", "s", [filled_s], note="migrate, drop indexes, bulk insert, rebuild"
     )
+    began = time.monotonic()
+    counted = count_hours(history, codes, now)
+    hours = Figure(
+        f"{tag}: count the past hours", "s", [time.monotonic() - began],
+        note=f"{counted} hours: the daemon's count_hours job, as its first turn after start does",
+    )  # fmt: skip
     stats = Figure(
         f"{tag}: stats --since 30d", "s", op="<=", target=1.0, note="in-process read_stats(History)"
     )
@@ -508,7 +514,7 @@ def measure(url: str, backend: str, sizes: HistorySizes, now: datetime, filled_s
         console = console_pages(store, codes, ids2, repeats, tag)
     finally:
         db.dispose()
-    return [fill, stats, page1, page50, ratio, runs1, runs50, show, teach_fig, report, *console]
+    return [fill, hours, stats, page1, page50, ratio, runs1, runs50, show, teach_fig, report, *console]
 
 
 def console_pages(store: Any, codes: dict[str, Any], ids: list[int], repeats: int, tag: str) -> list[Figure]:

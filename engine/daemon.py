@@ -15,6 +15,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import make_url
 
 from engine import metrics
+from engine.analytics import count_hours
 from engine.catalog.loader import Catalog, load_catalog
 from engine.catalog.versions import stored_versions
 from engine.clock import SYSTEM_CLOCK, Clock
@@ -35,11 +36,15 @@ from engine.store import Store, open_database
 from engine.store.catalog_history import CATALOG_RELOAD_KEY
 from engine.store.db import sqlite_file
 from engine.store.gauges import read_gauges
+from engine.store.history import History
 from engine.store.retention import Retention
 from engine.templating import Renderer
 from engine.web.api import Services, create_asgi
 
 log = structlog.get_logger("suture.daemon")
+
+#: How often the hours stats reads whole are brought up to date.
+COUNT_HOURS_EVERY_S = 300
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -137,6 +142,11 @@ class Daemon:
         """A code of the catalog in force (a reload swaps it)."""
         return self.intake.view.catalog.find_code(code)
 
+    def count_hours(self) -> int:
+        """Keep the past hours stats reads counted (engine.store.buckets), with the windows in force."""
+        codes = {entry.code.code: entry.code for entry in self.intake.view.catalog.codes}
+        return count_hours(History(self.db), codes, self.clock.now())
+
     def recover(self) -> dict[str, list[int]]:
         """Runs a dead daemon left `running` are re-queued (idempotent) or marked interrupted."""
         return recover_runs(self.store, self.resolver.get, self.incarnation, self.clock.now())
@@ -219,6 +229,17 @@ class Daemon:
                 coalesce=True,
                 next_run_time=self.clock.now() + timedelta(seconds=60),
             )
+        # Every few minutes: what stats reads whole stays counted, and what a row touched since is
+        # counted again (the first turn, a minute after start, may count up to 90 days).
+        self.scheduler.add_job(
+            self.count_hours,
+            "interval",
+            seconds=COUNT_HOURS_EVERY_S,
+            id="count_hours",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=self.clock.now() + timedelta(seconds=60),
+        )
         if self.config.notifications:
             self.notifier.start()
         self.scheduler.start()

@@ -32,6 +32,13 @@ def read_stats(history: History, codes: Mapping[str, Code], since: datetime, unt
     return stats_of(summary, codes)
 
 
+def count_hours(history: History, codes: Mapping[str, Code], now: datetime) -> int:
+    """Count the past hours stats reads whole (engine.store.buckets), with the catalog's windows:
+    the daemon's `count_hours` job. How many hours were counted."""
+    policies = windows({name: code.policy for name, code in codes.items()})
+    return history.buckets.refresh(now, policies, DEFAULT_WINDOWS)
+
+
 def read_handover(
     history: History, codes: Mapping[str, Code], since: datetime, now: datetime
 ) -> HandoverFacts:
@@ -50,4 +57,4 @@ def read_handover(
     )
 
 
-__all__ = ["read_handover", "read_stats"]
+__all__ = ["count_hours", "read_handover", "read_stats"]

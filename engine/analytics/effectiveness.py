@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from engine.models import Policy, RunStatus
-from engine.store.history import IncidentFacts, Opening, RunFacts, VerifyStep, Windows
+from engine.store.history import IncidentFacts, Opening, RunFacts, VerifyStep
+from engine.store.tallies import Windows
 
 EFFECTIVE_WITHIN = timedelta(minutes=30)
 RECURRENCE_WINDOW = timedelta(hours=24)

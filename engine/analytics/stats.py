@@ -14,7 +14,6 @@ against); `stats_of` turns either Summary into the contract's Stats.
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -30,18 +29,8 @@ from engine.records import (
     StatsIncidents,
     UnclassifiedGroup,
 )
-from engine.store.history import (
-    FAILED_RUNS,
-    AlertGroup,
-    IncidentFacts,
-    IncidentTally,
-    Newest,
-    Recurrence,
-    RunFacts,
-    RunTally,
-    Summary,
-    Window,
-)
+from engine.store.history import IncidentFacts, Newest, Recurrence, RunFacts, Summary, Window
+from engine.store.tallies import FAILED_RUNS, AlertGroup, IncidentTally, RunTally
 
 SEVERITIES = ("critical", "high", "medium", "low")
 #: Final statuses that say the automation did not fix it (engine.store.store.FAILED_RUNS).
@@ -55,17 +44,27 @@ ALERTNAME = "alertname"
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:
     """Linear interpolation between the closest ranks; None for no values."""
-    if not values:
+    return _ranked(sorted(values), fraction)
+
+
+def _ranked(ordered: Sequence[float], fraction: float) -> float | None:
+    """`percentile` of values already sorted (a median is the 0.5 one: the middle, or the mean
+    of the two middles)."""
+    if not ordered:
         return None
-    ordered = sorted(values)
     rank = (len(ordered) - 1) * fraction
     low = int(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    return _round(statistics.fmean(values)) if values else None
+def _mean_of(micros_values: Sequence[int]) -> float | None:
+    """The mean of durations in microseconds, in seconds: summed exactly, divided once."""
+    return _round(sum(micros_values) / len(micros_values) / 1_000_000) if micros_values else None
+
+
+def _in_seconds(micros_value: float | None) -> float | None:
+    return None if micros_value is None else _round(micros_value / 1_000_000)
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -74,11 +73,6 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 def ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
-
-
-def seconds(micros: int) -> float:
-    """Microseconds as seconds, the float `timedelta.total_seconds()` gives for the same span."""
-    return micros / 1_000_000
 
 
 def micros(span: timedelta) -> int:
@@ -283,8 +277,8 @@ def _by_code(
     answer = []
     for name, group in grouped.items():
         code = codes.get(name)
-        ttrs = [seconds(us) for tally in group for us in tally.ttr_us]
-        ttas = [seconds(us) for tally in group for us in tally.tta_us]
+        ttrs = sorted(us for tally in group for us in tally.ttr_us)
+        ttas = [us for tally in group for us in tally.tta_us]
         opened = sum(t.opened for t in group)
         answer.append(
             CodeStats.trusted(
@@ -295,10 +289,10 @@ def _by_code(
                     "opened": opened,
                     "resolved": len(ttrs),
                     "open": opened - len(ttrs),
-                    "mttr_seconds": _mean(ttrs),
-                    "median_ttr_seconds": _round(statistics.median(ttrs)) if ttrs else None,
-                    "p90_ttr_seconds": _round(percentile(ttrs, 0.9)),
-                    "mtta_seconds": _mean(ttas),
+                    "mttr_seconds": _mean_of(ttrs),
+                    "median_ttr_seconds": _in_seconds(_ranked(ttrs, 0.5)),
+                    "p90_ttr_seconds": _in_seconds(_ranked(ttrs, 0.9)),
+                    "mtta_seconds": _mean_of(ttas),
                     "auto_resolved": len(auto.get(name, ())),
                     "sla_breached": sum(t.breached for t in group),
                 }
@@ -336,7 +330,7 @@ def _playbooks(tallies: Sequence[RunTally]) -> list[PlaybookStats]:
     for (playbook, version), group in sorted(grouped.items()):
         runs = sum(t.runs for t in group)
         effective = sum(t.effective for t in group)
-        durations = [seconds(us) for tally in group for us in tally.durations_us]
+        durations = sorted(us for tally in group for us in tally.durations_us)
         answer.append(
             PlaybookStats.trusted(
                 {
@@ -347,7 +341,7 @@ def _playbooks(tallies: Sequence[RunTally]) -> list[PlaybookStats]:
                     "failed": sum(t.failed for t in group),
                     "effective": effective,
                     "effectiveness": ratio(effective, runs),
-                    "median_duration_seconds": _round(statistics.median(durations)) if durations else None,
+                    "median_duration_seconds": _in_seconds(_ranked(durations, 0.5)),
                 }
             )
         )

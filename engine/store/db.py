@@ -18,7 +18,7 @@ from engine.errors import ConfigError, StoreUnavailable
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 #: The newest migration in engine/migrations/versions (a unit test keeps the two in step).
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 SQLITE_BUSY_TIMEOUT_MS = 5000
 #: `database.sqlite_synchronous`: `full` syncs the WAL at every commit, so an answered write
 #: survives an OS crash or power loss; `normal` syncs only at checkpoints (faster, not durable).

@@ -3,52 +3,41 @@ the arithmetic (means, percentiles, rates) is engine.analytics' and never happen
 
 A window is the incidents opened in [since, until); runs, verify steps and alerts are those of these
 incidents, so every number analytics derives counts incidents opened in the window (DESIGN.md,
-"stats --json", Definitions). `summary` counts a window in SQL (four GROUP BY queries that return
-counts, and durations as integers, never a row per incident: what read_stats uses); `window` reads
-it row by row for the pure reference path (engine.analytics.stats.build_stats) the SQL is tested
-against. Plain SQLAlchemy Core; what SQLite and PostgreSQL spell differently is engine.store.sqlfn's,
-and the one query shape that differs (how a recurrence is looked for) is chosen in `summary`.
+"stats --json", Definitions). `summary` counts a window in SQL (engine.store.tallies: grouped
+queries that return counts, and durations as integers, never a row per incident: what read_stats
+uses), taking the hours already counted from engine.store.buckets; `window` reads it row by row
+for the pure reference path (engine.analytics.stats.build_stats) the SQL is tested against.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    and_,
-    case,
-    exists,
-    func,
-    literal,
-    literal_column,
-    not_,
-    or_,
-    select,
-)
+from sqlalchemy import ColumnElement, Connection, and_, exists, func, select
 
-from engine.models import UNCLASSIFIED, IncidentStatus, RunStatus
+from engine.models import IncidentStatus, RunStatus
+from engine.store.buckets import PENDING_LIMIT, Buckets, gaps, same_snapshot, whole_buckets
 from engine.store.db import Database
-from engine.store.sqlfn import at_most_apart, bytewise, collected, micros_between, numbers, unindexed
-from engine.store.tables import alerts, audit_log, codes, incidents, playbook_versions, runs, step_results
+from engine.store.sqlfn import bytewise, unindexed
+from engine.store.tables import audit_log, codes, incidents, playbook_versions, runs, step_results
+from engine.store.tallies import (
+    NOTE,
+    AlertGroup,
+    IncidentTally,
+    RunTally,
+    Windows,
+    count,
+    merged,
+    reach,
+    windows_key,
+)
+from engine.store.tallies import _unclassified as unclassified_groups
 
-#: The audit kind of a person's note (engine.store.store.NOTE).
-NOTE = "note"
 #: How many notes, open incidents and catalog changes a report reads at most.
 REPORT_LIMIT = 500
-#: Final run statuses that say the automation did not fix it (engine.store.store.FAILED_RUNS).
-FAILED_RUNS = tuple(
-    status.value
-    for status in (RunStatus.failed, RunStatus.rolled_back, RunStatus.timed_out, RunStatus.interrupted)
-)
-#: Step statuses that let a verify step pass; anything else as its last attempt fails the run.
-PASSED_STEPS = ("succeeded", "skipped")
-MANUAL = "manual"
-_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,17 +95,6 @@ class Opening:
 
 
 @dataclass(frozen=True, slots=True)
-class AlertGroup:
-    """Unclassified alerts of one (name, source, label set, incident target), counted in SQL."""
-
-    name: str
-    source: str
-    target: str
-    labels: dict[str, str]
-    alerts: int
-
-
-@dataclass(frozen=True, slots=True)
 class Window:
     """Everything stats reads for incidents opened in [since, until), row by row (the reference path)."""
 
@@ -129,55 +107,6 @@ class Window:
     #: near or after the window's end.
     later: list[Opening]
     unclassified: list[AlertGroup]
-
-
-@dataclass(frozen=True, slots=True)
-class Windows:
-    """A code's effectiveness windows (engine.analytics.effectiveness): how long after a run finished
-    its alert may resolve, and how long after that resolution a new incident undoes the fix."""
-
-    effective_within: timedelta
-    recurrence: timedelta
-
-
-@dataclass(frozen=True, slots=True)
-class IncidentTally:
-    """Incidents of one code and severity opened in the window; durations in microseconds."""
-
-    code: str
-    severity: str
-    opened: int
-    resolved: int
-    #: Resolved after `due_at`, or still open past it.
-    breached: int
-    #: Still open past `due_at`.
-    open_overdue: int
-    #: Resolved, by `due_at` if there is one.
-    resolved_in_time: int
-    #: resolved_at - opened_at of each resolved one.
-    ttr_us: list[int]
-    #: acknowledged_at - opened_at of each acknowledged one.
-    tta_us: list[int]
-
-
-@dataclass(frozen=True, slots=True)
-class RunTally:
-    """Runs that started (dry runs aside) of one playbook version for incidents of one code."""
-
-    playbook: str
-    version: int
-    code: str
-    runs: int
-    #: Status succeeded and no verify step whose last attempt failed.
-    succeeded: int
-    #: A final status that did not fix it, or a verify step whose last attempt failed.
-    failed: int
-    effective: int
-    #: finished_at - started_at of each finished one, in microseconds.
-    durations_us: list[int]
-    #: The incidents these runs fixed with nobody acknowledging or writing a note (an incident
-    #: with several such runs is named by each).
-    auto_resolved: list[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +211,7 @@ class History:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.buckets = Buckets(db)
 
     def summary(
         self,
@@ -296,22 +226,31 @@ class History:
         """The window [since, until) counted in SQL as of `now` (deadlines). `windows`: the codes whose
         effectiveness windows are their own (the others take `default`); `newest` names the codes
         found that are not in `known` (the catalog), which have no title of their own."""
-        opened = _opened_in(since, until)
         with self.db.read() as conn:
-            exact = conn.dialect.name != "sqlite"
-            if exact:
-                # These reads aggregate a few hundred thousand rows once: compiling them (JIT) costs
-                # more than it saves, and their sorts and hashes should stay in memory.
+            same_snapshot(conn)
+            if conn.dialect.name != "sqlite":
+                # These reads aggregate many rows once: compiling them (JIT) costs more than it
+                # saves, and their sorts and hashes should stay in memory.
                 conn.exec_driver_sql("SET LOCAL jit = off")
                 conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
-            tallies = _incident_tallies(conn, opened, now)
-            run_tallies = _run_tallies(conn, opened, windows, default, exact_intervals=exact)
+            key, recurrence = windows_key(windows, default), reach(windows, default)
+            counted = self.buckets.usable(conn, whole_buckets(since, until), key, recurrence)
+            kept = {start: c for start, c in counted.items() if len(c.pending) <= PENDING_LIMIT}
+            parts = []
+            for start, end in gaps(since, until, kept):
+                parts.append(count(conn, _opened_in(start, end), now, windows, default))
+            pending = sorted(incident for bucket in kept.values() for incident in bucket.pending)
+            for first in range(0, len(pending), 500):
+                chosen = incidents.c.id.in_(pending[first : first + 500])
+                parts.append(count(conn, chosen, now, windows, default))
+            part = merged(parts, [bucket.rows for bucket in kept.values()])
             recurring = _recurring(conn, since, until, recurring_limit)
-            unclassified = _unclassified(conn, opened)
+            opened = _opened_in(since, until)
             newest = {
-                code: _newest(conn, opened, code) for code in sorted({t.code for t in tallies} - set(known))
+                code: _newest(conn, opened, code)
+                for code in sorted({t.code for t in part.incidents} - set(known))
             }
-        return Summary(since, until, tallies, run_tallies, newest, recurring, unclassified)
+        return Summary(since, until, part.incidents, part.runs, newest, recurring, part.unclassified)
 
     def window(self, since: datetime, until: datetime, reach: timedelta | None = None) -> Window:
         """Incidents opened in [since, until), row by row, with their runs, verify steps and unclassified
@@ -359,7 +298,7 @@ class History:
                         )
                     )
                 ]
-            groups = _unclassified(conn, opened)
+            groups = unclassified_groups(conn, opened)
         return Window(since, until, found, their_runs, verify, later, groups)
 
     def open_incidents(self, limit: int = REPORT_LIMIT) -> tuple[list[IncidentFacts], list[RunFacts]]:
@@ -450,182 +389,6 @@ def _opened_in(since: datetime, until: datetime) -> ColumnElement[bool]:
     return and_(incidents.c.opened_at >= since, incidents.c.opened_at < until)
 
 
-def _count_if(condition: ColumnElement[Any]) -> ColumnElement[int]:
-    return func.sum(case((condition, 1), else_=0))
-
-
-def _incident_tallies(conn: Connection, opened: ColumnElement[bool], now: datetime) -> list[IncidentTally]:
-    i = incidents.c
-    is_open, has_due = i.resolved_at.is_(None), i.due_at.is_not(None)
-    overdue = and_(is_open, has_due, i.due_at < now)
-    breached = or_(and_(i.resolved_at.is_not(None), has_due, i.resolved_at > i.due_at), overdue)
-    in_time = and_(i.resolved_at.is_not(None), or_(i.due_at.is_(None), i.resolved_at <= i.due_at))
-
-    def since_opened(time: ColumnElement[Any]) -> ColumnElement[Any]:
-        return case((time.is_not(None), micros_between(i.opened_at, time)))
-
-    query = (
-        select(
-            i.code,
-            i.severity,
-            func.count(),
-            func.count(i.resolved_at),
-            _count_if(breached),
-            _count_if(overdue),
-            _count_if(in_time),
-            collected(since_opened(i.resolved_at)),
-            collected(since_opened(i.acknowledged_at)),
-        )
-        .where(opened)
-        .group_by(i.code, i.severity)
-    )
-    return [
-        IncidentTally(
-            code, severity, int(n), int(res), int(late), int(over), int(kept), numbers(ttr), numbers(tta)
-        )
-        for code, severity, n, res, late, over, kept, ttr, tta in conn.execute(query)
-    ]
-
-
-def _per_code(code: ColumnElement[str], windows: Mapping[str, timedelta], default: timedelta) -> Any:
-    """A code's window in microseconds: a CASE over the codes whose window is not the default."""
-    fallback = default // _MICROSECOND
-    own = {name: value // _MICROSECOND for name, value in windows.items() if value != default}
-    if not own:
-        return literal(fallback)
-    return case(own, value=code, else_=fallback)
-
-
-def _run_tallies(
-    conn: Connection,
-    opened: ColumnElement[bool],
-    windows: Mapping[str, Windows],
-    default: Windows,
-    exact_intervals: bool,
-) -> list[RunTally]:
-    """Per playbook version and code, the runs that started and what became of each (`_outcome`).
-
-    `exact_intervals`: the database adds intervals to times exactly (PostgreSQL), so a recurrence is
-    looked for between the resolution and the end of its window; SQLite, whose text times cannot,
-    looks up the next opening and compares (engine.store.sqlfn.at_most_apart)."""
-    i, r = incidents.c, runs.c
-    recurred = _recurred_within if exact_intervals else _recurred_after_probe
-    each = (
-        select(
-            r.playbook,
-            r.playbook_version.label("version"),
-            i.code,
-            i.id.label("incident_id"),
-            i.acknowledged_at.is_(None).label("unacked"),
-            case((r.finished_at.is_not(None), micros_between(r.started_at, r.finished_at))).label("duration"),
-            _outcome(windows, default, recurred).label("outcome"),
-        )
-        .select_from(incidents.join(runs, r.incident_id == i.id))
-        .where(opened, r.started_at.is_not(None), r.dry_run.is_(False))
-        # A fence (OFFSET 0): neither database may fold this into the counts below, which would
-        # compute the outcome, subqueries and all, once per count that reads it.
-        .offset(0)
-        .subquery("each")
-    )
-    e = each.c
-    noted = exists().where(audit_log.c.incident_id == e.incident_id, audit_log.c.kind == NOTE)
-    auto = case((and_(e.outcome == _EFFECTIVE, e.unacked, not_(noted)), e.incident_id))
-    query = select(
-        e.playbook,
-        e.version,
-        e.code,
-        func.count(),
-        _count_if(e.outcome >= _SUCCEEDED),
-        _count_if(e.outcome == _FAILED),
-        _count_if(e.outcome == _EFFECTIVE),
-        collected(e.duration),
-        collected(auto),
-    ).group_by(e.playbook, e.version, e.code)
-    return [
-        RunTally(
-            playbook, int(version), code, int(n), int(ok), int(bad), int(good), numbers(took), numbers(fixed)
-        )
-        for playbook, version, code, n, ok, bad, good, took, fixed in conn.execute(query)
-    ]
-
-
-def _recurred_after_probe(window_us: ColumnElement[int]) -> ColumnElement[bool]:
-    """Whether the incident's code and target opened again within `window_us` after its resolution:
-    the next opening, found with one probe of the (code, target, opened_at) index, compared."""
-    i, later = incidents.c, incidents.alias("later")
-    next_opening = (
-        select(func.min(later.c.opened_at))
-        .where(later.c.code == i.code, later.c.target == i.target, later.c.opened_at > i.resolved_at)
-        .scalar_subquery()
-    )
-    return at_most_apart(i.resolved_at, next_opening, window_us)  # null (none) is not a recurrence
-
-
-def _recurred_within(window_us: ColumnElement[int]) -> ColumnElement[bool]:
-    """The same with the window's end computed by the database, exactly (PostgreSQL)."""
-    i, later = incidents.c, incidents.alias("later")
-    return exists().where(
-        later.c.code == i.code,
-        later.c.target == i.target,
-        later.c.opened_at > i.resolved_at,
-        later.c.opened_at <= i.resolved_at + window_us * literal_column("INTERVAL '1 microsecond'"),
-    )
-
-
-#: What became of a started run (`_outcome`); SUCCEEDED and above succeeded.
-_OTHER, _FAILED, _SUCCEEDED, _EFFECTIVE = 0, 1, 2, 3
-
-
-def _inline(*values: str) -> list[ColumnElement[str]]:
-    """Constants written into the SQL, not bound: a partial index on them stays usable on SQLite."""
-    return [literal_column(f"'{value}'") for value in values]
-
-
-def _outcome(
-    windows: Mapping[str, Windows],
-    default: Windows,
-    recurred: Callable[[ColumnElement[int]], ColumnElement[bool]],
-) -> ColumnElement[int]:
-    """One CASE, cheapest tests first, each subquery reached only when it can decide: failed (a final
-    status that did not fix it, or a verify step whose last attempt did not pass), another status,
-    succeeded, or effective (DESIGN.md, Vocabulary): succeeded, the alert resolved between the run's
-    start and `effective_within` after it finished (not by hand), and the code and target's next
-    incident, if any, opened more than `recurrence_window` after that resolution."""
-    i, r = incidents.c, runs.c
-    step, retry = step_results.alias("step"), step_results.alias("retry")
-    [verify] = _inline("verify")
-    verify_failed = exists().where(
-        step.c.run_id == r.id,
-        step.c.phase == verify,
-        step.c.status.not_in(_inline(*PASSED_STEPS)),
-        not_(
-            exists().where(
-                retry.c.run_id == step.c.run_id,
-                retry.c.phase == verify,
-                retry.c.name == step.c.name,
-                retry.c.seq > step.c.seq,
-            )
-        ),
-    )
-    within = _per_code(i.code, {c: w.effective_within for c, w in windows.items()}, default.effective_within)
-    recurrence = _per_code(i.code, {c: w.recurrence for c, w in windows.items()}, default.recurrence)
-    not_its_doing = or_(
-        r.finished_at.is_(None),
-        i.resolved_at.is_(None),
-        i.resolution == MANUAL,
-        r.started_at > i.resolved_at,
-    )
-    return case(
-        (r.status.in_(FAILED_RUNS), _FAILED),
-        (verify_failed, _FAILED),
-        (r.status != RunStatus.succeeded.value, _OTHER),
-        (not_its_doing, _SUCCEEDED),
-        (not_(at_most_apart(r.finished_at, i.resolved_at, within)), _SUCCEEDED),
-        (recurred(recurrence), _SUCCEEDED),
-        else_=_EFFECTIVE,
-    )
-
-
 def _recurring(conn: Connection, since: datetime, until: datetime, limit: int) -> list[Recurrence]:
     i = incidents.c
     count = func.count().label("n")
@@ -641,21 +404,6 @@ def _recurring(conn: Connection, since: datetime, until: datetime, limit: int) -
         .limit(limit)
     )
     return [Recurrence(code, target, int(n)) for code, target, n in conn.execute(query)]
-
-
-def _unclassified(conn: Connection, opened: ColumnElement[bool]) -> list[AlertGroup]:
-    """Unclassified alerts of the window's incidents, per (name, source, label set, incident target)."""
-    count = func.count().label("alerts")
-    query = (
-        select(alerts.c.name, alerts.c.source, incidents.c.target, alerts.c.labels, count)
-        .join(incidents, alerts.c.incident_id == incidents.c.id)
-        .where(and_(opened, alerts.c.code == _inline(UNCLASSIFIED)[0]))
-        .group_by(alerts.c.name, alerts.c.source, incidents.c.target, alerts.c.labels)
-    )
-    return [
-        AlertGroup(row.name, row.source, row.target, dict(row.labels), int(row.alerts))
-        for row in conn.execute(query)
-    ]
 
 
 def _newest(conn: Connection, opened: ColumnElement[bool], code: str) -> Newest:

@@ -399,3 +399,17 @@ breakers = Table(
     Column("reset_at", UtcDateTime),
     Column("reset_by", String(128)),
 )
+
+#: Each past hour's settled incidents counted once for stats (engine.store.buckets), per set of
+#: effectiveness windows: `counts` is engine.store.tallies.Part as JSON, `pending` the hour's
+#: incidents left out (counted at every read), `seen` the rows stamped near the count that it holds.
+stats_buckets = Table(
+    "stats_buckets",
+    metadata,
+    Column("starts", UtcDateTime, primary_key=True),
+    Column("windows", String(32), primary_key=True),
+    Column("counted_at", UtcDateTime, nullable=False),
+    Column("pending", Json, nullable=False),
+    Column("seen", Json, nullable=False),
+    Column("counts", Text, nullable=False),
+)

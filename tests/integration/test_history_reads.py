@@ -22,6 +22,7 @@ from engine.intake.classify import CatalogView, Intake
 from engine.models import UNCLASSIFIED, Alert, AlertStatus, Code, CodeVersion, PlaybookVersion, RunStatus
 from engine.records import Receipt
 from engine.store import Store, open_database
+from engine.store.buckets import whole_buckets
 from engine.store.db import Database
 from engine.store.history import History, Summary
 from engine.store.tables import (
@@ -34,6 +35,7 @@ from engine.store.tables import (
     runs,
     step_results,
 )
+from engine.store.tallies import windows_key
 from tests.conftest import TEST_CATALOG, run_cli, write_config
 
 VIEW = CatalogView.of(load_catalog(TEST_CATALOG / "codes", TEST_CATALOG / "playbooks"))
@@ -635,3 +637,72 @@ def test_the_windows_hold_to_the_microsecond(db: Database) -> None:
         "recurrence-1": 1,
         "recurrence-2": 0,
     }
+
+
+# ------------------------------------------------------------------ counted hours (engine.store.buckets)
+
+
+def _count_hours(db: Database, at: datetime) -> int:
+    """Count the hours from W0 on, as the daemon's job does at `at`."""
+    policies = {name: code.policy for name, code in SQL_CODES.items()}
+    return History(db).buckets.refresh(at, windows(policies), DEFAULT_WINDOWS, horizon=at - W0)
+
+
+def _kept_hours(db: Database) -> set[datetime]:
+    policies = {name: code.policy for name, code in SQL_CODES.items()}
+    key, reach = (
+        windows_key(windows(policies), DEFAULT_WINDOWS),
+        max(w.recurrence for w in [*windows(policies).values(), DEFAULT_WINDOWS]),
+    )
+    history = History(db)
+    with db.read() as conn:
+        return set(history.buckets.usable(conn, whole_buckets(W0, UNTIL), key, reach))
+
+
+def test_counted_hours_give_the_same_numbers_as_counting_the_window(db: Database) -> None:
+    edge_history(db)
+    counted_at = UNTIL + 3 * D
+
+    assert _count_hours(db, counted_at) > 0
+    in_sql, by_rows = counted_both_ways(db, W0, UNTIL)
+
+    assert _kept_hours(db), "the window is read from counted hours"
+    assert canonical(in_sql) == canonical(by_rows)
+    # An hour never counts twice: counting again keeps every hour and recounts none.
+    assert _count_hours(db, counted_at + 10 * M) == 0
+    assert canonical(counted_both_ways(db, W0, UNTIL)[0]) == canonical(by_rows)
+
+
+def test_a_note_a_run_or_a_recurrence_after_the_count_is_counted(db: Database) -> None:
+    """What changes a settled incident after its hour was counted: the hour is read afresh until
+    it is counted again, and then holds the change."""
+    rows = Rows(db)
+    first = rows.incident(W0 + 2 * H, "db-1")
+    rows.run(first, W0 + 2 * H)
+    second = rows.incident(W0 + 5 * H, "db-2")
+    rows.run(second, W0 + 5 * H)
+    counted_at = W0 + 2 * D
+    third = rows.incident(counted_at - 3 * H, "db-3")
+    rows.run(third, counted_at - 3 * H)
+    _count_hours(db, counted_at)
+    before = counted_both_ways(db, W0, UNTIL)
+    assert canonical(before[0]) == canonical(before[1])
+    hours = _kept_hours(db)
+    assert {W0 + 2 * H, W0 + 5 * H, counted_at - 3 * H} <= hours
+
+    later = counted_at + 5 * M
+    with db.write() as conn:
+        conn.execute(
+            insert(audit_log).values(at=later, actor="bob", kind="note", incident_id=first, message="seen")
+        )
+    rows.run(second, later, playbook="disk-cleanup-again")
+    rows.incident(later, "db-3", resolved=None)  # 2h48m after its resolution: a recurrence
+
+    assert not {W0 + 2 * H, W0 + 5 * H, counted_at - 3 * H} & _kept_hours(db)
+    in_sql, by_rows = counted_both_ways(db, W0, UNTIL)
+    assert canonical(in_sql) == canonical(by_rows)
+    assert canonical(in_sql) != canonical(before[0])
+
+    _count_hours(db, later + M)
+    assert {W0 + 2 * H, W0 + 5 * H, counted_at - 3 * H} <= _kept_hours(db)
+    assert canonical(counted_both_ways(db, W0, UNTIL)[0]) == canonical(by_rows)

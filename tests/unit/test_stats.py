@@ -13,7 +13,8 @@ import orjson
 from engine.analytics.stats import build_stats, percentile, suggested_match
 from engine.cli.common import dump
 from engine.models import Code
-from engine.store.history import AlertGroup, IncidentFacts, RunFacts, Window
+from engine.store.history import IncidentFacts, RunFacts, Window
+from engine.store.tallies import AlertGroup
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 NOW = T0 + timedelta(days=10)
