@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, and_, exists, func, select
 
 from engine.models import IncidentStatus, RunStatus
-from engine.store.buckets import PENDING_LIMIT, Buckets, gaps, same_snapshot, whole_buckets
+from engine.store.buckets import Buckets, cover, gaps, same_snapshot
 from engine.store.db import Database
 from engine.store.sqlfn import bytewise, unindexed
 from engine.store.tables import audit_log, codes, incidents, playbook_versions, runs, step_results
@@ -234,16 +234,14 @@ class History:
                 conn.exec_driver_sql("SET LOCAL jit = off")
                 conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
             key, recurrence = windows_key(windows, default), reach(windows, default)
-            counted = self.buckets.usable(conn, whole_buckets(since, until), key, recurrence)
-            kept = {start: c for start, c in counted.items() if len(c.pending) <= PENDING_LIMIT}
-            parts = []
-            for start, end in gaps(since, until, kept):
-                parts.append(count(conn, _opened_in(start, end), now, windows, default))
-            pending = sorted(incident for bucket in kept.values() for incident in bucket.pending)
+            kept = cover(since, until, self.buckets.usable(conn, since, until, key, recurrence))
+            holes = gaps(since, until, kept)
+            parts = [count(conn, _opened_in(start, end), now, windows, default) for start, end in holes]
+            pending = sorted(incident for bucket in kept for incident in bucket.pending)
             for first in range(0, len(pending), 500):
                 chosen = incidents.c.id.in_(pending[first : first + 500])
                 parts.append(count(conn, chosen, now, windows, default))
-            part = merged(parts, [bucket.rows for bucket in kept.values()])
+            part = merged(parts, [bucket.rows() for bucket in kept])
             recurring = _recurring(conn, since, until, recurring_limit)
             opened = _opened_in(since, until)
             newest = {

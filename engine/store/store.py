@@ -568,16 +568,19 @@ class Store:
         if since:
             query = query.where(time_column >= since)
         trusted = record.trusted
+        ordered = (time_column.desc(), table.c.id.desc())
         with self.db.read() as conn:
             if before_id:
-                after = conn.execute(select(time_column).where(table.c.id == before_id)).scalar()
-                if after is None:
-                    query = query.where(table.c.id < before_id)  # a cursor whose row is gone
-                else:
-                    query = query.where(
-                        and_(time_column <= after, or_(time_column < after, table.c.id < before_id))
-                    )
-            query = query.order_by(time_column.desc(), table.c.id.desc()).limit(limit)
+                # The cursor's time read inside the page's own statement: one round trip per page.
+                after = select(time_column).where(table.c.id == before_id).scalar_subquery()
+                page = query.where(
+                    and_(time_column <= after, or_(time_column < after, table.c.id < before_id))
+                )
+                found = conn.execute(page.order_by(*ordered).limit(limit)).all()
+                if found or conn.execute(select(table.c.id).where(table.c.id == before_id)).first():
+                    return [trusted(dict(zip(fields, r, strict=True))) for r in found]
+                query = query.where(table.c.id < before_id)  # a cursor whose row is gone
+            query = query.order_by(*ordered).limit(limit)
             return [trusted(dict(zip(fields, r, strict=True))) for r in conn.execute(query)]
 
     def get_run(self, run_id: int) -> RunDetail:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -400,16 +401,18 @@ breakers = Table(
     Column("reset_by", String(128)),
 )
 
-#: Each past hour's settled incidents counted once for stats (engine.store.buckets), per set of
-#: effectiveness windows: `counts` is engine.store.tallies.Part as JSON, `pending` the hour's
+#: Each past hour's settled incidents counted once for stats (engine.store.buckets), and each day's
+#: made of its hours (`hours` 1 or 24), per set of effectiveness windows: `counts` is
+#: engine.store.tallies.Part (engine.store.buckets.encode), `pending` the bucket's
 #: incidents left out (counted at every read), `seen` the rows stamped near the count that it holds.
 stats_buckets = Table(
     "stats_buckets",
     metadata,
     Column("starts", UtcDateTime, primary_key=True),
+    Column("hours", Integer, primary_key=True),
     Column("windows", String(32), primary_key=True),
     Column("counted_at", UtcDateTime, nullable=False),
     Column("pending", Json, nullable=False),
     Column("seen", Json, nullable=False),
-    Column("counts", Text, nullable=False),
+    Column("counts", LargeBinary, nullable=False),
 )

@@ -9,7 +9,6 @@ the one query shape that differs (how a recurrence is looked for) is chosen by `
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -133,9 +132,10 @@ def count(
     )
 
 
-#: Each tally as a row of its fields: how many lead (the group), how many numbers follow (added),
-#: the rest are lists (joined).
-_SHAPES: dict[type, tuple[int, int]] = {IncidentTally: (2, 5), RunTally: (3, 4), AlertGroup: (4, 1)}
+#: Each tally as a row of its fields, for IncidentTally, RunTally and AlertGroup in that order: how
+#: many lead (the group), how many numbers follow (added), how many lists end it (joined).
+SHAPES = ((2, 5, 2), (3, 4, 2), (4, 1, 0))
+_KINDS = (IncidentTally, RunTally, AlertGroup)
 
 
 def rows_of(items: Iterable[Any]) -> list[list[Any]]:
@@ -159,10 +159,9 @@ def merged(parts: Iterable[Part], rows: Iterable[tuple[list[Any], list[Any], lis
 
 
 def _fold(folded: list[dict[Any, list[Any]]], rows: Iterable[list[Any]]) -> None:
-    for into, kind, found in zip(folded, (IncidentTally, RunTally, AlertGroup), rows, strict=True):
-        lead, added = _SHAPES[kind]
+    for into, kind, (lead, added, lists), found in zip(folded, _KINDS, SHAPES, rows, strict=True):
         numbers_at = range(lead, lead + added)
-        lists_at = range(lead + added, len(dataclasses.fields(kind)))
+        lists_at = range(lead + added, lead + added + lists)
         labelled = kind is AlertGroup
         for row in found:
             key = (*row[:3], _hashable(row[3])) if labelled else tuple(row[:lead])

@@ -22,7 +22,6 @@ from engine.intake.classify import CatalogView, Intake
 from engine.models import UNCLASSIFIED, Alert, AlertStatus, Code, CodeVersion, PlaybookVersion, RunStatus
 from engine.records import Receipt
 from engine.store import Store, open_database
-from engine.store.buckets import whole_buckets
 from engine.store.db import Database
 from engine.store.history import History, Summary
 from engine.store.tables import (
@@ -656,7 +655,7 @@ def _kept_hours(db: Database) -> set[datetime]:
     )
     history = History(db)
     with db.read() as conn:
-        return set(history.buckets.usable(conn, whole_buckets(W0, UNTIL), key, reach))
+        return {start for start, hours in history.buckets.usable(conn, W0, UNTIL, key, reach) if hours == 1}
 
 
 def test_counted_hours_give_the_same_numbers_as_counting_the_window(db: Database) -> None:

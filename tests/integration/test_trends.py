@@ -21,6 +21,7 @@ from engine.intake.classify import CatalogView, Intake
 from engine.store import Store, open_database
 from engine.store.db import Database
 from engine.store.tables import incidents
+from engine.store.tallies import windows_key
 from engine.store.trends import DayCount, Trends
 from engine.web.api import Services, create_app
 from tests.conftest import write_config
@@ -150,3 +151,33 @@ def test_the_dashboard_draws_the_window_through_the_real_app(tmp_path: Path) -> 
     assert re.findall(r"https?://", re.sub(r'xmlns(:\w+)?="[^"]*"', "", text)) == []
     assert "<script" not in text
     assert bad.status_code == 400 and "nonsense" in html.unescape(bad.text)
+
+
+def test_the_counted_days_and_hours_give_the_same_series(db: Database) -> None:
+    """per_day reads the hours and days engine.store.buckets counted whole, and counts only the
+    rest (the window's ragged ends, what was still open): the same series as counting it all."""
+    from engine.analytics.effectiveness import DEFAULT_WINDOWS
+
+    for n in range(60):
+        at = W0 + n * 73 * M + n * US
+        resolved = None if n % 7 == 0 else (n + 1) * 9 * M + n * US
+        opened(
+            db,
+            at,
+            code=("DISK-001", "NET-002")[n % 2],
+            severity=("high", "low")[n % 3 % 2],
+            resolved=resolved,
+        )
+    trends = Trends(db)
+    assert trends.buckets.refresh(UNTIL + H, {}, DEFAULT_WINDOWS, horizon=UNTIL + H - W0) > 0
+    since, until = W0 + 90 * M, UNTIL - 30 * M  # ragged ends: parts of hours and days
+
+    per_day, resolve_times = trends.per_day(since, until, {}, DEFAULT_WINDOWS)
+
+    with db.read() as conn:
+        counted = trends.buckets.usable(conn, since, until, windows_key({}, DEFAULT_WINDOWS), H)
+    assert {hours for _, hours in counted} == {1, 24}, "whole days and hours are read as counted"
+    assert per_day == sorted(trends.opened_per_day(since, until), key=lambda r: (r.day, r.code))
+    straight = {(r.day, r.severity): sorted(r.ttr_us) for r in trends.resolve_times_per_day(since, until)}
+    assert {(r.day, r.severity): sorted(r.ttr_us) for r in resolve_times} == straight
+    assert sum(r.incidents for r in per_day) == 57  # 60 less the 2 before `since` and the 1 after `until`

@@ -1,4 +1,4 @@
-"""keep each past hour's settled incidents counted for stats
+"""keep each past hour's and day's settled incidents counted for stats
 
 A 30-day `suture stats` counted a few hundred thousand incidents, runs and steps in SQL at every
 read. A past hour's settled incidents (resolved, runs final) change only through rows stamped
@@ -28,12 +28,13 @@ def upgrade() -> None:
     op.create_table(
         "stats_buckets",
         sa.Column("starts", _TIME, nullable=False),
+        sa.Column("hours", sa.Integer(), nullable=False),
         sa.Column("windows", sa.String(32), nullable=False),
         sa.Column("counted_at", _TIME, nullable=False),
         sa.Column("pending", engine.store.tables.Json, nullable=False),
         sa.Column("seen", engine.store.tables.Json, nullable=False),
-        sa.Column("counts", sa.Text(), nullable=False),
-        sa.PrimaryKeyConstraint("starts", "windows", name=op.f("pk_stats_buckets")),
+        sa.Column("counts", sa.LargeBinary(), nullable=False),
+        sa.PrimaryKeyConstraint("starts", "hours", "windows", name=op.f("pk_stats_buckets")),
     )
 
 

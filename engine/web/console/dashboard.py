@@ -27,6 +27,7 @@ from fastapi.responses import Response
 from markupsafe import Markup
 
 from engine.analytics import read_stats
+from engine.analytics.effectiveness import DEFAULT_WINDOWS, windows
 from engine.analytics.stats import SEVERITIES, percentile
 from engine.durations import format_duration, parse_since
 from engine.errors import InvalidArgument
@@ -551,11 +552,10 @@ def router(context: ConsoleContext) -> APIRouter:
     def make(since: str, now: datetime) -> Board:
         start = window(since, now)
         codes = {entry.code.code: entry.code for entry in services.intake.view.catalog.codes}
-        facts = Facts(
-            read_stats(history, codes, start, now),
-            trends.opened_per_day(start, now),
-            trends.resolve_times_per_day(start, now),
+        per_day, resolve_times = trends.per_day(
+            start, now, windows({name: code.policy for name, code in codes.items()}), DEFAULT_WINDOWS
         )
+        facts = Facts(read_stats(history, codes, start, now), per_day, resolve_times)
         return board(start, now, facts, deadlines)
 
     boards = Boards(make, context.now)
