@@ -46,10 +46,11 @@ def test_an_old_board_is_shown_at_once_and_counted_anew_behind_it() -> None:
 def test_warming_counts_the_window_before_anyone_asks() -> None:
     count = Counter()
     boards = Boards(count, lambda: START, fresh_for=timedelta(seconds=60))
-    boards.warm("30d")
-    wait_for(lambda: len(count.calls) == 1, timeout=5)
+    boards.warm("30d", "7d")
+    wait_for(lambda: len(count.calls) == 2, timeout=5)
     assert boards.get("30d", START) == "board 1 of 30d at 03:00:00"
-    assert len(count.calls) == 1  # the viewer got the warmed board, nothing counted again
+    assert boards.get("7d", START) == "board 2 of 7d at 03:00:00"
+    assert len(count.calls) == 2  # the viewers got the warmed boards, nothing counted again
 
 
 def test_a_failed_background_count_keeps_the_last_board() -> None:

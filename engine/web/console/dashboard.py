@@ -502,11 +502,17 @@ class Boards:
             return kept.board
         return self._count(since, lock)
 
-    def warm(self, since: str) -> None:
-        """Count a window in the background now, so that its first viewer need not wait."""
+    def warm(self, *windows: str) -> None:
+        """Count these windows in the background now, one after the other, so that their first
+        viewers need not wait."""
         with self._guard:
-            lock = self._locks.setdefault(since, threading.Lock())
-        threading.Thread(target=self._background, args=(since, lock), daemon=True).start()
+            locks = [(since, self._locks.setdefault(since, threading.Lock())) for since in windows]
+
+        def count_all() -> None:
+            for since, lock in locks:
+                self._background(since, lock)
+
+        threading.Thread(target=count_all, daemon=True).start()
 
     def _background(self, since: str, lock: threading.Lock) -> None:
         try:
@@ -559,7 +565,8 @@ def router(context: ConsoleContext) -> APIRouter:
         return board(start, now, facts, deadlines)
 
     boards = Boards(make, context.now)
-    boards.warm(DEFAULT_SINCE)
+    # The default window first: it is what the page opens on.
+    boards.warm(DEFAULT_SINCE, *(since for since in PRESETS if since != DEFAULT_SINCE))
 
     @routes.get("/dashboard")
     def dashboard(request: Request, since: str = DEFAULT_SINCE) -> Response:
