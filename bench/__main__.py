@@ -1,6 +1,6 @@
 """`python -m bench [ingest|latency|storm|footprint|all] [--json] [--quick] [--sqlite-synchronous S]
-[--dead-channel EVENTS] [--gates]`, and `python -m bench history [--quick] [--backend sqlite|postgresql|both]`
-(not part of `all`: it fills a store of a million incidents)."""
+[--dead-channel EVENTS] [--gates]`, `python -m bench history [--quick] [--backend sqlite|postgresql|both]`
+and `python -m bench replay [--quick]` (not part of `all`: they fill stores of a million rows)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import orjson
 from bench import scenarios
 from bench.report import Figure, table
 
-#: What `all` runs; `history` is only run by name.
+#: What `all` runs; `history` and `replay` are only run by name.
 ALL = ("ingest", "latency", "storm", "footprint")
-CHOICES = (*ALL, "history", "all")
+CHOICES = (*ALL, "history", "replay", "all")
 
 
 def _cpu_seconds() -> tuple[float, float]:
@@ -57,6 +57,10 @@ def run(
             figures += scenarios.latency(sizes, work, synchronous)
         elif name == "history":
             figures += scenarios.history(work, backend, quick, info)
+        elif name == "replay":
+            from bench.replay import replay
+
+            figures += replay(work, quick)
         elif name == "storm":
             storm_figures, storms = scenarios.storm(sizes, work, synchronous)
             figures += storm_figures

@@ -465,3 +465,51 @@ class CodeVersion:
     code: str
     sha256: str
     body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RunDecision:
+    """What became of an incident when it opened, as replay compares it: `run` (queued), `deferred`
+    (queued for later: `policy.delay`), `approval` (waiting for a person), `held` (skipped by a
+    gate, `reason` says which) or `none` (no run: manual mode, unclassified)."""
+
+    kind: str
+    reason: str | None = None
+
+    @classmethod
+    def of_run(
+        cls, status: str | None, trigger: str | None, not_before: datetime | None, reason: str | None
+    ) -> RunDecision:
+        """The decision an incident's first run records."""
+        if status is None:
+            return NO_RUN
+        if status == RunStatus.skipped.value:
+            return cls("held", reason)
+        if trigger == Mode.approval.value:
+            return cls("approval", reason)
+        if not_before is not None:
+            return cls("deferred", reason)
+        return cls("run")
+
+
+NO_RUN = RunDecision("none")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayedAlert:
+    """One stored alert of a replayed period: its code as stored and as the replay classified it."""
+
+    actual: str
+    replayed: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayedIncident:
+    """An incident one alert of the period opened, as it happened, in the replay, or both (None
+    on a side where that alert opened no incident)."""
+
+    actual_id: int | None
+    actual_code: str | None
+    actual: RunDecision | None
+    replayed_code: str | None
+    replayed: RunDecision | None

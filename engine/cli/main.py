@@ -19,6 +19,7 @@ from engine.cli import (
     init,
     notify,
     playbooks,
+    replay,
     report,
     run,
     runs,
@@ -61,6 +62,7 @@ for command in (
     doctor.doctor,
     stats.stats,
     report.report,
+    replay.replay,
     silence.silence,
     breakers.breakers,
 ):

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from engine.cli.common import config_option, dump, handle_errors, json_option, open_store
 from engine.cli.db import database_exists
 from engine.config import Config, load_config
-from engine.errors import CatalogError
+from engine.errors import CatalogError, InvalidArgument
 
 if TYPE_CHECKING:
     from engine.catalog.loader import Catalog
@@ -18,11 +18,15 @@ if TYPE_CHECKING:
 
 
 @click.command()
+@click.option(
+    "--replay", "replay_since", help="also replay the stored alerts since this (e.g. 7d) through it"
+)
 @config_option
 @json_option
 @handle_errors
-def validate(config_path: str, as_json: bool) -> None:
-    """Check codes/ and playbooks/; print every problem as file:line: message."""
+def validate(replay_since: str | None, config_path: str, as_json: bool) -> None:
+    """Check codes/ and playbooks/; print every problem as file:line: message. With --replay, also
+    what the catalog would have done with the stored alerts of that period (`suture replay`)."""
     config = load_config(config_path)
     store = open_store(config) if database_exists(config) else None
     try:
@@ -34,10 +38,26 @@ def validate(config_path: str, as_json: bool) -> None:
         sys.exit(1)
     for warning in catalog.warnings:  # on stderr: they do not make the catalog invalid
         click.echo(warning, err=True)
+    found: dict[str, Any] = {
+        "ok": True,
+        "codes": len(catalog.codes),
+        "playbook_versions": len(catalog.playbooks),
+    }
+    if replay_since is not None:
+        from engine.cli.replay import replay_report
+
+        if store is None:
+            raise InvalidArgument("--replay: there is no database yet, so no stored alerts to replay")
+        found["replay"] = replay_report(config, catalog, replay_since)
     if as_json:
-        dump({"ok": True, "codes": len(catalog.codes), "playbook_versions": len(catalog.playbooks)})
-    else:
-        click.echo(f"ok: {len(catalog.codes)} codes, {len(catalog.playbooks)} playbook versions")
+        dump(found)
+        return
+    click.echo(f"ok: {len(catalog.codes)} codes, {len(catalog.playbooks)} playbook versions")
+    if replay_since is not None:
+        from engine.cli.replay import print_report
+
+        click.echo("")
+        print_report(found["replay"])
 
 
 def _checked(config: Config, store: Store | None) -> Catalog:

@@ -73,6 +73,7 @@ HISTORY_EXPECTED = {
     f"history[sqlite]: {name}"
     for name in (
         "fill the store",
+        "count the past hours",
         "stats --since 30d",
         "incidents page 1 (top code, 90d)",
         "incidents page 50 (top code, 90d)",
@@ -116,3 +117,24 @@ def test_bench_history_quick_sqlite_json() -> None:
             value = figure[key]
             assert isinstance(value, int | float) and math.isfinite(value), (name, key, value)
         assert all(isinstance(v, int | float) and math.isfinite(v) for v in figure["values"]), name
+
+
+def test_bench_replay_quick_json() -> None:
+    """The replay scenario fills a small store of 30 days and replays it with the real CLI: the
+    replay's time, the alerts it read (three an incident) and its peak memory."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "replay", "--quick", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    figures = {f["name"]: f for f in orjson.loads(done.stdout)["figures"]}
+    assert set(figures) == {
+        "replay: fill the store",
+        "replay: suture replay --since 30d",
+        "replay: peak memory of the replay",
+    }
+    assert figures["replay: suture replay --since 30d"]["note"].startswith("3,000 alerts, ")
+    assert all(math.isfinite(f["median"]) and f["median"] > 0 for f in figures.values())

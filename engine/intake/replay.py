@@ -1,0 +1,133 @@
+"""Replay: the stored alerts of a period, in arrival order, through a catalog's intake into a scratch
+store, to see what that catalog would have done with them.
+
+It is the daemon's own intake, unchanged: `Intake.prepare` classifies (codes, targets, deadlines),
+`IntakeWriter.commit` dedups and asks the policy gates for each new incident's run, writing into a
+scratch SQLite store whose clock steps through the stored arrival times. No worker runs, so
+nothing is executed; the real store is only read; the scratch store goes with its folder. Alerts
+that arrived within `step` of each other are committed together with the clock at the last
+one's arrival, as the daemon groups webhooks that arrive together into one commit: a smaller step
+follows the arrival times more closely and takes longer. The gates start from a clean slate: no
+breaker open, not paused, the silences of the period as they were made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from engine.clock import ManualClock
+from engine.errors import StoreUnavailable
+from engine.intake.classify import CatalogView, Intake
+from engine.models import ReplayedAlert, ReplayedIncident, RunDecision
+from engine.policy.guards import NO_RAILS, Rails
+from engine.store import Store, open_database
+from engine.store.arrivals import Arrival, arrivals, copy_silences, first_runs, stored_after
+from engine.store.db import Database
+
+#: Arrivals this close together are committed as one batch.
+STEP = timedelta(minutes=1)
+#: Webhook bodies in one commit at most (the daemon's writer takes as many).
+MAX_EVENTS = 256
+
+
+class ReplayFailed(StoreUnavailable):
+    """The scratch store refused a batch: the replay cannot go on truthfully."""
+
+
+def batches(found: Iterable[Arrival], step: timedelta) -> Iterator[list[list[Arrival]]]:
+    """Arrivals grouped by webhook body (event), and bodies into batches: a batch holds the bodies
+    that arrived within `step` of its first, at most MAX_EVENTS of them."""
+    batch: list[list[Arrival]] = []
+    for arrival in found:
+        if batch and batch[-1][0].event_id == arrival.event_id:
+            batch[-1].append(arrival)
+            continue
+        if batch and (len(batch) >= MAX_EVENTS or arrival.received_at - batch[0][0].received_at > step):
+            yield batch
+            batch = []
+        batch.append([arrival])
+    if batch:
+        yield batch
+
+
+class Replayer:
+    def __init__(
+        self, source: Database, view: CatalogView, rails: Rails = NO_RAILS, step: timedelta = STEP
+    ) -> None:
+        self.source = source
+        self.view = view
+        self.rails = rails
+        self.step = step
+
+    def run(
+        self, since: datetime, until: datetime, folder: Path
+    ) -> Iterator[ReplayedAlert | ReplayedIncident]:
+        """Each alert of [since, until) as it was and as replayed, in arrival order; then each
+        incident an alert opened either way, with both decisions (final only once every alert is in).
+        The scratch store is made in `folder`, which the caller removes."""
+        scratch = open_database(
+            f"sqlite:///{folder / 'replay.db'}", upgrade=True, sqlite_synchronous="normal"
+        )
+        try:
+            yield from self._run(scratch, since, until)
+        finally:
+            scratch.dispose()
+
+    def _run(
+        self, scratch: Database, since: datetime, until: datetime
+    ) -> Iterator[ReplayedAlert | ReplayedIncident]:
+        copy_silences(self.source, scratch, since, until)
+        clock = ManualClock(since)
+        intake = Intake(Store(scratch, clock=clock), self.view, rails=self.rails)
+        #: Each incident the replay opened: what the same alert did in fact (id, code, decision).
+        opened: dict[int, tuple[int | None, str | None, RunDecision | None]] = {}
+        seen: set[int] = set()  # actual incidents met already
+        last_alert = last_incident = 0
+        for batch in batches(arrivals(self.source, since, until), self.step):
+            arrived = batch[-1][0].received_at
+            if arrived > clock.now():
+                clock.advance(arrived - clock.now())
+            submissions = [
+                intake.prepare(event[0].alert.source, "", [a.alert for a in event]) for event in batch
+            ]
+            for outcome in intake.commit(submissions):
+                if isinstance(outcome, StoreUnavailable):
+                    raise ReplayFailed(f"replay stopped at {arrived.isoformat()}: {outcome}")
+            with scratch.read() as conn:
+                stored = stored_after(conn, last_alert)
+            flat = [arrival for event in batch for arrival in event]
+            if len(stored) != len(flat):
+                raise ReplayFailed(
+                    f"replay stored {len(stored)} of {len(flat)} alerts at {arrived.isoformat()}"
+                )
+            for arrival, (alert_id, code, incident) in zip(flat, stored, strict=True):
+                last_alert = alert_id
+                yield ReplayedAlert(arrival.code, code)
+                actual = None
+                if _opened_here(arrival, since, seen):
+                    actual = (arrival.incident_id, arrival.incident_code, arrival.first_run)
+                if incident is not None and incident > last_incident:
+                    last_incident = incident
+                    opened[incident] = actual or (None, None, None)
+                elif actual is not None:
+                    yield ReplayedIncident(*actual, None, None)
+        ids = sorted(opened)
+        with scratch.read() as conn:
+            for start in range(0, len(ids), 5000):
+                chunk = ids[start : start + 5000]
+                decided = first_runs(conn, chunk)
+                for incident in chunk:
+                    code, decision = decided[incident]
+                    yield ReplayedIncident(*opened.pop(incident), code, decision)
+
+
+def _opened_here(arrival: Arrival, since: datetime, seen: set[int]) -> bool:
+    """Whether this alert opened its incident: the first of that incident's alerts met, which
+    opened within the period."""
+    incident = arrival.incident_id
+    if incident is None or incident in seen:
+        return False
+    seen.add(incident)
+    return arrival.incident_opened_at is not None and arrival.incident_opened_at >= since
