@@ -367,6 +367,32 @@ class Knowledge(_Strict):
     links: list[str] = Field(default_factory=list)
 
 
+_PINNED = r"[a-z0-9][a-z0-9_.-]*@[1-9][0-9]*"
+
+
+def _pinned(value: str) -> str:
+    if not re.fullmatch(_PINNED, value):
+        raise ValueError("expected a pinned playbook version, name@version")
+    return value
+
+
+class Canary(_Strict):
+    """A new playbook version run live on `share` of a code's incidents (chosen by incident)."""
+
+    playbook: str
+    share: float = Field(gt=0, le=1)
+
+    @field_validator("playbook")
+    @classmethod
+    def _pinned_version(cls, value: str) -> str:
+        return _pinned(value)
+
+    @property
+    def version(self) -> tuple[str, int]:
+        name, version = self.playbook.split("@", 1)
+        return name, int(version)
+
+
 class Code(_Strict):
     code: str = Field(pattern=r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*$")
     title: str
@@ -381,6 +407,21 @@ class Code(_Strict):
     policy: Policy = Field(default_factory=Policy)
     escalation: EscalationOverride | None = None
     knowledge: Knowledge = Field(default_factory=Knowledge)
+    canary: Canary | None = None
+    #: A version rendered beside the live one for every incident, never executed (`name@version`).
+    shadow: str | None = None
+
+    @field_validator("shadow")
+    @classmethod
+    def _shadow_pinned(cls, value: str | None) -> str | None:
+        return None if value is None else _pinned(value)
+
+    @property
+    def shadow_version(self) -> tuple[str, int] | None:
+        if self.shadow is None:
+            return None
+        name, version = self.shadow.split("@", 1)
+        return name, int(version)
 
     @property
     def playbook_name(self) -> str | None:

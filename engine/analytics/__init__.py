@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from engine.analytics.effectiveness import DEFAULT_WINDOWS, windows
 from engine.analytics.handover import HandoverFacts
+from engine.analytics.rollout import verdict, versions
 from engine.analytics.stats import TOP_RECURRING, stats_of
 from engine.models import Code
 from engine.records import Stats
@@ -39,6 +41,29 @@ def count_hours(history: History, codes: Mapping[str, Code], now: datetime) -> i
     return history.buckets.refresh(now, policies, DEFAULT_WINDOWS)
 
 
+def read_rollout(
+    history: History, codes: Mapping[str, Code], code: Code, live: tuple[str, int] | None,
+    since: datetime, until: datetime,
+) -> dict[str, Any]:  # fmt: skip
+    """`suture rollout status`: the code's playbook versions in [since, until) and the verdict."""
+    summary = history.summary(
+        since,
+        until,
+        until,
+        windows({name: c.policy for name, c in codes.items()}),
+        DEFAULT_WINDOWS,
+        known=codes.keys(),
+    )
+    shown = versions(code, live, summary.runs)
+    return {
+        "code": code.code,
+        "since": since,
+        "until": until,
+        "versions": [v.as_json() for v in shown],
+        "verdict": verdict(shown),
+    }
+
+
 def read_handover(
     history: History, codes: Mapping[str, Code], since: datetime, now: datetime
 ) -> HandoverFacts:
@@ -57,4 +82,4 @@ def read_handover(
     )
 
 
-__all__ = ["count_hours", "read_handover", "read_stats"]
+__all__ = ["count_hours", "read_handover", "read_rollout", "read_stats"]

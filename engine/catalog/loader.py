@@ -311,6 +311,15 @@ def _check_code(
             problems.append(f"{doc.where((index, 'playbook'))}: playbook {name!r} not found in the catalog")
     elif code.mode.value != "manual":
         problems.append(f"{doc.where((index, 'mode'))}: mode {code.mode.value} needs a playbook")
+    others = [("canary", code.canary.version if code.canary else None), ("shadow", code.shadow_version)]
+    for key, version in others:
+        if version is None:
+            continue
+        where = doc.where((index, key, "playbook") if key == "canary" else (index, key))
+        if version not in catalog.playbooks:
+            problems.append(f"{where}: {key}: playbook {version[0]}@{version[1]} not found in the catalog")
+        elif version[0] != name:
+            problems.append(f"{where}: {key}: a version of the code's own playbook {name!r} is expected")
     return problems
 
 

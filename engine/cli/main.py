@@ -21,6 +21,7 @@ from engine.cli import (
     playbooks,
     replay,
     report,
+    rollout,
     run,
     runs,
     serve,
@@ -63,6 +64,7 @@ for command in (
     stats.stats,
     report.report,
     replay.replay,
+    rollout.rollout,
     silence.silence,
     breakers.breakers,
 ):

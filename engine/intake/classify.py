@@ -5,9 +5,10 @@ the daemon and its helper processes share one classification."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -51,6 +52,8 @@ class CatalogView:
     deadlines: dict[str, Deadlines]
     #: The deadlines of an alert no code matches, by the severity it is given (`unclassified_severity`).
     unclassified: dict[Severity, Deadlines]
+    #: The codes with a canary: its version and the share of incidents that run it.
+    canaries: dict[str, tuple[tuple[str, int], float]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, catalog: Catalog, escalation: EscalationConfig | None = None) -> CatalogView:
@@ -63,7 +66,20 @@ class CatalogView:
             playbooks[code.code] = (found.playbook.name, found.playbook.version) if found else None
             deadlines[code.code] = _deadlines(escalation, code.severity, code.escalation)
         unclassified = {severity: _deadlines(escalation, severity, None) for severity in Severity}
-        return cls(catalog, Classifier(catalog), playbooks, deadlines, unclassified)
+        canaries = {
+            entry.code.code: (entry.code.canary.version, entry.code.canary.share)
+            for entry in catalog.codes
+            if entry.code.canary is not None
+        }
+        return cls(catalog, Classifier(catalog), playbooks, deadlines, unclassified, canaries)
+
+
+def in_share(alert: Alert, share: float) -> bool:
+    """Whether this alert's incident is among `share` of all, chosen by the incident (its
+    fingerprint and start), so every delivery of it and every replay choose alike."""
+    start = alert.starts_at.isoformat() if alert.starts_at is not None else ""
+    digest = hashlib.sha256(f"{alert.fingerprint}|{start}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") < share * 2**64
 
 
 def unclassified_severity(alert: Alert) -> Severity:
@@ -126,11 +142,19 @@ class Intake(IntakeWriter):
             severity=code.severity,
             target=self._target(code.target, alert) if code.target else _fallback_target(alert),
             mode=code.mode,
-            playbook=view.playbooks[code.code],
+            playbook=self._version(code.code, alert),
             dry_run=code.dry_run,
             policy=code.policy,
             deadlines=view.deadlines[code.code],
         )
+
+    def _version(self, code: str, alert: Alert) -> tuple[str, int] | None:
+        """The playbook version this alert's incident runs: the code's, or its canary's for the
+        canary's share of incidents."""
+        canary = self.view.canaries.get(code)
+        if canary is not None and in_share(alert, canary[1]):
+            return canary[0]
+        return self.view.playbooks[code]
 
     def _target(self, template: str, alert: Alert) -> str:
         """Render a code's target template; a repeat of the same labels reuses the last answer."""
