@@ -480,6 +480,8 @@ class ClassifiedAlert:
     policy: Policy | None = None
     #: None: the severity's default deadlines.
     deadlines: Deadlines | None = None
+    #: The code's shadow version, rendered beside each run of it.
+    shadow: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)

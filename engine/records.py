@@ -330,6 +330,10 @@ class Run(Record):
         " `recurrence_window`."
     )
     worker: str | None = Field(description="The daemon start that holds or held the run.")
+    shadow: bool = Field(
+        default=False,
+        description="The code's `shadow` version rendered beside the live run: a dry run, never executed.",
+    )
 
 
 class StepResult(Record):

@@ -83,12 +83,18 @@ def runs_show(run_id: int, config_path: str, as_json: bool) -> None:
 
 
 DRY_RUN = "DRY RUN"
+SHADOW = "SHADOW"
+
+
+def _mark(run: Run) -> str | None:
+    return SHADOW if run.shadow else DRY_RUN if run.dry_run else None
 
 
 def run_heading(run: Run) -> str:
     """`run 7: disk-cleanup@3 succeeded (auto)`, marked DRY RUN when nothing was executed."""
     line = f"run {run.id}: {run.playbook}@{run.playbook_version} {run.status} ({run.trigger})"
-    return f"{line}  [{DRY_RUN}: nothing was executed]" if run.dry_run else line
+    mark = _mark(run)
+    return f"{line}  [{mark}: nothing was executed]" if mark else line
 
 
 class _Marked:
@@ -99,13 +105,13 @@ class _Marked:
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._run, name)
-        if name == "status" and self._run.dry_run:
-            return f"{value} ({DRY_RUN})"
+        if name == "status" and (mark := _mark(self._run)):
+            return f"{value} ({mark})"
         return value
 
 
 def marked(rows: Sequence[Run]) -> list[Any]:
-    """Runs for `table`, a dry run's status marked DRY RUN (also for `incidents show`)."""
+    """Runs for `table`, a dry or shadow run's status marked so (also for `incidents show`)."""
     return [_Marked(row) for row in rows]
 
 

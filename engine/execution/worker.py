@@ -210,7 +210,8 @@ class WorkerPool:
         try:
             policy = self.resolver.policy(run.context)
             checks = RunChecks(self.store, self.rails, self.clock, run, policy)
-            if (hold := _persist(checks.at_claim)) is not None:
+            # A shadow run executes nothing: no gate has anything to hold it back from.
+            if not run.shadow and (hold := _persist(checks.at_claim)) is not None:
                 held, skipped = hold.reason, RunStatus.skipped
                 _persist(self.store.finish_run, run_id, skipped, held, remediated=False, reason=held)
                 bound.info("run_held", reason=held, gate=hold.gate)
@@ -230,7 +231,7 @@ class WorkerPool:
                 record=lambda step: _persist(self.store.record_step, run_id, step),
                 patterns=self.resolver.patterns(run.context),
                 run_id=run_id,
-                proceed=(lambda: _persist(checks.before_step)) if checks.applies else None,
+                proceed=(lambda: _persist(checks.before_step)) if checks.applies and not run.shadow else None,
             )
             cancelled = outcome.status is RunStatus.cancelled
             counts = policy is not None and policy.breaker is not None and not run.dry_run and not cancelled

@@ -146,6 +146,7 @@ class Intake(IntakeWriter):
             dry_run=code.dry_run,
             policy=code.policy,
             deadlines=view.deadlines[code.code],
+            shadow=code.shadow_version,
         )
 
     def _version(self, code: str, alert: Alert) -> tuple[str, int] | None:

@@ -173,6 +173,8 @@ class BatchPlanner:
         )
         decision = NO_TARGET if not item.target else chain.decide(request, history, now)
         run = new_run(item, request, decision, now)
+        if item.shadow is not None:
+            run.companion = shadow_run(item, item.shadow, now)
         if not isinstance(decision, Hold):
             # A run that will count for the next one, in every window that counts runs.
             self.added.setdefault(key, []).append(now)
@@ -252,6 +254,24 @@ def new_run(item: ClassifiedAlert, request: RunRequest, decision: Decision, now:
         marks=marks,
         events=events,
         gate=decision.gate if isinstance(decision, Hold) else None,
+    )
+
+
+def shadow_run(item: ClassifiedAlert, version: tuple[str, int], now: datetime) -> NewRun:
+    """The code's shadow version for this incident: queued as a dry run that no gate holds, so a
+    worker renders every step against the same context and executes none."""
+    name, number = version
+    return NewRun(
+        playbook=name,
+        version=number,
+        status=RunStatus.queued,
+        trigger="shadow",
+        dry_run=True,
+        context=run_context(item, 0, now),
+        note=RunNote(
+            "run_queued", f"of {name}@{number}, a shadow: rendered beside the live run, never executed"
+        ),
+        shadow=True,
     )
 
 

@@ -108,7 +108,11 @@ def read_guard_facts(conn: Connection, query: GuardQuery, now: datetime) -> Guar
         fleet = list(
             conn.execute(
                 select(runs.c.queued_at).where(
-                    and_(runs.c.queued_at >= now - query.fleet, runs.c.status != RunStatus.skipped.value)
+                    and_(
+                        runs.c.queued_at >= now - query.fleet,
+                        runs.c.status != RunStatus.skipped.value,
+                        runs.c.shadow.is_(False),
+                    )
                 )
             ).scalars()
         )
@@ -122,6 +126,7 @@ def read_guard_facts(conn: Connection, query: GuardQuery, now: datetime) -> Guar
                     and_(
                         runs.c.queued_at >= now - query.target_window,
                         runs.c.status != RunStatus.skipped.value,
+                        runs.c.shadow.is_(False),
                         incidents.c.target.in_(part),
                     )
                 )

@@ -94,6 +94,9 @@ class NewRun:
     state: tuple[str, bool] | None = None
     #: The gate that held it back, for metrics.
     gate: str | None = None
+    #: A shadow run (rendered, never executed), and the one planned beside this run, if any.
+    shadow: bool = False
+    companion: NewRun | None = None
     id: int | None = None
     incident_id: int | None = None
 
@@ -325,6 +328,7 @@ class _Batch:
             "context": run.context,
             "reason": run.reason,
             "not_before": run.not_before,
+            "shadow": run.shadow,
         }
         if run.marks and incident.row is not None:
             incident.row.update(run.marks)
@@ -333,6 +337,8 @@ class _Batch:
         self.audit_rows.append((audit, incident, run))
         if not run.finished:
             pending.runs.append(run)
+        if run.companion is not None:
+            self._enqueue(run.companion, incident, pending)
 
     def write(self) -> None:
         conn, now = self.conn, self.now
@@ -680,6 +686,7 @@ def recent_runs(
         incidents.c.code.in_(sorted(codes)),
         runs.c.queued_at >= since,
         runs.c.status != RunStatus.skipped.value,
+        runs.c.shadow.is_(False),
     ]
     if claimed is not None:
         conditions += [runs.c.id != claimed, or_(runs.c.id < claimed, runs.c.started_at.is_not(None))]

@@ -269,7 +269,7 @@ class Store:
             return {}
         newest = (
             select(func.max(runs.c.id))
-            .where(runs.c.incident_id.in_(sorted(incident_ids)))
+            .where(runs.c.incident_id.in_(sorted(incident_ids)), runs.c.shadow.is_(False))
             .group_by(runs.c.incident_id)
             .scalar_subquery()
         )

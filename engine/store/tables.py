@@ -254,6 +254,8 @@ runs = Table(
     Column("reason", Text),
     #: A run queued under `policy.delay` is not claimed before this.
     Column("not_before", UtcDateTime),
+    #: Rendered beside the live run for the code's `shadow` version, never executed (a dry run).
+    Column("shadow", Boolean, nullable=False, server_default=false()),
     Index(None, "status", "queued_at"),
     # The queue in claim order: a claim reads the oldest due run, not the whole queue.
     Index(QUEUED_INDEX, "id", sqlite_where=text(QUEUED_WHERE), postgresql_where=text(QUEUED_WHERE)),

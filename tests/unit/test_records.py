@@ -64,6 +64,7 @@ RUN = {
     "reason": None,
     "effective": None,
     "worker": "host:1:boot",
+    "shadow": False,
 }
 STEP = {
     "seq": 1,

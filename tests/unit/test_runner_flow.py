@@ -1022,6 +1022,7 @@ def claimed(run_id: int, playbook: str) -> ClaimedRun:
             "error": None,
             "effective": None,
             "worker": "host:1:boot:0",
+            "shadow": False,
             "context": context(),
         }
     )

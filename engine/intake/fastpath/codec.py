@@ -97,6 +97,7 @@ def wire(submission: Submission) -> tuple[Any, ...]:
                 None
                 if deadlines is None
                 else (_micros(deadlines.respond_within), _micros(deadlines.resolve_within)),
+                item.shadow,
             )
         )
     return submission.source, submission.body, items
@@ -134,6 +135,7 @@ class Unwire:
             dry_run,
             policy,
             deadlines,
+            shadow,
         ) in items:
             alert = trusted(
                 alert_source,
@@ -158,6 +160,7 @@ class Unwire:
                     dry_run,
                     None if policy is None else self._policy(policy),
                     None if deadlines is None else self._deadline(deadlines),
+                    shadow,
                 )
             )
         return Submission(source, body, alerts)

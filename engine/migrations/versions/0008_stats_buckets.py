@@ -1,4 +1,4 @@
-"""keep each past hour's and day's settled incidents counted for stats
+"""keep each past hour's and day's settled incidents counted for stats; shadow runs
 
 A 30-day `suture stats` counted a few hundred thousand incidents, runs and steps in SQL at every
 read. A past hour's settled incidents (resolved, runs final) change only through rows stamped
@@ -25,6 +25,9 @@ _TIME = engine.store.tables.UtcDateTime(timezone=True)
 
 
 def upgrade() -> None:
+    # A shadow run: a version rendered beside the live one, never executed (issue 18). A plain
+    # ADD COLUMN: SQLite's batch mode would rebuild `runs` and lose its partial indexes' WHERE.
+    op.add_column("runs", sa.Column("shadow", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.create_table(
         "stats_buckets",
         sa.Column("starts", _TIME, nullable=False),
@@ -40,3 +43,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("stats_buckets")
+    with op.batch_alter_table("runs") as runs:
+        runs.drop_column("shadow")
