@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import (
     Connection,
+    Select,
     and_,
     bindparam,
     case,
@@ -35,6 +36,7 @@ from sqlalchemy import (
 from engine.models import AlertStatus, ClassifiedAlert, Deadlines, IncidentStatus, RunStatus, Submission
 from engine.records import Receipt
 from engine.store.bulk import insert_rows, select_rows
+from engine.store.sqlfn import unindexed
 from engine.store.tables import (
     ENDED_INDEX,
     ENDED_WHERE,
@@ -682,20 +684,26 @@ def recent_runs(
     it that have not started are left out too: what its recheck at claim looks back on."""
     if not codes:
         return {}
+    query = recent_runs_query(codes, since, claimed)
+    recent: dict[tuple[str, str], list[datetime]] = {}
+    for row in conn.execute(query):
+        recent.setdefault((row.code, row.target), []).append(row.queued_at)
+    return recent
+
+
+def recent_runs_query(codes: Collection[str], since: datetime, claimed: int | None = None) -> Select[Any]:
     conditions = [
-        incidents.c.code.in_(sorted(codes)),
+        # Read from the runs of the look-back (by their queued_at index), never from every incident
+        # these codes ever had: SQLite, without statistics, would walk the code index instead.
+        unindexed(incidents.c.code).in_(sorted(codes)),
         runs.c.queued_at >= since,
         runs.c.status != RunStatus.skipped.value,
         runs.c.shadow.is_(False),
     ]
     if claimed is not None:
         conditions += [runs.c.id != claimed, or_(runs.c.id < claimed, runs.c.started_at.is_not(None))]
-    query = (
+    return (
         select(incidents.c.code, incidents.c.target, runs.c.queued_at)
         .join(incidents, runs.c.incident_id == incidents.c.id)
         .where(and_(*conditions))
     )
-    recent: dict[tuple[str, str], list[datetime]] = {}
-    for row in conn.execute(query):
-        recent.setdefault((row.code, row.target), []).append(row.queued_at)
-    return recent

@@ -20,6 +20,7 @@ from engine.models import Alert, AlertStatus, RunStatus
 from engine.records import Receipt
 from engine.store import Store, open_database
 from engine.store.db import Database
+from engine.store.ingest import recent_runs_query
 from engine.store.store import _DUE_ON_BUSY, _OLDEST_DUE, _OLDEST_DUE_ELSEWHERE
 from tests.conftest import TEST_CATALOG
 from tests.support.plans import explain
@@ -207,3 +208,19 @@ def test_a_claim_reads_the_queue_in_order_through_its_partial_index(db: Database
     plan = explain(db, statement)
     assert "ix_runs_queued" in plan, plan
     assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
+
+
+def test_the_gates_look_back_through_the_runs_of_the_window_not_every_incident_of_the_code(
+    tmp_path: Path,
+) -> None:
+    """cooldown and max_runs read the runs queued since the look-back began: through the code's
+    incidents SQLite read every incident the code ever had, at every intake batch (a 30-day replay
+    spent four fifths of its time there). SQLite only: it plans without statistics; PostgreSQL
+    weighs both by its own."""
+    db = open_database(f"sqlite:///{tmp_path / 'plan.db'}", upgrade=True)
+    try:
+        plan = explain(db, recent_runs_query(["DISK-001", "NET-002"], START - timedelta(hours=1)))
+    finally:
+        db.dispose()
+    assert "ix_runs_queued_at" in plan, plan
+    assert "ix_incidents_code" not in plan, plan
