@@ -212,10 +212,22 @@ def _catalog_changes(changes: Sequence[CatalogChange]) -> list[str]:
         lines.append(
             f"- {change.kind} {change.name} version {change.version} {what}, loaded {when(change.loaded_at)}"
         )
+        lines.append(f"  {replayed(change.replay)}")
         if new:
             continue
         lines += ["", "  ```diff", *(f"  {line}" for line in capped_diff(change)), "  ```", ""]
     return lines
+
+
+def replayed(replay: dict[str, Any] | None) -> str:
+    """The replay run for a catalog change before it loaded, in one line."""
+    if replay is None:
+        return "no replay was run for it (`suture validate --replay 7d` in review records one)"
+    return (
+        f"replayed before it loaded ({replay['command']}, {replay['at']}): {replay['alerts']} alerts of "
+        f"{replay['since']} .. {replay['until']}, {replay['reclassified']} changing code, "
+        f"{replay['decisions_changed']} decisions changing"
+    )
 
 
 def capped_diff(change: CatalogChange) -> list[str]:

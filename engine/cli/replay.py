@@ -43,6 +43,24 @@ def replay_report(config: Config, catalog: Catalog, since_text: str, step_text: 
     return tally.report()
 
 
+def replay_summary(report: dict[str, Any], command: str) -> dict[str, Any]:
+    """A replay in a few numbers, as the change record keeps it (the handover shows it)."""
+    from datetime import UTC, datetime
+
+    def text(value: Any) -> str:
+        return value.isoformat() if isinstance(value, datetime) else str(value)
+
+    return {
+        "command": command,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "since": text(report["since"]),
+        "until": text(report["until"]),
+        "alerts": report["alerts"],
+        "reclassified": sum(row["alerts"] for row in report["reclassified"]),
+        "decisions_changed": report["decisions_changed_total"],
+    }
+
+
 def candidate(config: Config, folder: str | None) -> Catalog:
     """The catalog to replay: `folder`'s codes/ and playbooks/, or the one config.yaml names."""
     from engine.catalog.loader import load_catalog

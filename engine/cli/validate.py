@@ -44,11 +44,14 @@ def validate(replay_since: str | None, config_path: str, as_json: bool) -> None:
         "playbook_versions": len(catalog.playbooks),
     }
     if replay_since is not None:
-        from engine.cli.replay import replay_report
+        from engine.cli.replay import replay_report, replay_summary
 
         if store is None:
             raise InvalidArgument("--replay: there is no database yet, so no stored alerts to replay")
-        found["replay"] = replay_report(config, catalog, replay_since)
+        found["replay"] = report = replay_report(config, catalog, replay_since)
+        # The change record: what this review's replay found, kept for the versions it would add.
+        hashes = [entry.sha256 for entry in catalog.codes] + [e.sha256 for e in catalog.playbooks.values()]
+        store.record_replay(hashes, replay_summary(report, f"validate --replay {replay_since}"))
     if as_json:
         dump(found)
         return

@@ -92,9 +92,12 @@ class Replayer:
             submissions = [
                 intake.prepare(event[0].alert.source, "", [a.alert for a in event]) for event in batch
             ]
+            receipts = []
             for outcome in intake.commit(submissions):
                 if isinstance(outcome, StoreUnavailable):
                     raise ReplayFailed(f"replay stopped at {arrived.isoformat()}: {outcome}")
+                receipts.append(outcome)
+            intake.after_commit(receipts)  # as the daemon's writer does: what it keeps is let go
             with scratch.read() as conn:
                 stored = stored_after(conn, last_alert)
             flat = [arrival for event in batch for arrival in event]

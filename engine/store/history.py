@@ -11,6 +11,7 @@ for the pure reference path (engine.analytics.stats.build_stats) the SQL is test
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from engine.models import IncidentStatus, RunStatus
 from engine.store.buckets import Buckets, cover, gaps, same_snapshot
 from engine.store.db import Database
 from engine.store.sqlfn import bytewise, unindexed
-from engine.store.tables import audit_log, codes, incidents, playbook_versions, runs, step_results
+from engine.store.tables import audit_log, codes, incidents, playbook_versions, runs, state, step_results
 from engine.store.tallies import (
     NOTE,
     AlertGroup,
@@ -167,6 +168,17 @@ class CatalogChange:
     loaded_at: datetime
     body: Any
     previous_body: Any | None
+    #: The replay `suture validate --replay` ran on the catalog holding this version before it
+    #: loaded (engine.store.history.REPLAY_KEY), if one was.
+    replay: dict[str, Any] | None = None
+
+
+#: The state key of the replay summary recorded for a code or playbook version's content.
+REPLAY_KEY = "replay:{sha}"
+
+
+def replay_key(sha256: str) -> str:
+    return REPLAY_KEY.format(sha=sha256[:32])
 
 
 _INCIDENT_COLUMNS = (
@@ -377,7 +389,11 @@ class History:
                         .limit(1)
                     ).scalar()
                     changes.append(CatalogChange(kind, row[0], row[1], row[2], row[3], row[4], previous))
-        return changes
+            keys = {replay_key(change.sha256) for change in changes}
+            replays = dict(
+                conn.execute(select(state.c.key, state.c.value).where(state.c.key.in_(sorted(keys)))).all()
+            )
+        return [dataclasses.replace(c, replay=replays.get(replay_key(c.sha256))) for c in changes]
 
 
 # ------------------------------------------------------------------ summary queries

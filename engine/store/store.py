@@ -900,6 +900,21 @@ class Store:
         with self.db.write() as conn:
             _put_state(conn, key, value, self.clock.now())
 
+    def record_replay(self, hashes: Collection[str], summary: dict[str, Any]) -> int:
+        """Keep a review's replay summary for each code or playbook content in `hashes` that is not
+        stored yet (what the next catalog load will add): the change record shows it once that
+        version loads. How many were recorded."""
+        from engine.store.history import replay_key  # the key analytics reads back
+
+        now = self.clock.now()
+        with self.db.write() as conn:
+            stored = set(conn.execute(select(codes.c.sha256)).scalars())
+            stored |= set(conn.execute(select(playbook_versions.c.sha256)).scalars())
+            fresh = sorted(set(hashes) - stored)
+            for sha in fresh:
+                _put_state(conn, replay_key(sha), summary, now)
+        return len(fresh)
+
 
 @dataclass(frozen=True, slots=True)
 class UndecidedRun:

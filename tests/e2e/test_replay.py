@@ -126,3 +126,25 @@ def test_validate_with_a_replay_shows_what_the_catalog_would_have_done(daemon: D
     ]
     text = run_cli("validate", "--replay", "1h", config=daemon.config_path).stdout
     assert text.startswith("ok: ") and "Replayed 1 alerts" in text
+
+
+def test_the_change_record_shows_the_replay_run_in_review(daemon: DaemonProcess) -> None:
+    """A code changed in review and replayed with `validate --replay` is, once loaded, a catalog
+    change in the handover report with that replay's numbers beside its diff."""
+    assert daemon.post("alertmanager", am_body(am_alert("CertExpiring", fingerprint="c1"))).status_code == 202
+    codes = daemon.config_path.parent / "codes" / "test.yaml"
+    codes.write_text(codes.read_text() + CERT)
+    assert daemon.cli("validate", "--replay", "1h")["replay"]["reclassified"] == [
+        {"from": "UNCLASSIFIED", "to": "CERT-001", "alerts": 1}
+    ]
+    daemon.stop()
+    daemon.start()  # loads the changed catalog: CERT-001 version 1 is stored
+
+    report = run_cli("report", "handover", "--since", "1h", config=daemon.config_path).stdout
+
+    section = report.split("## Catalog changes", 1)[1].split("\n## ", 1)[0]
+    line = next(line for line in section.splitlines() if "code CERT-001 version 1 added" in line)
+    after = section.split(line, 1)[1].splitlines()[1].strip()
+    assert after.startswith("replayed before it loaded (validate --replay 1h, ")
+    assert ": 1 alerts of " in after and " .. " in after
+    assert "1 changing code, 1 decisions changing" in after
