@@ -17,28 +17,36 @@ from engine.analytics.rollout import verdict, versions
 from engine.analytics.stats import TOP_RECURRING, stats_of
 from engine.models import Code
 from engine.records import Stats
-from engine.store.history import History
+from engine.store.history import History, Summary
+from engine.store.tallies import Windows
 
 
 def read_stats(history: History, codes: Mapping[str, Code], since: datetime, until: datetime) -> Stats:
     """The stats of incidents opened in [since, until), as of `until`."""
-    summary = history.summary(
+    return stats_of(_summary(history, codes, since, until), codes)
+
+
+def _summary(history: History, codes: Mapping[str, Code], since: datetime, until: datetime) -> Summary:
+    """[since, until) counted as of `until`, with the catalog's effectiveness windows."""
+    return history.summary(
         since,
         until,
         until,
-        windows({name: code.policy for name, code in codes.items()}),
+        _windows(codes),
         DEFAULT_WINDOWS,
         known=codes.keys(),
         recurring_limit=TOP_RECURRING,
     )
-    return stats_of(summary, codes)
+
+
+def _windows(codes: Mapping[str, Code]) -> dict[str, Windows]:
+    return windows({name: code.policy for name, code in codes.items()})
 
 
 def count_hours(history: History, codes: Mapping[str, Code], now: datetime) -> int:
     """Count the past hours stats reads whole (engine.store.buckets), with the catalog's windows:
     the daemon's `count_hours` job. How many hours were counted."""
-    policies = windows({name: code.policy for name, code in codes.items()})
-    return history.buckets.refresh(now, policies, DEFAULT_WINDOWS)
+    return history.buckets.refresh(now, _windows(codes), DEFAULT_WINDOWS)
 
 
 def read_rollout(
@@ -46,15 +54,7 @@ def read_rollout(
     since: datetime, until: datetime,
 ) -> dict[str, Any]:  # fmt: skip
     """`suture rollout status`: the code's playbook versions in [since, until) and the verdict."""
-    summary = history.summary(
-        since,
-        until,
-        until,
-        windows({name: c.policy for name, c in codes.items()}),
-        DEFAULT_WINDOWS,
-        known=codes.keys(),
-    )
-    shown = versions(code, live, summary.runs)
+    shown = versions(code, live, _summary(history, codes, since, until).runs)
     return {
         "code": code.code,
         "since": since,

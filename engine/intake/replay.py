@@ -8,7 +8,8 @@ nothing is executed; the real store is only read; the scratch store goes with it
 that arrived within `step` of each other are committed together with the clock at the last
 one's arrival, as the daemon groups webhooks that arrive together into one commit: a smaller step
 follows the arrival times more closely and takes longer. The gates start from a clean slate: no
-breaker open, not paused, the silences of the period as they were made.
+breaker open, not paused, the silences of the period as they were made; an incident already open
+when the period began is opened anew by its next alert and left out of the comparison.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ class Replayer:
                     actual = (arrival.incident_id, arrival.incident_code, arrival.first_run)
                 if incident is not None and incident > last_incident:
                     last_incident = incident
-                    opened[incident] = actual or (None, None, None)
+                    if not _carried(arrival, since):
+                        opened[incident] = actual or (None, None, None)
                 elif actual is not None:
                     yield ReplayedIncident(*actual, None, None)
         ids = sorted(opened)
@@ -124,6 +126,13 @@ class Replayer:
                 for incident in chunk:
                     code, decision = decided[incident]
                     yield ReplayedIncident(*opened.pop(incident), code, decision)
+
+
+def _carried(arrival: Arrival, since: datetime) -> bool:
+    """Whether this alert's incident was open before the period began: the replay, which starts
+    from nothing, opens it anew, which is no change of the catalog's making."""
+    opened = arrival.incident_opened_at
+    return opened is not None and opened < since
 
 
 def _opened_here(arrival: Arrival, since: datetime, seen: set[int]) -> bool:

@@ -133,8 +133,10 @@ def test_bench_replay_quick_json() -> None:
     figures = {f["name"]: f for f in orjson.loads(done.stdout)["figures"]}
     assert set(figures) == {
         "replay: fill the store",
-        "replay: suture replay --since 30d",
-        "replay: peak memory of the replay",
+        "replay: suture replay --since 30d --step 1m",
+        "replay: peak memory (--step 1m)",
+        "replay: suture replay --since 30d --step 10m",
+        "replay: peak memory (--step 10m)",
     }
-    assert figures["replay: suture replay --since 30d"]["note"].startswith("3,000 alerts, ")
+    assert figures["replay: suture replay --since 30d --step 1m"]["note"].startswith("3,000 alerts, ")
     assert all(math.isfinite(f["median"]) and f["median"] > 0 for f in figures.values())

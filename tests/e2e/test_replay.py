@@ -148,3 +148,32 @@ def test_the_change_record_shows_the_replay_run_in_review(daemon: DaemonProcess)
     assert after.startswith("replayed before it loaded (validate --replay 1h, ")
     assert ": 1 alerts of " in after and " .. " in after
     assert "1 changing code, 1 decisions changing" in after
+
+
+def test_an_incident_open_before_the_period_is_no_change(daemon: DaemonProcess) -> None:
+    """The replay starts from nothing: the next alert of an incident opened before the period opens
+    it anew there, which says nothing about the catalog and is left out of the comparison."""
+    import time
+    from datetime import UTC, datetime
+
+    before = am_alert(fingerprint="d1", instance="web-1:9100")
+    assert daemon.post("alertmanager", am_body(before)).status_code == 202
+    time.sleep(1.1)  # the period starts strictly after that opening (times are to the microsecond)
+    since = datetime.now(UTC).isoformat()
+    assert daemon.post("alertmanager", am_body(before)).status_code == 202  # a repeat, in the period
+    assert (
+        daemon.post("alertmanager", am_body(am_alert(fingerprint="d2", instance="web-2:9100"))).status_code
+        == 202
+    )
+
+    report = daemon.cli("replay", "--since", since)
+
+    assert report["alerts"] == 2
+    assert report["decisions_changed"] == []
+    assert report["codes"] == [
+        {
+            "code": "DISK-001",
+            "actual": {"incidents": 1, "runs": 1, "skipped": 0},
+            "replayed": {"incidents": 1, "runs": 1, "skipped": 0},
+        }
+    ]
