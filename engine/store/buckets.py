@@ -30,7 +30,7 @@ from sqlalchemy import ColumnElement, Connection, and_, delete, exists, insert, 
 
 from engine.models import UNCLASSIFIED, RunStatus
 from engine.store.db import Database
-from engine.store.sqlfn import unindexed
+from engine.store.sqlfn import unindexed, utc_day
 from engine.store.tables import alerts, audit_log, incidents, runs, stats_buckets
 from engine.store.tallies import (
     NOTE,
@@ -183,6 +183,10 @@ class Buckets:
                 for h in whole(since, until, HOUR)
                 if (h, 1) not in kept or _settled_since(conn, kept[(h, 1)])
             ]
+            busy = _busy_days(conn, hours)
+        empty = [hour for hour in hours if start_of(hour, DAY) not in busy]
+        if empty:
+            self._put_empty(empty, key, now)
         redone = {start_of(hour, DAY) for hour in hours}
         days = [d for d in whole(since, until, DAY) if (d, 24) not in kept or d in redone]
         self._advance(key, now, [k for k in kept if k[0] not in (hours if k[1] == 1 else days)])
@@ -190,7 +194,8 @@ class Buckets:
         for hit in recent:
             lately.setdefault(start_of(hit.opened, HOUR), []).append(hit)
         for hour in hours:
-            self.count_hour(hour, now, windows, default, lately.get(hour, []))
+            if start_of(hour, DAY) in busy:
+                self.count_hour(hour, now, windows, default, lately.get(hour, []))
         for day in days:
             self._make_day(day, key)
         return len(hours)
@@ -252,6 +257,24 @@ class Buckets:
             ),
             key,
         )
+
+    def _put_empty(self, starts: list[datetime], key: str, now: datetime) -> None:
+        """Hours of days without a single incident: counted as nothing, at once."""
+        nothing = encode(([], [], []))
+        b = stats_buckets.c
+        with self.db.write() as conn:
+            for first in range(0, len(starts), 500):
+                chunk = starts[first : first + 500]
+                conn.execute(delete(stats_buckets).where(b.windows == key, b.hours == 1, b.starts.in_(chunk)))
+                row = {
+                    "hours": 1,
+                    "windows": key,
+                    "counted_at": now,
+                    "pending": [],
+                    "seen": [],
+                    "counts": nothing,
+                }
+                conn.execute(insert(stats_buckets), [{**row, "starts": start} for start in chunk])
 
     def _put(self, bucket: Bucket, key: str) -> None:
         b = stats_buckets.c
@@ -317,6 +340,19 @@ def decode(blob: bytes) -> Rows:
             out.append(full)
         rows.append(out)
     return rows[0], rows[1], rows[2]
+
+
+def _busy_days(conn: Connection, hours: list[datetime]) -> set[datetime]:
+    """The UTC days of these hours on which some incident opened (one grouped read)."""
+    if not hours:
+        return set()
+    opened = incidents.c.opened_at
+    query = (
+        select(utc_day(opened))
+        .where(opened >= start_of(hours[0], DAY), opened < hours[-1] + HOUR)
+        .group_by(utc_day(opened))
+    )
+    return {datetime.fromisoformat(day).replace(tzinfo=UTC) for day in conn.execute(query).scalars()}
 
 
 def _settled_since(conn: Connection, bucket: Bucket) -> bool:
