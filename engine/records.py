@@ -94,6 +94,7 @@ RUN_EXAMPLE: dict[str, Any] = {
     "reason": None,
     "effective": None,
     "worker": "host-a:4242:9f1c",
+    "shadow": False,
 }
 STEP_EXAMPLE: dict[str, Any] = {
     "seq": 1,

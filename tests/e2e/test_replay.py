@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from engine.store import open_database
@@ -97,7 +98,15 @@ def test_a_candidate_catalog_replayed_over_the_stored_alerts(
     }
 
 
-def test_replaying_the_catalog_in_force_changes_nothing(daemon: DaemonProcess, tmp_path: Path) -> None:
+@pytest.fixture
+def on_sqlite(daemon_factory: Any, tmp_path: Path) -> DaemonProcess:
+    """The real daemon on SQLite alone: what these tests check is the replay's, not the backend's
+    (the first test reads its history on both)."""
+    return daemon_factory(f"sqlite:///{tmp_path / 'suture.db'}")
+
+
+def test_replaying_the_catalog_in_force_changes_nothing(on_sqlite: DaemonProcess) -> None:
+    daemon = on_sqlite
     assert daemon.post("alertmanager", am_body(am_alert(fingerprint="d1"))).status_code == 202
     assert (
         daemon.post("alertmanager", am_body(am_alert("NeedsApproval", fingerprint="a1"))).status_code == 202
@@ -111,7 +120,8 @@ def test_replaying_the_catalog_in_force_changes_nothing(daemon: DaemonProcess, t
     assert "Replayed 2 alerts" in text and "Incidents whose decision changes: 0" in text
 
 
-def test_validate_with_a_replay_shows_what_the_catalog_would_have_done(daemon: DaemonProcess) -> None:
+def test_validate_with_a_replay_shows_what_the_catalog_would_have_done(on_sqlite: DaemonProcess) -> None:
+    daemon = on_sqlite
     assert daemon.post("alertmanager", am_body(am_alert("CertExpiring", fingerprint="c1"))).status_code == 202
 
     found = daemon.cli("validate", "--replay", "1h")
@@ -128,9 +138,10 @@ def test_validate_with_a_replay_shows_what_the_catalog_would_have_done(daemon: D
     assert text.startswith("ok: ") and "Replayed 1 alerts" in text
 
 
-def test_the_change_record_shows_the_replay_run_in_review(daemon: DaemonProcess) -> None:
+def test_the_change_record_shows_the_replay_run_in_review(on_sqlite: DaemonProcess) -> None:
     """A code changed in review and replayed with `validate --replay` is, once loaded, a catalog
     change in the handover report with that replay's numbers beside its diff."""
+    daemon = on_sqlite
     assert daemon.post("alertmanager", am_body(am_alert("CertExpiring", fingerprint="c1"))).status_code == 202
     codes = daemon.config_path.parent / "codes" / "test.yaml"
     codes.write_text(codes.read_text() + CERT)
@@ -150,9 +161,10 @@ def test_the_change_record_shows_the_replay_run_in_review(daemon: DaemonProcess)
     assert "1 changing code, 1 decisions changing" in after
 
 
-def test_an_incident_open_before_the_period_is_no_change(daemon: DaemonProcess) -> None:
+def test_an_incident_open_before_the_period_is_no_change(on_sqlite: DaemonProcess) -> None:
     """The replay starts from nothing: the next alert of an incident opened before the period opens
     it anew there, which says nothing about the catalog and is left out of the comparison."""
+    daemon = on_sqlite
     import time
     from datetime import UTC, datetime
 
