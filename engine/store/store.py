@@ -690,11 +690,11 @@ class Store:
                 update(runs)
                 .where(runs.c.id == run_id)
                 .values(status=status.value, finished_at=now, error=error, reason=reason)
-                .returning(runs.c.incident_id, runs.c.playbook, runs.c.playbook_version)
+                .returning(runs.c.incident_id, runs.c.playbook, runs.c.playbook_version, runs.c.shadow)
             ).first()
             if row is None:
                 return
-            incident_id, playbook, version = row
+            incident_id, playbook, version, shadow = row
             opened = None
             if breaker is not None and status in FAILED_RUNS:  # a success counts once judged (judge_runs)
                 opened = self.breakers.record(conn, playbook, version, True, breaker, now)
@@ -708,7 +708,7 @@ class Store:
                 )
             message = f"run {run_id} {status.value}" + (f": {error}" if error else "")
             self._audit(conn, now, "suture", f"run_{status.value}", incident_id, message, run_id)
-            if status in FAILED_RUNS:
+            if status in FAILED_RUNS and not shadow:  # a shadow's template error is no one's page
                 add_event(
                     conn,
                     self.notify,
