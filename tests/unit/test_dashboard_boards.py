@@ -69,3 +69,13 @@ def test_a_failed_background_count_keeps_the_last_board() -> None:
     assert boards.get("7d", now[0]) == "first"
     wait_for(lambda: len(calls) == 2, timeout=5)
     assert boards.get("7d", now[0]) == "first"
+
+
+def test_a_board_not_worth_keeping_is_counted_for_every_viewer() -> None:
+    """An empty window is not kept: the first incident must show at once, not when it goes stale."""
+    count = Counter()
+    boards = Boards(count, lambda: START, fresh_for=timedelta(seconds=60), worth_keeping=lambda b: "2" in b)
+    assert boards.get("30d", START) == "board 1 of 30d at 03:00:00"
+    assert boards.get("30d", START) == "board 2 of 30d at 03:00:00"  # counted again: not kept
+    assert boards.get("30d", START) == "board 2 of 30d at 03:00:00"  # kept from now on
+    assert len(count.calls) == 2

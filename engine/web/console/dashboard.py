@@ -484,10 +484,14 @@ class Boards:
         make: Callable[[str, datetime], Board],
         clock: Callable[[], datetime],
         fresh_for: timedelta = FRESH_FOR,
+        worth_keeping: Callable[[Board], bool] = lambda _board: True,
     ) -> None:
         self._make = make
         self._clock = clock
         self._fresh_for = fresh_for
+        #: A board not worth keeping (an empty window: cheap to count, and the first incident
+        #: must show at once, not a minute later) is counted again for every viewer.
+        self._worth_keeping = worth_keeping
         self._kept: dict[str, _Kept] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -527,6 +531,8 @@ class Boards:
             if kept is not None and now - kept.made_at < self._fresh_for:
                 return kept.board  # counted while this one waited for the lock
             made = self._make(since, now)
+            if not self._worth_keeping(made):
+                return made
             with self._guard:
                 self._kept.pop(since, None)
                 self._kept[since] = _Kept(now, made)
@@ -564,7 +570,7 @@ def router(context: ConsoleContext) -> APIRouter:
         facts = Facts(read_stats(history, codes, start, now), per_day, resolve_times)
         return board(start, now, facts, deadlines)
 
-    boards = Boards(make, context.now)
+    boards = Boards(make, context.now, worth_keeping=lambda board: board.stats.incidents.opened > 0)
     # The default window first: it is what the page opens on.
     boards.warm(DEFAULT_SINCE, *(since for since in PRESETS if since != DEFAULT_SINCE))
 

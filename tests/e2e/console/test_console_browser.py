@@ -217,6 +217,11 @@ def test_dashboard_draws_its_charts(reader: Visit) -> None:
     """Each of the five charts is an SVG drawn on the server with something in it."""
     reader.go("/dashboard")
     expect(reader.page.locator("h1")).to_have_text("Dashboard")
+    # The seeded history, not the empty board of the daemon's start.
+    opened = reader.page.locator("dt:text-is('Opened') + dd")
+    assert int(opened.inner_text().replace(",", "")) > 0
+    empty = reader.page.locator("figure.chart#chart-incidents-per-day", has_text="nothing in this window")
+    expect(empty).to_have_count(0)
     for chart in CHARTS:
         # One SVG, or one per severity (time to resolve): each drawn at a readable size, with marks.
         svgs = reader.page.locator(f"figure.chart#{chart} > svg, figure.chart#{chart} :not(svg) > svg")
