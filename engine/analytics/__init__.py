@@ -32,21 +32,22 @@ def _summary(history: History, codes: Mapping[str, Code], since: datetime, until
         since,
         until,
         until,
-        _windows(codes),
+        catalog_windows(codes),
         DEFAULT_WINDOWS,
         known=codes.keys(),
         recurring_limit=TOP_RECURRING,
     )
 
 
-def _windows(codes: Mapping[str, Code]) -> dict[str, Windows]:
+def catalog_windows(codes: Mapping[str, Code]) -> dict[str, Windows]:
+    """Each code's effectiveness windows, as the counted hours are keyed by."""
     return windows({name: code.policy for name, code in codes.items()})
 
 
 def count_hours(history: History, codes: Mapping[str, Code], now: datetime) -> int:
     """Count the past hours stats reads whole (engine.store.buckets), with the catalog's windows:
     the daemon's `count_hours` job. How many hours were counted."""
-    return history.buckets.refresh(now, _windows(codes), DEFAULT_WINDOWS)
+    return history.buckets.refresh(now, catalog_windows(codes), DEFAULT_WINDOWS)
 
 
 def read_rollout(
@@ -82,4 +83,4 @@ def read_handover(
     )
 
 
-__all__ = ["count_hours", "read_handover", "read_rollout", "read_stats"]
+__all__ = ["catalog_windows", "count_hours", "read_handover", "read_rollout", "read_stats"]

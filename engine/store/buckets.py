@@ -171,13 +171,13 @@ class Buckets:
         have settled since, make each day of them whose hours changed, and move the others' counted
         time to `now` (what a read checks starts there); how many hours were counted. The daemon's
         `count_hours` job."""
-        key = windows_key(windows, default)
+        key, recurrence = windows_key(windows, default), reach(windows, default)
         since, until = now - horizon, now - MARGIN
         with self.db.read() as conn:
             # What each count will see and hold of the rows stamped lately: looked for once, before
             # the counts (a row it misses is one the count will hold too, and recounts it later).
-            recent = _hits(conn, now - MARGIN, since, until, reach(windows, default))
-            kept = self.usable(conn, since, until, key, reach(windows, default))
+            recent = _hits(conn, now - MARGIN, since, until, recurrence)
+            kept = self.usable(conn, since, until, key, recurrence)
             hours = [
                 h
                 for h in whole(since, until, HOUR)

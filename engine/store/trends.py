@@ -56,7 +56,7 @@ class Trends:
     def opened_per_day(self, since: datetime, until: datetime) -> list[DayCount]:
         """Incidents opened in [since, until), per UTC day and code (days and codes with none left out)."""
         with self.db.read() as conn:
-            return _opened_per_day(conn, since, until)
+            return _opened_by_code(conn, _opened(since, until))
 
     def resolve_times_per_day(self, since: datetime, until: datetime) -> list[DayResolveTimes]:
         """Times to resolve of the incidents opened in [since, until) and resolved, per UTC day of
@@ -99,27 +99,8 @@ def _opened(since: datetime, until: datetime) -> ColumnElement[bool]:
     return and_(incidents.c.opened_at >= since, incidents.c.opened_at < until)
 
 
-def _opened_per_day(conn: Connection, since: datetime, until: datetime) -> list[DayCount]:
-    i = incidents.c
-    # Walk the (code, opened_at) index code by code: each code's window is one range of it,
-    # which holds all the query reads (no table row is touched). The codes come from a recursive
-    # probe of the same index (one step per code), since SQLite cannot skip-scan without ANALYZE.
-    step = incidents.alias("step")
-    seed = select(func.min(i.code).label("code")).cte("known", recursive=True)
-    following = select(func.min(step.c.code)).where(step.c.code > seed.c.code).scalar_subquery()
-    known = seed.union_all(select(following).where(seed.c.code.is_not(None)))
-    day = utc_day(i.opened_at).label("day")
-    query = (
-        select(i.code, day, func.count())
-        .select_from(known.join(incidents, i.code == known.c.code))
-        .where(_opened(since, until))
-        .group_by(i.code, utc_day(i.opened_at))
-    )
-    return [DayCount(_day(d), code, int(n)) for code, d, n in conn.execute(query)]
-
-
 def _opened_by_code(conn: Connection, chosen: ColumnElement[bool]) -> list[DayCount]:
-    """The incidents `chosen` (a few: an hour, a list of ids) per UTC day and code."""
+    """The incidents `chosen` per UTC day and code."""
     i = incidents.c
     query = (
         select(i.code, utc_day(i.opened_at), func.count())

@@ -4,16 +4,16 @@ whose row is gone still pages on by id."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import delete, insert
+from sqlalchemy import delete
 
 from engine.store import Store, open_database
 from engine.store.db import Database
 from engine.store.tables import incidents
+from tests.support.incidents import open_incident
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
 
@@ -29,27 +29,7 @@ def db(db_url: str) -> Iterator[Database]:
 
 def opened(db: Database, at: datetime, code: str = "DISK-001") -> int:
     with db.write() as conn:
-        return int(
-            conn.execute(
-                insert(incidents)
-                .values(
-                    code=code,
-                    title="t",
-                    status="open",
-                    severity="high",
-                    target="db-1",
-                    source="alertmanager",
-                    fingerprint=uuid.uuid4().hex,
-                    alertname="A",
-                    labels={},
-                    annotations={},
-                    occurrences=1,
-                    opened_at=at,
-                    last_seen=at,
-                )
-                .returning(incidents.c.id)
-            ).scalar_one()
-        )
+        return open_incident(conn, at, code)
 
 
 def test_pages_hold_every_incident_once_newest_first(db: Database) -> None:

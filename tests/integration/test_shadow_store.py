@@ -3,7 +3,6 @@ error) raises no `run_failed` event for anyone to be paged for; a failed live ru
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -13,7 +12,8 @@ from sqlalchemy import insert, select
 from engine.models import RunStatus
 from engine.store import Store, open_database
 from engine.store.db import Database
-from engine.store.tables import incidents, outbox, runs
+from engine.store.tables import outbox, runs
+from tests.support.incidents import open_incident
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
 
@@ -29,25 +29,7 @@ def db(db_url: str) -> Iterator[Database]:
 
 def test_a_failed_shadow_run_raises_no_run_failed_event(db: Database) -> None:
     with db.write() as conn:
-        incident = conn.execute(
-            insert(incidents)
-            .values(
-                code="DISK-001",
-                title="t",
-                status="open",
-                severity="high",
-                target="db-1",
-                source="alertmanager",
-                fingerprint=uuid.uuid4().hex,
-                alertname="A",
-                labels={},
-                annotations={},
-                occurrences=1,
-                opened_at=T0,
-                last_seen=T0,
-            )  # fmt: skip
-            .returning(incidents.c.id)
-        ).scalar_one()
+        incident = open_incident(conn, T0)
         made = {}
         for shadow in (False, True):
             made[shadow] = conn.execute(

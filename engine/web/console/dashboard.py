@@ -26,8 +26,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from markupsafe import Markup
 
-from engine.analytics import read_stats
-from engine.analytics.effectiveness import DEFAULT_WINDOWS, windows
+from engine.analytics import catalog_windows, read_stats
+from engine.analytics.effectiveness import DEFAULT_WINDOWS
 from engine.analytics.stats import SEVERITIES, percentile
 from engine.durations import format_duration, parse_since
 from engine.errors import InvalidArgument
@@ -564,9 +564,7 @@ def router(context: ConsoleContext) -> APIRouter:
     def make(since: str, now: datetime) -> Board:
         start = window(since, now)
         codes = {entry.code.code: entry.code for entry in services.intake.view.catalog.codes}
-        per_day, resolve_times = trends.per_day(
-            start, now, windows({name: code.policy for name, code in codes.items()}), DEFAULT_WINDOWS
-        )
+        per_day, resolve_times = trends.per_day(start, now, catalog_windows(codes), DEFAULT_WINDOWS)
         facts = Facts(read_stats(history, codes, start, now), per_day, resolve_times)
         return board(start, now, facts, deadlines)
 
