@@ -1,5 +1,6 @@
 """`python -m bench [ingest|latency|storm|footprint|all] [--json] [--quick] [--sqlite-synchronous S]
-[--dead-channel EVENTS] [--gates]`, `python -m bench history [--quick] [--backend sqlite|postgresql|both]`
+[--dead-channel EVENTS] [--gates] [--db sqlite|postgresql] [--load realistic|sequential]`,
+`python -m bench history [--quick] [--backend sqlite|postgresql|both]`
 and `python -m bench replay [--quick]` (not part of `all`: they fill stores of a million rows)."""
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def run(
     synchronous: str = "full",
     backend: str = "both",
     quick: bool = False,
+    db: str = "sqlite",
+    load: str = "realistic",
 ) -> list[Figure]:
     """Run the scenarios; `info["foreign_cpu_cores"]` gets, per scenario, the average number of cores
     that processes outside the benchmark used meanwhile (other work on the machine skews the figures)."""
@@ -52,7 +55,8 @@ def run(
         busy0, own0 = _cpu_seconds()
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
         if name == "ingest":
-            figures += scenarios.ingest(sizes, work, synchronous)
+            figures += scenarios.ingest(sizes, work, synchronous, db, load)
+            figures += scenarios.lookup(sizes, work, synchronous)
         elif name == "latency":
             figures += scenarios.latency(sizes, work, synchronous)
         elif name == "history":
@@ -111,6 +115,20 @@ def main(argv: list[str] | None = None) -> int:
         default="both",
         help="history only: the store to fill (PostgreSQL at 127.0.0.1:5432, user postgres; default: both)",
     )
+    parser.add_argument(
+        "--db",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="ingest only: the backend of Suture and its ceiling (PostgreSQL at 127.0.0.1:5432, user"
+        " postgres, a throwaway database each; default: sqlite)",
+    )
+    parser.add_argument(
+        "--load",
+        choices=("realistic", "sequential"),
+        default="realistic",
+        help="ingest only: realistic (random fingerprints, node-exporter labels) or the older"
+        " sequential fingerprints (default: realistic)",
+    )
     args = parser.parse_args(argv)
     if args.dead_channel:
         from bench.daemon import DEAD_CHANNEL_ENV
@@ -120,18 +138,30 @@ def main(argv: list[str] | None = None) -> int:
         from bench.daemon import GATES_ENV
 
         os.environ[GATES_ENV] = "1"
-    sizes = scenarios.QUICK if args.quick else scenarios.FULL
+    sizes = (
+        scenarios.QUICK if args.quick else scenarios.FULL_PG if args.db == "postgresql" else scenarios.FULL
+    )
     info = machine()
     info["sqlite_synchronous"] = args.sqlite_synchronous
     info["dead_channel"] = args.dead_channel
     info["gates"] = args.gates
+    info["ingest_db"] = args.db
+    info["ingest_load"] = args.load
     tmp = tempfile.mkdtemp(prefix="suture-bench-")
     if args.keep:
         print(f"bench: working in {tmp}", file=sys.stderr)
     began = time.monotonic()
     try:
         figures = run(
-            args.scenario, sizes, Path(tmp), info, args.sqlite_synchronous, args.backend, args.quick
+            args.scenario,
+            sizes,
+            Path(tmp),
+            info,
+            args.sqlite_synchronous,
+            args.backend,
+            args.quick,
+            args.db,
+            args.load,
         )
     finally:
         if not args.keep:
@@ -152,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         print(table(figures))
         others = ", ".join(f"{k} {v:.2f}" for k, v in info["foreign_cpu_cores"].items())
         print(f"\nCPU cores used by other processes meanwhile (average): {others}")
+        if args.scenario in ("ingest", "all"):
+            print(f"ingest: database {args.db}, load {args.load}")
         print(
             f"{info['cpus']} CPUs, Python {info['python']}, SQLite synchronous={info['sqlite_synchronous']}, "
             f"{info['seconds']} s, "

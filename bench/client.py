@@ -7,28 +7,37 @@ JSON `LoadResult` on stdout. Closed loop (each sender sends its next body when t
 one is answered) unless `rate` is given: then body i is due at start + i / rate and its
 latency counts from that due time, so a slow server cannot hide its queueing
 (no coordinated omission).
+
+Two loads: `sequential` (fingerprints f"{prefix}-{n:08d}", four labels, one fixed startsAt) and
+`realistic`: what a fleet of node exporters sends through Alertmanager, each alert with a
+16-hex-digit fingerprint, 8 to 12 labels and a startsAt of the last ten minutes. Both are
+deterministic for a given prefix (seeded), so two servers given the same spec get the same bodies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import random
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 STARTS_AT = "2026-11-23T10:00:00Z"
+LOADS = ("sequential", "realistic")
 
 
 @dataclass
 class LoadSpec:
     port: int
     alertname: str
-    prefix: str  # fingerprints are f"{prefix}-{n:08d}"
+    prefix: str  # sequential fingerprints are f"{prefix}-{n:08d}"; realistic ones are seeded by it
     bodies: int
     per_body: int
     senders: int = 16
@@ -39,6 +48,10 @@ class LoadSpec:
     path: str = "/api/v1/alerts/alertmanager"
     #: Return each request's fingerprint and send time (wall clock), for the latency figure.
     record_sends: bool = False
+    #: `sequential` or `realistic` (see the module's doc).
+    load: str = "sequential"
+    #: Realistic load: startsAt falls in the ten minutes before this (epoch seconds); 0: when built.
+    now: float = 0.0
 
 
 @dataclass
@@ -57,10 +70,70 @@ class LoadResult:
 
 
 def fingerprint(spec: LoadSpec, n: int) -> str:
-    return f"{spec.prefix}-{(n % spec.fingerprints if spec.fingerprints else n):08d}"
+    k = n % spec.fingerprints if spec.fingerprints else n
+    if spec.load == "realistic":
+        return hashlib.blake2b(f"{spec.prefix}-{k}".encode(), digest_size=8).hexdigest()
+    return f"{spec.prefix}-{k:08d}"
 
 
-def alert(spec: LoadSpec, n: int) -> dict[str, Any]:
+DEVICES = (
+    ("nvme0n1p1", "ext4", "/"),
+    ("nvme0n1p2", "xfs", "/var"),
+    ("sda1", "ext4", "/boot"),
+    ("sdb1", "xfs", "/data"),
+    ("dm-0", "ext4", "/home"),
+    ("tmpfs", "tmpfs", "/run"),
+)
+TEAMS = ("storage", "platform", "payments", "search", "identity", "data")
+REGIONS = ("eu-west-1", "eu-central-1", "us-east-1", "us-west-2", "ap-southeast-1")
+EXTRA = ("cluster", "region", "env", "prometheus")
+
+
+def realistic_alert(spec: LoadSpec, n: int, now: float) -> dict[str, Any]:
+    """A node-exporter filesystem alert as Alertmanager relays it: 8 to 12 labels, started lately."""
+    fp = fingerprint(spec, n)
+    rng = random.Random(fp)
+    ip = f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+    device, fstype, mountpoint = rng.choice(DEVICES)
+    region = rng.choice(REGIONS)
+    labels = {
+        "alertname": spec.alertname,
+        "instance": f"{ip}:9100",
+        "job": "node",
+        "device": device,
+        "fstype": fstype,
+        "mountpoint": mountpoint,
+        "severity": rng.choice(("warning", "critical")),
+        "team": rng.choice(TEAMS),
+    }
+    extras = {
+        "cluster": f"k8s-{region}-{rng.randrange(1, 9)}",
+        "region": region,
+        "env": rng.choice(("prod", "staging")),
+        "prometheus": f"monitoring/prometheus-k8s-{rng.randrange(2)}",
+    }
+    for name in rng.sample(EXTRA, rng.randint(0, len(EXTRA))):
+        labels[name] = extras[name]
+    started = datetime.fromtimestamp(now, UTC) - timedelta(seconds=rng.uniform(0, 600))
+    left = rng.uniform(1, 15)
+    return {
+        "status": "firing",
+        "labels": labels,
+        "annotations": {
+            "summary": f"Filesystem on {device} at {ip}:9100 has {left:.1f}% available space left.",
+            "description": "Filesystem is predicted to run out of space within the next 24 hours.",
+            "runbook_url": "https://runbooks.example.org/node/nodefilesystemspacefillingup",
+        },
+        "startsAt": started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "endsAt": ZERO_TIME,
+        "generatorURL": "http://prometheus.bench:9090/graph?g0.expr=node_filesystem_avail_bytes",
+        "fingerprint": fp,
+    }
+
+
+def alert(spec: LoadSpec, n: int, now: float = 0.0) -> dict[str, Any]:
+    if spec.load == "realistic":
+        return realistic_alert(spec, n, now or spec.now or time.time())
     fp = fingerprint(spec, n)
     return {
         "status": "firing",
@@ -78,8 +151,9 @@ def alert(spec: LoadSpec, n: int) -> dict[str, Any]:
     }
 
 
-def body(spec: LoadSpec, index: int) -> bytes:
+def body(spec: LoadSpec, index: int, now: float = 0.0) -> bytes:
     first = index * spec.per_body
+    job = "node" if spec.load == "realistic" else "bench"
     return orjson.dumps(
         {
             "version": "4",
@@ -88,10 +162,10 @@ def body(spec: LoadSpec, index: int) -> bytes:
             "status": "firing",
             "receiver": "suture",
             "groupLabels": {"alertname": spec.alertname},
-            "commonLabels": {"job": "bench"},
+            "commonLabels": {"job": job},
             "commonAnnotations": {},
             "externalURL": "http://alertmanager.bench:9093",
-            "alerts": [alert(spec, first + j) for j in range(spec.per_body)],
+            "alerts": [alert(spec, first + j, now) for j in range(spec.per_body)],
         }
     )
 
@@ -126,7 +200,8 @@ async def _exchange(
 
 
 async def run_load(spec: LoadSpec) -> LoadResult:
-    requests = [request(spec, body(spec, i)) for i in range(spec.bodies)]
+    now = spec.now or time.time()
+    requests = [request(spec, body(spec, i, now)) for i in range(spec.bodies)]
     result = LoadResult()
     next_index = 0
     perf0, wall0 = time.perf_counter(), time.time()

@@ -1,13 +1,16 @@
 """Start and stop the servers under test: the real `suture serve` and the ceiling app.
 
 Each server is a subprocess on a free loopback port with its own temporary directory, its
-log in a file there, and a SQLite database the benchmark reads back with `sqlite3`.
+log in a file there, and a SQLite database the benchmark reads back with `sqlite3`, or a
+throwaway PostgreSQL database (`pg_database`, at 127.0.0.1:5432, user postgres, trust) it reads
+back with psycopg.
 """
 
 from __future__ import annotations
 
 import http.client
 import os
+import secrets
 import socket
 import sqlite3
 import subprocess
@@ -21,6 +24,9 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+
+PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname={name}"
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 
 #: Auto code for latency and storm: a single `wait: 0s` step.
 AUTO_ALERTNAME = "BenchAlert"
@@ -79,8 +85,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_site(folder: Path, port: int, concurrency: int = 8, synchronous: str = "full") -> Path:
-    """config.yaml, codes/ and playbooks/ for one daemon; returns the config path."""
+def write_site(
+    folder: Path, port: int, concurrency: int = 8, synchronous: str = "full", database_url: str | None = None
+) -> Path:
+    """config.yaml, codes/ and playbooks/ for one daemon; returns the config path. Its database
+    is `suture.db` in `folder` unless `database_url` names another (a PostgreSQL one)."""
     (folder / "codes").mkdir(parents=True, exist_ok=True)
     (folder / "playbooks").mkdir(parents=True, exist_ok=True)
     gated = bool(os.environ.get(GATES_ENV))
@@ -88,7 +97,7 @@ def write_site(folder: Path, port: int, concurrency: int = 8, synchronous: str =
     (folder / "codes" / "bench.yaml").write_text(codes)
     (folder / "playbooks" / "bench-noop.yaml").write_text(BENCH_PLAYBOOK)
     config: dict[str, Any] = {
-        "database": {"url": "sqlite:///suture.db", "sqlite_synchronous": synchronous},
+        "database": {"url": database_url or "sqlite:///suture.db", "sqlite_synchronous": synchronous},
         "server": {"host": "127.0.0.1", "port": port},
         "catalog": {"codes_dir": "codes", "playbooks_dir": "playbooks"},
         "workers": {"concurrency": concurrency},
@@ -128,14 +137,40 @@ def _http_status(port: int, path: str, timeout: float = 1.0) -> int | None:
         conn.close()
 
 
-class Server:
-    """A server subprocess on loopback; `ready_seconds` is spawn to first 200 on `ready_path`."""
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database `suture_bench_<random>`, dropped after; yields its name."""
+    import psycopg
 
-    def __init__(self, folder: Path, argv: list[str], port: int, db_path: Path, ready_path: str) -> None:
+    name = f"suture_bench_{secrets.token_hex(6)}"
+    with psycopg.connect(PG_DSN.format(name="postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(PG_DSN.format(name="postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Server:
+    """A server subprocess on loopback; `ready_seconds` is spawn to first 200 on `ready_path`.
+
+    Its database is the SQLite file `db_path`, or the PostgreSQL database `pg_name` when given."""
+
+    def __init__(
+        self,
+        folder: Path,
+        argv: list[str],
+        port: int,
+        db_path: Path,
+        ready_path: str,
+        pg_name: str | None = None,
+    ) -> None:
         self.folder = folder
         self.argv = argv
         self.port = port
         self.db_path = db_path
+        self.pg_name = pg_name
         self.ready_path = ready_path
         self.log_path = folder / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -189,12 +224,27 @@ class Server:
 
     @contextmanager
     def db(self) -> Iterator[sqlite3.Connection]:
-        """A read-only connection to the server's database (WAL: reads while it writes)."""
+        """A read-only connection to the server's SQLite database (WAL: reads while it writes)."""
+        if self.pg_name is not None:
+            raise RuntimeError("a PostgreSQL server: use count()")
         conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10)
         try:
             yield conn
         finally:
             conn.close()
+
+    def count(self, table: str) -> int:
+        """Rows in `table` of the server's database, whichever backend it is."""
+        query = f"SELECT COUNT(*) FROM {table}"
+        if self.pg_name is None:
+            with self.db() as conn:
+                return int(conn.execute(query).fetchone()[0])
+        import psycopg
+
+        with psycopg.connect(PG_DSN.format(name=self.pg_name), autocommit=True) as pg:
+            row = pg.execute(query).fetchone()
+            assert row is not None
+            return int(row[0])
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -213,15 +263,19 @@ class Server:
         self.stop()
 
 
-def suture(folder: Path, concurrency: int = 8, synchronous: str = "full") -> Server:
+def suture(
+    folder: Path, concurrency: int = 8, synchronous: str = "full", pg_name: str | None = None
+) -> Server:
     """The real daemon, not yet started: `python -m engine serve --config <folder>/config.yaml`.
 
     `synchronous` is `database.sqlite_synchronous`: `full` (durable, the default) or `normal`.
+    With `pg_name` its store is that (empty) PostgreSQL database, which `serve` migrates.
     """
     port = free_port()
-    config = write_site(folder, port, concurrency, synchronous)
+    url = PG_URL.format(name=pg_name) if pg_name is not None else None
+    config = write_site(folder, port, concurrency, synchronous, url)
     argv = [sys.executable, "-m", "engine", "serve", "--config", str(config)]
-    return Server(folder, argv, port, folder / "suture.db", "/readyz")
+    return Server(folder, argv, port, folder / "suture.db", "/readyz", pg_name)
 
 
 def ceiling(folder: Path, synchronous: str = "full") -> Server:
@@ -232,3 +286,20 @@ def ceiling(folder: Path, synchronous: str = "full") -> Server:
     argv = [sys.executable, "-m", "bench.ceiling", "--port", str(port), "--db", str(db_path)]
     argv += ["--synchronous", synchronous]
     return Server(folder, argv, port, db_path, "/healthz")
+
+
+def ceiling_pg(folder: Path, pg_name: str) -> Server:
+    """The bare FastAPI + psycopg app (bench/ceiling_pg.py) on the (empty) PostgreSQL database
+    `pg_name`, not yet started; synchronous_commit stays on, the server's default."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.ceiling_pg",
+        "--port",
+        str(port),
+        "--dsn",
+        PG_DSN.format(name=pg_name),
+    ]
+    return Server(folder, argv, port, folder / "unused.db", "/healthz", pg_name)

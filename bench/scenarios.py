@@ -15,6 +15,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,10 +44,16 @@ class Sizes:
     storm_per_body: int = 100
     storm_runs: int = 3
     footprint_starts: int = 5
+    lookup_large: int = 40_000  # intake lookup (bench/lookup.py): one batch of this many alerts ...
+    lookup_small: int = 4_000  # ... against one of this many
+    lookup_runs: int = 3
     deadline_s: float = 120.0  # per load and per wait; a scenario never hangs
 
 
 FULL = Sizes()
+#: `bench ingest --db postgresql`: Suture stores a few times fewer alerts a second there than on
+#: SQLite on this machine, so shorter windows (warm-up as long) keep the run within minutes.
+FULL_PG = Sizes(ingest_bodies=800, warmup_bodies=800)
 QUICK = Sizes(
     ingest_bodies=60,
     ingest_windows=1,
@@ -58,6 +65,9 @@ QUICK = Sizes(
     storm_fingerprints=50,
     storm_runs=1,
     footprint_starts=1,
+    lookup_large=4000,
+    lookup_small=400,
+    lookup_runs=1,
     deadline_s=30.0,
 )
 
@@ -95,57 +105,98 @@ def _wait_runs_done(server: daemon.Server, deadline_s: float) -> bool:
 # ---------------------------------------------------------------- ingest
 
 
-def ingest(sizes: Sizes, work: Path, synchronous: str = "full") -> list[Figure]:
-    rate = Figure("ingest: durable alerts/s", "alerts/s", op=">=", target=10_000)
+#: What each load of `bench ingest --load` sends (bench/client.py), for the figures' notes.
+LOAD_NOTES = {
+    "sequential": "load sequential (fingerprints prefix-00000001..., 4 labels, one fixed startsAt)",
+    "realistic": "load realistic (random 16-hex fingerprints, 8-12 node-exporter labels,"
+    " startsAt in the last 10 min)",
+}
+#: Share of the ceiling Suture should reach, by (backend, load).
+SHARE_TARGETS = {("sqlite", "sequential"): 50, ("sqlite", "realistic"): 80}
+PG_SHARE_TARGET = 60
+
+
+def ingest(
+    sizes: Sizes, work: Path, synchronous: str = "full", db: str = "sqlite", load: str = "realistic"
+) -> list[Figure]:
+    """Suture and its ceiling under the same load, window by window; `db` is the backend of both
+    (sqlite: bench/ceiling.py; postgresql: bench/ceiling_pg.py, each on its own throwaway database)."""
+    pg = db == "postgresql"
+    tag = "ingest[postgresql]" if pg else "ingest"
+    rate = Figure(
+        f"{tag}: durable alerts/s", "alerts/s", op=None if pg else ">=", target=None if pg else 10_000
+    )
     ceiling = Figure(
-        "ingest: ceiling alerts/s", "alerts/s", note="bare FastAPI + pydantic + SQLite, bench/ceiling.py"
+        f"{tag}: ceiling alerts/s",
+        "alerts/s",
+        note="bare FastAPI + pydantic + psycopg, bench/ceiling_pg.py: per body one event row and its"
+        " alert rows in one transaction, synchronous_commit=on, 8 connections"
+        if pg
+        else "bare FastAPI + pydantic + SQLite, bench/ceiling.py",
     )
     ratio = Figure(
-        "ingest: share of ceiling",
+        f"{tag}: share of ceiling",
         "%",
         op=">=",
-        target=50,
-        note="Suture and the ceiling alternate windows of the same load, side by side",
+        target=PG_SHARE_TARGET if pg else SHARE_TARGETS[(db, load)],
+        note="Suture and the ceiling alternate windows of the same load, side by side; " + LOAD_NOTES[load],
     )
-    p50 = Figure("ingest: webhook p50, full load", "ms")
-    p99 = Figure("ingest: webhook p99, full load", "ms")
-    ceiling_p99 = Figure("ingest: ceiling p99, full load", "ms")
-    half_p50 = Figure("ingest: webhook p50, half load", "ms")
+    p50 = Figure(f"{tag}: webhook p50, full load", "ms")
+    p99 = Figure(f"{tag}: webhook p99, full load", "ms", op="<=" if pg else None, target=50 if pg else None)
+    ceiling_p99 = Figure(f"{tag}: ceiling p99, full load", "ms")
+    half_p50 = Figure(f"{tag}: webhook p50, half load", "ms")
     half_p99 = Figure(
-        "ingest: webhook p99, half load",
+        f"{tag}: webhook p99, half load",
         "ms",
         op="<=",
         target=50,
         note="open loop at half of the same run's measured rate, 16 senders, latency from the due time",
     )
-    half_lag = Figure("ingest: client send lag p99, half load", "ms", note="send time minus due time")
-    lost = Figure("ingest: bodies not answered 202", "", op="==", target=0, note="full + half load + ceiling")
-    body = {"alertname": daemon.INGEST_ALERTNAME, "per_body": sizes.ingest_per_body}
+    half_lag = Figure(f"{tag}: client send lag p99, half load", "ms", note="send time minus due time")
+    lost = Figure(f"{tag}: bodies not answered 202", "", op="==", target=0, note="full + half load + ceiling")
+    body = {"alertname": daemon.INGEST_ALERTNAME, "per_body": sizes.ingest_per_body, "load": load}
     for run in range(sizes.ingest_runs):
         # Both servers run side by side (the idle one uses no CPU) and take turns under the same
         # load, window by window: this machine's speed drifts over seconds, and alternating
         # lets Suture and the ceiling meet the same drift instead of one of them alone.
-        with (
-            daemon.suture(work / f"ingest-{run}", synchronous=synchronous) as server,
-            daemon.ceiling(work / f"ceiling-{run}", synchronous) as bare,
-        ):
+        with ExitStack() as stack:
+            if pg:
+                server = daemon.suture(
+                    work / f"ingest-{run}", pg_name=stack.enter_context(daemon.pg_database())
+                )
+                bare = daemon.ceiling_pg(work / f"ceiling-{run}", stack.enter_context(daemon.pg_database()))
+            else:
+                server = daemon.suture(work / f"ingest-{run}", synchronous=synchronous)
+                bare = daemon.ceiling(work / f"ceiling-{run}", synchronous)
+            stack.enter_context(server)  # stopped before its database is dropped
+            stack.enter_context(bare)
             server.start()
             bare.start()
-            _load(server, sizes, prefix="w", bodies=sizes.warmup_bodies, **body)
-            _load(bare, sizes, prefix="w", bodies=sizes.warmup_bodies, **body)
+            now = time.time()  # the realistic load's startsAt: the same bodies for both servers
+            _load(server, sizes, prefix="w", bodies=sizes.warmup_bodies, now=now, **body)
+            _load(bare, sizes, prefix="w", bodies=sizes.warmup_bodies, now=now, **body)
+            # Stored alerts counted from the databases: what the windows added to the warm-up's.
+            before, top_before = server.count("alerts"), bare.count("alerts")
             fulls: list[LoadResult] = []
             tops: list[LoadResult] = []
             for window in range(sizes.ingest_windows):
-                fulls.append(_load(server, sizes, prefix=f"i{window}", bodies=sizes.ingest_bodies, **body))
-                tops.append(_load(bare, sizes, prefix=f"i{window}", bodies=sizes.ingest_bodies, **body))
-            with server.db() as conn:
-                stored = sum(_prefix_count(conn, "alerts", f"i{w}") for w in range(sizes.ingest_windows))
-            with bare.db() as conn:
-                top_stored = sum(_prefix_count(conn, "alerts", f"i{w}") for w in range(sizes.ingest_windows))
+                now = time.time()
+                spec: dict[str, object] = {
+                    "prefix": f"i{window}",
+                    "bodies": sizes.ingest_bodies,
+                    "now": now,
+                    **body,
+                }
+                fulls.append(_load(server, sizes, **spec))
+                tops.append(_load(bare, sizes, **spec))
+            stored = server.count("alerts") - before
+            top_stored = bare.count("alerts") - top_before
             elapsed = sum(r.elapsed_s for r in fulls)
             top_elapsed = sum(r.elapsed_s for r in tops)
             bodies_per_s = sum(r.sent for r in fulls) / elapsed if elapsed else float("nan")
-            half = _load(server, sizes, prefix="h", bodies=sizes.ingest_bodies, rate=bodies_per_s / 2, **body)
+            half = _load(
+                server, sizes, prefix="h", bodies=sizes.ingest_bodies, rate=bodies_per_s / 2, now=now, **body
+            )
         suture_rate = stored / elapsed if elapsed else float("nan")
         top_rate = top_stored / top_elapsed if top_elapsed else float("nan")
         rate.values.append(suture_rate)
@@ -160,6 +211,13 @@ def ingest(sizes: Sizes, work: Path, synchronous: str = "full") -> list[Figure]:
         half_lag.values.append(percentile(half.lags_ms, 99))
         lost.values.append(sum(sizes.ingest_bodies - r.statuses.get("202", 0) for r in (*fulls, half, *tops)))
     return [rate, ceiling, ratio, p50, p99, ceiling_p99, half_p50, half_p99, half_lag, lost]
+
+
+def lookup(sizes: Sizes, work: Path, synchronous: str = "full") -> list[Figure]:
+    """The store-level intake lookup figure (bench/lookup.py), SQLite, part of `bench ingest`."""
+    from bench.lookup import lookup as store_lookup
+
+    return store_lookup(work, sizes.lookup_large, sizes.lookup_small, sizes.lookup_runs, synchronous)
 
 
 # --------------------------------------------------------------- latency
