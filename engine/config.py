@@ -122,6 +122,16 @@ class WorkersConfig(_Section):
     concurrency: int = Field(default=8, ge=1, le=256)
     output_limit_bytes: int = Field(default=64 * 1024, ge=256)
     poll_interval: Duration = timedelta(seconds=5)
+    #: How long a claimed run stays its worker's without a renewal (renewed every third of it):
+    #: after it, any replica takes the run back, so it bounds how long a dead replica's run waits.
+    lease: Duration = timedelta(seconds=30)
+
+    @field_validator("lease")
+    @classmethod
+    def _lease_long_enough(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return value
 
 
 class SshConfig(_Section):

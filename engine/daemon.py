@@ -31,13 +31,14 @@ from engine.models import PAUSED_KEY, Code, Policy
 from engine.notify.escalation import DeadlineCheck
 from engine.notify.service import build_notifier
 from engine.policy.guards import Rails
-from engine.scheduler import PruneJob, schedule_polls
+from engine.scheduler import PruneJob, Turns, schedule_polls
 from engine.store import Store, open_database
 from engine.store.catalog_history import CATALOG_RELOAD_KEY
 from engine.store.db import sqlite_file
 from engine.store.gauges import read_gauges
 from engine.store.history import History
 from engine.store.retention import Retention
+from engine.store.wakeups import RunsQueuedListener
 from engine.templating import Renderer
 from engine.web.api import Services, create_asgi
 
@@ -84,7 +85,7 @@ class Daemon:
         self.db = open_database(
             config.database_url, upgrade=True, sqlite_synchronous=config.database.sqlite_synchronous
         )
-        self.store = Store(self.db, config.heard_events(), clock=clock)
+        self.store = Store(self.db, config.heard_events(), clock=clock, lease=config.workers.lease)
         metrics.watch_store(lambda: read_gauges(self.db, self.clock.now()))
         try:
             catalog = load_checked_catalog(config, self.store)
@@ -131,6 +132,8 @@ class Daemon:
         shared = not (self.db.is_sqlite and sqlite_file(self.db.url) is None)
         self.helpers = start_helpers(config, self.hooks, shared_database=shared)
         self.scheduler = BackgroundScheduler(timezone="UTC")
+        # PostgreSQL: another replica's queued runs wake this one's workers at once.
+        self.listener = None if self.db.is_sqlite else RunsQueuedListener(self.db.engine.url, self.pool.wake)
         self._ready = threading.Event()
         self._reload_lock = threading.Lock()
 
@@ -195,49 +198,36 @@ class Daemon:
         self.recover()
         self.intake.start()
         self.pool.start()
+        if self.listener is not None:
+            self.listener.start()
         self.pool.wake()  # runs that were queued while we were down
-        self.scheduler.add_job(self.recover, "interval", seconds=60, id="recover", max_instances=1)
-        schedule_polls(self.scheduler, self.config, self.store, self.intake, self.hooks, self.clock)
-        self.scheduler.add_job(
-            self.deadlines,
-            "interval",
-            seconds=self.config.escalation.check_every.total_seconds(),
-            id="deadlines",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=self.clock.now(),
-        )
+        # Every scheduled job runs once per period across the replicas on this database.
+        turns = Turns(self.scheduler, self.store, str(self.incarnation))
+        # Often enough that a dead replica's run waits little more than its lease.
+        lease = self.config.workers.lease.total_seconds()
+        turns.every(self.recover, "recover", max(1.0, min(60.0, lease / 2)))
+        schedule_polls(turns, self.config, self.store, self.intake, self.hooks, self.clock)
+        check_every = self.config.escalation.check_every.total_seconds()
+        turns.every(self.deadlines, "deadlines", check_every, next_run_time=self.clock.now())
         # The same turn as deadlines: a succeeded run's verdict is due when its window ends, and
-        # at once when its alert resolves.
-        verdicts = self.scheduler.add_job(
-            self.verdicts,
-            "interval",
-            seconds=self.config.escalation.check_every.total_seconds(),
-            id="verdicts",
-            max_instances=1,
-            coalesce=True,
+        # at once when its alert resolves (then on the replica that heard it, outside the turns:
+        # judging is idempotent).
+        turns.every(self.verdicts, "verdicts", check_every)
+        self.hooks.subscribe(
+            IncidentResolved,
+            lambda _event: self.scheduler.add_job(
+                self.verdicts, id="verdicts-now", max_instances=1, replace_existing=True
+            ),
         )
-        self.hooks.subscribe(IncidentResolved, lambda _event: verdicts.modify(next_run_time=self.clock.now()))
         if self.prune.enabled:
             # Hourly, first a minute after start: recovery and the backlog of a start go first.
-            self.scheduler.add_job(
-                self.prune,
-                "interval",
-                seconds=3600,
-                id="retention",
-                max_instances=1,
-                coalesce=True,
-                next_run_time=self.clock.now() + timedelta(seconds=60),
-            )
+            turns.every(self.prune, "retention", 3600, next_run_time=self.clock.now() + timedelta(seconds=60))
         # Every few minutes: what stats reads whole stays counted, and what a row touched since is
         # counted again (the first turn, a minute after start, may count up to 90 days).
-        self.scheduler.add_job(
+        turns.every(
             self.count_hours,
-            "interval",
-            seconds=COUNT_HOURS_EVERY_S,
-            id="count_hours",
-            max_instances=1,
-            coalesce=True,
+            "count_hours",
+            COUNT_HOURS_EVERY_S,
             next_run_time=self.clock.now() + timedelta(seconds=60),
         )
         if self.config.notifications:
@@ -256,6 +246,8 @@ class Daemon:
         if self.helpers is not None:
             self.helpers.close()
         self.intake.stop()
+        if self.listener is not None:
+            self.listener.stop()
         self.pool.stop()
         self.db.dispose()
 

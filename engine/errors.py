@@ -77,6 +77,11 @@ class StoreUnavailable(SutureError):
     """The database could not take a write; senders should retry (HTTP 503)."""
 
 
+class LeaseLost(SutureError):
+    """A worker's claim on a run is no longer its own (the lease ran out and another replica
+    took the run back): it must stop and write nothing more for that run."""
+
+
 # ----------------------------------------------------------------- the steps
 
 

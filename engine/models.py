@@ -556,3 +556,25 @@ class ReplayedIncident:
     actual: RunDecision | None
     replayed_code: str | None
     replayed: RunDecision | None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A worker's hold on a claimed run: its writes land only while the run is still running
+    under this owner and attempt (a replica that took the run back started a new attempt)."""
+
+    run_id: int
+    owner: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Abandoned:
+    """A running run recovery takes back: whether it may run again, and the claim it takes it from.
+
+    `expired`: taken because its lease ran out (the write re-checks that it still has), not
+    because its holder is known dead."""
+
+    idempotent: bool
+    attempt: int
+    expired: bool

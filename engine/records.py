@@ -402,6 +402,8 @@ class ClaimedRun(Run):
     """A run a worker just took, with the template context it executes against."""
 
     context: dict[str, Any]
+    #: Which claim of the run this is: the worker's writes count only while it is still the run's.
+    attempt: int = 0
 
 
 class HeldRun(Record):
@@ -412,6 +414,8 @@ class HeldRun(Record):
     playbook_version: int
     worker: str | None
     heartbeat_at: datetime | None
+    attempt: int = 0
+    lease_until: datetime | None = None
 
 
 class OpenIncident(Record):

@@ -191,15 +191,53 @@ class PruneJob:
         return pruned
 
 
+class OncePerPeriod:
+    """A scheduled job that runs once per period across every replica on the database: each
+    replica ticks, and the tick that takes the job's turn runs it (engine.store.replicas)."""
+
+    def __init__(self, job: Callable[[], Any], name: str, every: timedelta, store: Store, owner: str) -> None:
+        self.job = job
+        self.name = name
+        self.every = every
+        self.store = store
+        self.owner = owner
+
+    def __call__(self) -> Any:
+        try:
+            if not self.store.take_turn(self.name, self.every, self.owner):
+                return None  # another replica ran it this period
+        except StoreUnavailable as exc:
+            log.warning("job_turn_failed", job=self.name, error=str(exc))
+            return None
+        return self.job()
+
+
+class Turns:
+    """Schedules jobs once per period across replicas, as the replica `owner`."""
+
+    def __init__(self, scheduler: BaseScheduler, store: Store, owner: str) -> None:
+        self.scheduler = scheduler
+        self.store = store
+        self.owner = owner
+
+    def every(self, job: Callable[[], Any], name: str, seconds: float, **options: Any) -> Any:
+        """An interval job `name` (its APScheduler id too); `options` as for `add_job`."""
+        once = OncePerPeriod(job, name, timedelta(seconds=seconds), self.store, self.owner)
+        options.setdefault("max_instances", 1)
+        options.setdefault("coalesce", True)
+        return self.scheduler.add_job(once, "interval", seconds=seconds, id=name, **options)
+
+
 def schedule_polls(
-    scheduler: BaseScheduler,
+    turns: Turns,
     config: Config,
     store: Store,
     intake: Intake,
     hooks: Hooks = NO_HOOKS,
     clock: Clock = SYSTEM_CLOCK,
 ) -> list[PollJob]:
-    """Add one interval job per pull source, and the Zabbix reconcile when its API is configured."""
+    """Add one interval job per pull source, and the Zabbix reconcile when its API is configured;
+    each runs once per interval across replicas."""
     zabbix = config.sources.get("zabbix")
     reconcile_zabbix = zabbix is not None and bool(zabbix.url and zabbix.api_token_env)
     if not config.pull and not reconcile_zabbix:
@@ -236,13 +274,5 @@ def schedule_polls(
         jobs.append((reconcile, zabbix.interval.total_seconds()))
 
     for job, seconds in jobs:
-        scheduler.add_job(
-            job,
-            "interval",
-            seconds=seconds,
-            id=f"poll-{job.source}",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC),
-        )
+        turns.every(job, f"poll-{job.source}", seconds, next_run_time=datetime.now(UTC))
     return [job for job, _ in jobs]

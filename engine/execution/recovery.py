@@ -1,9 +1,11 @@
-"""Runs a dead daemon left `running`: re-queued when their playbook is idempotent, otherwise
-marked interrupted. The daemon calls `recover_runs` at start and then every minute.
+"""Runs whose holder is gone: re-queued when their playbook is idempotent, otherwise marked
+interrupted. Every replica's daemon calls `recover_runs` at start and then every few seconds
+(once per turn across replicas).
 
-A run is abandoned when the daemon start holding it is surely gone (same host: `holder_is_dead`),
-or when it has shown no life for longer than its playbook's timeout plus a margin (any host:
-another host's processes cannot be asked).
+A run is abandoned when its lease (`workers.lease`, renewed while it runs) has run out, whatever
+host held it, or at once when the daemon start holding it is surely gone (same host:
+`holder_is_dead`). A run from before leases has none: it is abandoned when it has shown no life for
+longer than its playbook's timeout plus a margin.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from engine.execution.worker import Incarnation
-from engine.models import Playbook
+from engine.models import Abandoned, Playbook
 from engine.records import HeldRun
 from engine.store import Store
 
@@ -58,18 +60,21 @@ def abandoned_runs(
     me: Incarnation,
     now: datetime,
     exists: Callable[[int], bool] = process_exists,
-) -> dict[int, bool]:
+) -> dict[int, Abandoned]:
     """The abandoned runs among `running`, each with whether it may be started again (idempotent)."""
-    abandoned: dict[int, bool] = {}
+    abandoned: dict[int, Abandoned] = {}
     for run in running:
         try:
             found = playbook(run.playbook, run.playbook_version)
             idempotent, limit = found.idempotent, found.timeout + STALE_MARGIN
         except Exception:  # noqa: BLE001 - an unknown playbook is simply not re-run
             idempotent, limit = False, STALE_MARGIN
-        stale = run.heartbeat_at is None or now - run.heartbeat_at > limit
-        if stale or holder_is_dead(run.worker, me, exists):
-            abandoned[run.id] = idempotent
+        if run.lease_until is not None:
+            expired = now > run.lease_until
+        else:  # claimed before leases: only its heartbeat tells
+            expired = run.heartbeat_at is None or now - run.heartbeat_at > limit
+        if expired or holder_is_dead(run.worker, me, exists):
+            abandoned[run.id] = Abandoned(idempotent, run.attempt, expired)
     return abandoned
 
 

@@ -23,12 +23,13 @@ import yaml
 from engine.catalog.loader import Catalog
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.config import Config
-from engine.errors import StoreUnavailable
+from engine.errors import LeaseLost, StoreUnavailable
 from engine.execution.actions import Registry
+from engine.execution.lease import LeaseKeeper
 from engine.execution.rechecks import RunChecks
 from engine.execution.runner import Runner
 from engine.hooks import NO_HOOKS, Hooks, RunFinished, RunHeld, RunStarted, WorkersBusy
-from engine.models import Playbook, Policy, RunStatus
+from engine.models import Lease, Playbook, Policy, RunStatus
 from engine.policy.guards import NO_RAILS, Rails
 from engine.records import ClaimedRun
 from engine.store import Store
@@ -159,8 +160,10 @@ class WorkerPool:
         self._threads.clear()
 
     def wake(self) -> None:
+        # Capped: a worker that claims a run wakes the next, so a burst of wake-ups (one per
+        # replica's commit, on PostgreSQL) need not queue more than one look per worker.
         with self._cond:
-            self._pending += 1
+            self._pending = min(self._pending + 1, self.config.workers.concurrency)
             self._cond.notify()
 
     def _sleep(self) -> None:
@@ -207,56 +210,73 @@ class WorkerPool:
             self.hooks.emit(RunFinished(run_id, name, version, status.value, seconds))
             return status
 
+        lease = Lease(run_id, worker, run.attempt)
         try:
-            policy = self.resolver.policy(run.context)
-            checks = RunChecks(self.store, self.rails, self.clock, run, policy)
-            # A shadow run executes nothing: no gate has anything to hold it back from.
-            if not run.shadow and (hold := _persist(checks.at_claim)) is not None:
-                held, skipped = hold.reason, RunStatus.skipped
-                _persist(self.store.finish_run, run_id, skipped, held, remediated=False, reason=held)
-                bound.info("run_held", reason=held, gate=hold.gate)
-                self.hooks.emit(RunHeld(run_id, run.incident_id, name, held, gate=hold.gate))
-                return finished(RunStatus.skipped)
-            try:
-                playbook = self.resolver.get(name, version)
-            except Exception as exc:  # noqa: BLE001 - a missing playbook must fail the run, not the worker
-                self.store.finish_run(
-                    run_id, RunStatus.failed, f"cannot load playbook: {exc}", remediated=False
-                )
-                return finished(RunStatus.failed)
-            outcome = self.runner.execute(
-                playbook,
-                run.context,
-                dry_run=bool(run.dry_run),
-                record=lambda step: _persist(self.store.record_step, run_id, step),
-                patterns=self.resolver.patterns(run.context),
-                run_id=run_id,
-                proceed=(lambda: _persist(checks.before_step)) if checks.applies and not run.shadow else None,
-            )
-            cancelled = outcome.status is RunStatus.cancelled
-            counts = policy is not None and policy.breaker is not None and not run.dry_run and not cancelled
-            _persist(
-                self.store.finish_run,
-                run_id,
-                outcome.status,
-                outcome.error,
-                remediated=outcome.remediated,
-                reason=outcome.error if cancelled else None,
-                breaker=policy.breaker.failures if counts and policy and policy.breaker else None,
-            )
-            # A run that did not fix anything is what on-call greps the log for.
-            fine = outcome.status in (RunStatus.succeeded, RunStatus.cancelled)
-            level = bound.info if fine else bound.warning
-            level("run_finished", status=outcome.status.value, error=outcome.error)
-            return finished(outcome.status)
+            with LeaseKeeper(self.store, lease, self.clock) as keeper:
+                return finished(self._execute(run, lease, keeper, bound))
+        except LeaseLost as exc:
+            # Another replica took the run back: whatever this one did is not the run's any more.
+            bound.warning("lease_lost", attempt=run.attempt, error=str(exc))
+            return RunStatus.interrupted
         except Exception:  # noqa: BLE001 - a bug must fail this run, never kill the worker thread
             bound.exception("run_crashed")
             try:
                 self.store.finish_run(
-                    run_id, RunStatus.failed, "internal error while executing", remediated=False
+                    run_id, RunStatus.failed, "internal error while executing", remediated=False, lease=lease
                 )
-            except Exception:  # noqa: BLE001 - recovery at next start will catch it
+            except Exception:  # noqa: BLE001 - recovery (after the lease) will catch it
                 return RunStatus.failed
             return finished(RunStatus.failed)
         finally:
             self._busy_by(-1)
+
+    def _execute(self, run: ClaimedRun, lease: Lease, keeper: LeaseKeeper, bound: Any) -> RunStatus:
+        """The run under its lease: every write is fenced by it (LeaseLost ends the run here)."""
+        run_id, name, version = run.id, run.playbook, run.playbook_version
+        policy = self.resolver.policy(run.context)
+        checks = RunChecks(self.store, self.rails, self.clock, run, policy)
+        # A shadow run executes nothing: no gate has anything to hold it back from.
+        if not run.shadow and (hold := _persist(checks.at_claim)) is not None:
+            held, skipped = hold.reason, RunStatus.skipped
+            _persist(self.store.finish_run, run_id, skipped, held, remediated=False, reason=held, lease=lease)
+            bound.info("run_held", reason=held, gate=hold.gate)
+            self.hooks.emit(RunHeld(run_id, run.incident_id, name, held, gate=hold.gate))
+            return RunStatus.skipped
+        try:
+            playbook = self.resolver.get(name, version)
+        except Exception as exc:  # noqa: BLE001 - a missing playbook must fail the run, not the worker
+            message = f"cannot load playbook: {exc}"
+            self.store.finish_run(run_id, RunStatus.failed, message, remediated=False, lease=lease)
+            return RunStatus.failed
+        gated = checks.applies and not run.shadow
+
+        def proceed() -> str | None:
+            """Before each step after the first: the lease first, then the gates' recheck."""
+            return keeper.lost() or (_persist(checks.before_step) if gated else None)
+
+        outcome = self.runner.execute(
+            playbook,
+            run.context,
+            dry_run=bool(run.dry_run),
+            record=lambda step: _persist(self.store.record_step, run_id, step, lease),
+            patterns=self.resolver.patterns(run.context),
+            run_id=run_id,
+            proceed=proceed,
+        )
+        cancelled = outcome.status is RunStatus.cancelled
+        counts = policy is not None and policy.breaker is not None and not run.dry_run and not cancelled
+        _persist(
+            self.store.finish_run,
+            run_id,
+            outcome.status,
+            outcome.error,
+            remediated=outcome.remediated,
+            reason=outcome.error if cancelled else None,
+            breaker=policy.breaker.failures if counts and policy and policy.breaker else None,
+            lease=lease,
+        )
+        # A run that did not fix anything is what on-call greps the log for.
+        fine = outcome.status in (RunStatus.succeeded, RunStatus.cancelled)
+        level = bound.info if fine else bound.warning
+        level("run_finished", status=outcome.status.value, error=outcome.error)
+        return outcome.status

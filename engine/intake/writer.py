@@ -268,8 +268,8 @@ class IntakeWriter:
         with a run opens (a batch that only counts repeats reads nothing): the switch, silences
         and breakers, the code-and-target run history, storm and flapping counts and budget
         windows, each only if some alert of the batch may need it. Read under the write, the
-        decision and what it writes are one step; on PostgreSQL another writer may still commit
-        a run between, and the worker asks the gates again when it claims (`chain.recheck`)."""
+        decision and what it writes are one step, across replicas too (`Store.hold_gates`); the
+        worker still asks the gates again when it claims (`chain.recheck`)."""
         items = runnable(batch)
         if not items:
             return _no_history
@@ -280,6 +280,9 @@ class IntakeWriter:
         return planner
 
     def _read_for(self, conn: Connection, batch: list[Submission], items: list[ClassifiedAlert]) -> Reads:
+        # Replicas' batches that decide runs take turns from here to their commit, so budgets,
+        # storms and concurrency count what the other replicas queued (no-op on SQLite).
+        self.store.hold_gates(conn)
         context = self.store.guard_context(conn)
         guards = policy_guards(context.paused, context.silences, context.open_breakers, self.rails)
         facts = self.store.guard_facts(guard_query(items, self.rails.budget), conn)

@@ -14,13 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Executable, Row, Select, and_, case, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.errors import Conflict, NotFound
 from engine.records import Breaker
 from engine.store.db import Database
+from engine.store.replicas import insert_new
 from engine.store.tables import audit_log, breakers
 
 BREAKER_FIELDS = Breaker.field_names()
@@ -137,9 +136,6 @@ def _breaker(row: Row[Any]) -> Breaker:
 
 def _insert_missing(conn: Connection, playbook: str, version: int) -> Executable:
     """A closed row with no failures unless the version has one (both backends' ON CONFLICT)."""
-    dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
-    return (
-        dialect_insert(breakers)
-        .values(playbook=playbook, version=version, status=CLOSED, failures=0)
-        .on_conflict_do_nothing(index_elements=[breakers.c.playbook, breakers.c.version])
+    return insert_new(conn, breakers, [breakers.c.playbook, breakers.c.version]).values(
+        playbook=playbook, version=version, status=CLOSED, failures=0
     )

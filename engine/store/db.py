@@ -15,10 +15,11 @@ from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError, ProgrammingError
 
 from engine.errors import ConfigError, StoreUnavailable
+from engine.store.replicas import MIGRATE_LOCK
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 #: The newest migration in engine/migrations/versions (a unit test keeps the two in step).
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 SQLITE_BUSY_TIMEOUT_MS = 5000
 #: `database.sqlite_synchronous`: `full` syncs the WAL at every commit, so an answered write
 #: survives an OS crash or power loss; `normal` syncs only at checkpoints (faster, not durable).
@@ -97,8 +98,18 @@ class Database:
         cfg.set_main_option("script_location", str(MIGRATIONS))
         try:
             with self.engine.connect() as conn:
+                if not self.is_sqlite:
+                    # Replicas starting together: one migrates (PostgreSQL's DDL is transactional),
+                    # the others wait here and then find the schema at head. A transaction lock,
+                    # so it holds behind PgBouncer too.
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK})")
+                    before = _pg_revision(conn)
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
+                if not self.is_sqlite and _pg_revision(conn) != before:
+                    # New tables have no statistics: without them the planner may scan where an
+                    # index probe is meant (a fresh database's intake did, until autovacuum came).
+                    conn.exec_driver_sql("ANALYZE")
                 conn.commit()
         except OperationalError as exc:
             raise StoreUnavailable(f"database unavailable: {_short(exc)}") from exc
@@ -172,6 +183,14 @@ def sqlite_file(url: str) -> str | None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return database
+
+
+def _pg_revision(conn: Connection) -> str | None:
+    """The revision PostgreSQL's schema is at, read without failing the transaction if none."""
+    if conn.exec_driver_sql("SELECT to_regclass('alembic_version')").scalar() is None:
+        return None
+    found = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    return None if found is None else str(found)
 
 
 def current_revision(db: Database) -> str | None:

@@ -36,6 +36,7 @@ from sqlalchemy import (
 from engine.models import AlertStatus, ClassifiedAlert, Deadlines, IncidentStatus, RunStatus, Submission
 from engine.records import Receipt
 from engine.store.bulk import insert_rows, select_rows
+from engine.store.replicas import announce_runs
 from engine.store.sqlfn import unindexed
 from engine.store.tables import (
     ENDED_INDEX,
@@ -400,6 +401,8 @@ class _Batch:
         for _, run, _ in self.new_runs:
             if run.state is not None:
                 _write_state(conn, run.state[0], run.state[1], now)
+        if any(run.status is RunStatus.queued for _, run, _ in self.new_runs):
+            announce_runs(conn)
         if self.notify:
             self._notify()
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
@@ -26,8 +26,17 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from engine.clock import SYSTEM_CLOCK, Clock
-from engine.errors import Conflict, NotFound
-from engine.models import PAUSED_KEY, CodeVersion, IncidentStatus, PlaybookVersion, RunStatus, Submission
+from engine.errors import Conflict, LeaseLost, NotFound
+from engine.models import (
+    PAUSED_KEY,
+    Abandoned,
+    CodeVersion,
+    IncidentStatus,
+    Lease,
+    PlaybookVersion,
+    RunStatus,
+    Submission,
+)
 from engine.records import (
     AuditEntry,
     ClaimedRun,
@@ -48,6 +57,16 @@ from engine.store.db import Database
 from engine.store.guards import NO_FACTS, GuardFacts, GuardQuery, read_guard_facts
 from engine.store.ingest import Applied, RunPlanner, apply_batch, recent_runs
 from engine.store.outbox import Outbox, add_event
+from engine.store.replicas import (
+    CATALOG_LOCK,
+    CLAIM_LOCK,
+    GATES_LOCK,
+    announce_runs,
+    dialect_insert,
+    exclusive,
+    insert_new,
+    take_turn,
+)
 from engine.store.silences import Silences, read_silences
 from engine.store.sqlfn import likely
 from engine.store.tables import (
@@ -80,6 +99,8 @@ FAILED_RUNS = frozenset({RunStatus.failed, RunStatus.rolled_back, RunStatus.time
 # A batch that lost the race once finds the open incident on its second try; more tries only
 # cover several fingerprints raced by several replicas in a row.
 _INGEST_ATTEMPTS = 3
+#: `workers.lease` when no config says.
+DEFAULT_LEASE = timedelta(seconds=30)
 
 
 def _values(row: Row[Any], fields: Sequence[str]) -> dict[str, Any]:
@@ -90,9 +111,15 @@ def _values(row: Row[Any], fields: Sequence[str]) -> dict[str, Any]:
 
 class Store:
     def __init__(
-        self, db: Database, notify: Collection[str] = frozenset(), clock: Clock = SYSTEM_CLOCK
+        self,
+        db: Database,
+        notify: Collection[str] = frozenset(),
+        clock: Clock = SYSTEM_CLOCK,
+        lease: timedelta = DEFAULT_LEASE,
     ) -> None:
         self.db = db
+        #: How long a claim holds a run without being renewed (`workers.lease`).
+        self.lease = lease
         #: The time every write records (`opened_at`, `queued_at`, audit rows): a test moves it.
         self.clock = clock
         #: The events some notification channel hears of: only those get outbox rows.
@@ -143,6 +170,11 @@ class Store:
         """`recent_runs` in the caller's transaction (intake's write, deciding its batch's runs)."""
         return recent_runs(conn, codes, since)
 
+    def hold_gates(self, conn: Connection) -> None:
+        """Make the gates' reads and the runs this write transaction queues one step across
+        replicas: another replica's intake deciding runs waits until this one commits."""
+        exclusive(conn, GATES_LOCK)
+
     def guard_context(self, conn: Connection | None = None) -> GuardContext:
         """The global switch, the silences not ended yet and the open breakers, in one read (or in
         the caller's transaction): what every gate decision of this moment shares."""
@@ -186,6 +218,9 @@ class Store:
         now = self.clock.now()
         added = {"playbooks": 0, "codes": 0}
         with self.db.write() as conn:
+            # Replicas starting or reloading together: one writes the new versions, the others
+            # wait here and then find them stored (each read below sees what committed before).
+            exclusive(conn, CATALOG_LOCK)
             stored = {
                 (r.name, r.version)
                 for r in conn.execute(select(playbook_versions.c.name, playbook_versions.c.version))
@@ -193,7 +228,9 @@ class Store:
             for entry in sorted(playbooks, key=lambda p: (p.name, p.version)):
                 if (entry.name, entry.version) not in stored:
                     conn.execute(
-                        insert(playbook_versions).values(
+                        insert_new(
+                            conn, playbook_versions, [playbook_versions.c.name, playbook_versions.c.version]
+                        ).values(
                             name=entry.name,
                             version=entry.version,
                             sha256=entry.sha256,
@@ -637,22 +674,29 @@ class Store:
         later run on another target goes first."""
         now = self.clock.now()
         with self.db.write() as conn:
-            if not self.db.is_sqlite:
-                # SQLite's write lock already serialises claims; on PostgreSQL the target count
-                # and the claim must be one decision across every process.
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK})
+            # The target count and the claim are one decision across every replica.
+            exclusive(conn, CLAIM_LOCK)
             run_id = _claimable(conn, now)
             if run_id is None:
                 return None
             claimed = conn.execute(
                 update(runs)
                 .where(and_(runs.c.id == run_id, runs.c.status == RunStatus.queued.value))
-                .values(status=RunStatus.running.value, started_at=now, heartbeat_at=now, worker=worker)
+                .values(
+                    status=RunStatus.running.value,
+                    started_at=now,
+                    heartbeat_at=now,
+                    worker=worker,
+                    attempt=runs.c.attempt + 1,
+                    lease_until=now + self.lease,
+                )
             ).rowcount
             if claimed != 1:
                 return None
             row = conn.execute(select(runs).where(runs.c.id == run_id)).one()
-            result = ClaimedRun.trusted({**_values(row, RUN_FIELDS), "context": row.context})
+            result = ClaimedRun.trusted(
+                {**_values(row, RUN_FIELDS), "context": row.context, "attempt": row.attempt}
+            )
             if row.incident_id is not None:
                 conn.execute(
                     insert(audit_log).values(
@@ -666,10 +710,29 @@ class Store:
                 )
             return result
 
-    def record_step(self, run_id: int, step: dict[str, Any]) -> None:
+    def record_step(self, run_id: int, step: dict[str, Any], lease: Lease | None = None) -> None:
+        """Store a step's result and renew the run's lease; with a `lease` that is no longer the
+        run's, store nothing and raise LeaseLost."""
+        now = self.clock.now()
         with self.db.write() as conn:
+            renewed = conn.execute(
+                update(runs)
+                .where(_held(run_id, lease))
+                .values(heartbeat_at=now, lease_until=now + self.lease)
+            ).rowcount
+            if lease is not None and renewed != 1:
+                raise LeaseLost(f"run {run_id}: attempt {lease.attempt} of {lease.owner} lost its lease")
             conn.execute(insert(step_results).values(run_id=run_id, **step))
-            conn.execute(update(runs).where(runs.c.id == run_id).values(heartbeat_at=self.clock.now()))
+
+    def renew_lease(self, lease: Lease) -> datetime | None:
+        """Push the run's lease a `workers.lease` further; None when the claim is no longer its own."""
+        now = self.clock.now()
+        until = now + self.lease
+        with self.db.write() as conn:
+            renewed = conn.execute(
+                update(runs).where(_held(lease.run_id, lease)).values(heartbeat_at=now, lease_until=until)
+            ).rowcount
+        return until if renewed == 1 else None
 
     def finish_run(
         self,
@@ -680,19 +743,23 @@ class Store:
         remediated: bool,
         reason: str | None = None,
         breaker: int | None = None,
+        lease: Lease | None = None,
     ) -> None:
         """Store a run's final status. `reason`: why it was held or cancelled. `breaker`: the
         code's `policy.breaker.failures`, so a failed run counts for its playbook version's breaker
-        (opening it raises `breaker_open`); a succeeded one counts when its verdict is known."""
+        (opening it raises `breaker_open`); a succeeded one counts when its verdict is known.
+        With a `lease` that is no longer the run's, nothing is stored: LeaseLost."""
         now = self.clock.now()
         with self.db.write() as conn:
             row = conn.execute(
                 update(runs)
-                .where(runs.c.id == run_id)
-                .values(status=status.value, finished_at=now, error=error, reason=reason)
+                .where(_held(run_id, lease))
+                .values(status=status.value, finished_at=now, error=error, reason=reason, lease_until=None)
                 .returning(runs.c.incident_id, runs.c.playbook, runs.c.playbook_version, runs.c.shadow)
             ).first()
             if row is None:
+                if lease is not None:
+                    raise LeaseLost(f"run {run_id}: attempt {lease.attempt} of {lease.owner} lost its lease")
                 return
             incident_id, playbook, version, shadow = row
             opened = None
@@ -808,6 +875,8 @@ class Store:
             values: dict[str, Any] = {"status": new_status.value}
             if not approve:
                 values.update(finished_at=now, error=f"rejected by {by}" + (f": {reason}" if reason else ""))
+            else:
+                announce_runs(conn)
             conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
             verb = "approved" if approve else "rejected"
             message = f"run {run_id} {verb} by {by}" + (f": {reason}" if reason else "")
@@ -815,44 +884,52 @@ class Store:
         log.info(verb, run_id=run_id, incident_id=row.incident_id, by=by, reason=reason)
         return self.get_run(run_id)
 
-    def recover_interrupted(self, idempotent: dict[int, bool]) -> dict[str, list[int]]:
-        """Runs left `running` by a dead daemon: re-queue the idempotent ones, mark the rest interrupted.
-
-        `idempotent` maps the run ids judged abandoned to whether their playbook may run again.
-        """
+    def recover_interrupted(self, abandoned: Mapping[int, Abandoned]) -> dict[str, list[int]]:
+        """Runs whose holder died or lost its lease: re-queue the idempotent ones, mark the rest
+        interrupted. Each is taken from the claim recovery saw (its attempt), and one taken for an
+        expired lease only if the lease is still expired: a holder that renewed it keeps its run."""
         now = self.clock.now()
         outcome: dict[str, list[int]] = {"requeued": [], "interrupted": []}
-        if not idempotent:
+        if not abandoned:
             return outcome
         with self.db.write() as conn:
             rows = conn.execute(
                 select(runs.c.id, runs.c.incident_id).where(
-                    and_(runs.c.status == RunStatus.running.value, runs.c.id.in_(sorted(idempotent)))
+                    and_(runs.c.status == RunStatus.running.value, runs.c.id.in_(sorted(abandoned)))
                 )
             ).all()
             for row in rows:
-                again = idempotent[row.id]
+                taken = abandoned[row.id]
+                again = taken.idempotent
                 if again:
                     values: dict[str, Any] = {
                         "status": RunStatus.queued.value,
                         "started_at": None,
                         "worker": None,
+                        "lease_until": None,
                     }
-                    kind, message = (
-                        "run_requeued",
-                        f"run {row.id} re-queued after a daemon restart (idempotent)",
-                    )
-                    outcome["requeued"].append(row.id)
+                    kind, message = "run_requeued", f"run {row.id} re-queued: its holder stopped (idempotent)"
                 else:
                     values = {
                         "status": RunStatus.interrupted.value,
                         "finished_at": now,
-                        "error": "interrupted: the daemon stopped while this run was executing",
+                        "lease_until": None,
+                        "error": "interrupted: the daemon holding this run stopped while it was executing",
                     }
                     kind = "run_interrupted"
-                    message = f"run {row.id} interrupted by a daemon stop; check the target by hand"
-                    outcome["interrupted"].append(row.id)
-                conn.execute(update(runs).where(runs.c.id == row.id).values(**values))
+                    message = f"run {row.id} interrupted: its holder stopped; check the target by hand"
+                condition = [
+                    runs.c.id == row.id,
+                    runs.c.status == RunStatus.running.value,
+                    runs.c.attempt == taken.attempt,
+                ]
+                if taken.expired:
+                    condition.append(or_(runs.c.lease_until.is_(None), runs.c.lease_until < now))
+                if conn.execute(update(runs).where(and_(*condition)).values(**values)).rowcount != 1:
+                    continue  # renewed or finished meanwhile: still its holder's
+                outcome["requeued" if again else "interrupted"].append(row.id)
+                if again:
+                    announce_runs(conn)
                 self._audit(conn, now, "suture", kind, row.incident_id, message, row.id)
                 if not again:
                     add_event(
@@ -890,6 +967,11 @@ class Store:
             self._audit(conn, now, by, kind, None, message)
         log.info(kind, by=by, reason=reason, changed=before != paused)
         return before != paused
+
+    def take_turn(self, job: str, every: timedelta, owner: str) -> bool:
+        """Whether this replica runs scheduled `job` now (engine.store.replicas.take_turn)."""
+        with self.db.write() as conn:
+            return take_turn(conn, job, every, owner, self.clock.now())
 
     def get_state(self, key: str, default: Any = None) -> Any:
         with self.db.read() as conn:
@@ -970,8 +1052,6 @@ _SUBJECT = select(
     incidents.c.labels,
 ).where(incidents.c.id == bindparam("incident_id"))
 
-#: The advisory lock that serialises claims on PostgreSQL ("suture claims").
-CLAIM_LOCK = 0x5375747572
 #: Queued runs on busy targets a claim looks at, oldest first, for one whose concurrency has room.
 _CLAIM_PAGE = 20
 
@@ -1032,6 +1112,18 @@ def _claimable(conn: Connection, now: datetime) -> int | None:
     return None if first is None else int(first)
 
 
+def _held(run_id: int, lease: Lease | None) -> ColumnElement[bool]:
+    """The run, and with a lease only while it is still running under that claim."""
+    if lease is None:
+        return runs.c.id == run_id
+    return and_(
+        runs.c.id == run_id,
+        runs.c.status == RunStatus.running.value,
+        runs.c.worker == lease.owner,
+        runs.c.attempt == lease.attempt,
+    )
+
+
 def _concurrency(conn: Connection, run_id: int) -> int:
     """The run's `policy.concurrency`, frozen in its context at queue time (default 1)."""
     context = conn.execute(select(runs.c.context).where(runs.c.id == run_id)).scalar() or {}
@@ -1040,10 +1132,15 @@ def _concurrency(conn: Connection, run_id: int) -> int:
 
 
 def _put_state(conn: Connection, key: str, value: Any, now: datetime) -> None:
-    """Insert or replace one `state` row in the caller's transaction."""
-    done = conn.execute(update(state).where(state.c.key == key).values(value=value, updated_at=now)).rowcount
-    if not done:
-        conn.execute(insert(state).values(key=key, value=value, updated_at=now))
+    """Insert or replace one `state` row in the caller's transaction; two replicas writing the
+    same new key at once both succeed (the later value stays)."""
+    statement = dialect_insert(conn, state).values(key=key, value=value, updated_at=now)
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[state.c.key],
+            set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at},
+        )
+    )
 
 
 def _lost_open_race(exc: IntegrityError) -> bool:

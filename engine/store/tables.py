@@ -256,6 +256,10 @@ runs = Table(
     Column("not_before", UtcDateTime),
     #: Rendered beside the live run for the code's `shadow` version, never executed (a dry run).
     Column("shadow", Boolean, nullable=False, server_default=false()),
+    #: The claim that holds a running run: its worker writes only while `attempt` is still its own
+    #: and renews `lease_until`; past it, any replica may take the run back (engine.execution.recovery).
+    Column("attempt", Integer, nullable=False, server_default=text("0")),
+    Column("lease_until", UtcDateTime),
     Index(None, "status", "queued_at"),
     # The queue in claim order: a claim reads the oldest due run, not the whole queue.
     Index(QUEUED_INDEX, "id", sqlite_where=text(QUEUED_WHERE), postgresql_where=text(QUEUED_WHERE)),
@@ -417,4 +421,14 @@ stats_buckets = Table(
     Column("pending", Json, nullable=False),
     Column("seen", Json, nullable=False),
     Column("counts", LargeBinary, nullable=False),
+)
+
+#: When each scheduled job last ran, on whichever replica: a replica's tick runs the job only if
+#: it moves `last_at` on (engine.store.replicas.take_turn), so each period runs it once in all.
+job_turns = Table(
+    "job_turns",
+    metadata,
+    Column("job", String(64), primary_key=True),
+    Column("last_at", UtcDateTime, nullable=False),
+    Column("claimed_by", String(128), nullable=False),
 )

@@ -122,7 +122,7 @@ def test_validate_accepts_the_test_catalog(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert result.stdout.startswith("ok: 4 codes, 2 playbook versions")
     assert run_cli("validate", "--json", config=config) == {"ok": True, "codes": 4, "playbook_versions": 2}
-    assert run_cli("db", "upgrade", "--json", config=config) == {"ok": True, "revision": "0008"}
+    assert run_cli("db", "upgrade", "--json", config=config) == {"ok": True, "revision": "0009"}
 
 
 def test_validate_reports_every_problem_with_file_and_line(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from engine.catalog.loader import load_catalog
 from engine.clock import ManualClock
 from engine.errors import Conflict, NotFound
 from engine.intake.classify import CatalogView, Intake
-from engine.models import Alert, AlertStatus, Policy, RunStatus
+from engine.models import Abandoned, Alert, AlertStatus, Policy, RunStatus
 from engine.notify.escalation import DeadlineCheck
 from engine.records import Incident, Note, Receipt
 from engine.store import Store, open_database
@@ -224,7 +224,10 @@ def test_a_run_interrupted_by_a_restart_writes_run_failed_a_requeued_one_nothing
     claimed = [store.claim_run("worker-1"), store.claim_run("worker-1")]
     by_incident = {run.incident_id: run.id for run in claimed if run is not None}
 
-    outcome = store.recover_interrupted({by_incident[lost]: False, by_incident[again]: True})
+    # Taken as a dead holder's (not for an expired lease): the leases of a moment ago still run.
+    outcome = store.recover_interrupted(
+        {by_incident[lost]: Abandoned(False, 1, False), by_incident[again]: Abandoned(True, 1, False)}
+    )
 
     assert outcome == {"requeued": [by_incident[again]], "interrupted": [by_incident[lost]]}
     assert events(store) == [("run_failed", lost, by_incident[lost])]

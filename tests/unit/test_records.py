@@ -156,5 +156,5 @@ def test_a_list_prints_as_an_array_of_records(capsys: pytest.CaptureFixture[str]
 
 def test_a_claimed_run_carries_its_context() -> None:
     """The worker's run carries the template context it executes against."""
-    run = ClaimedRun.trusted({**RUN, "context": {"target": "db-1"}})
+    run = ClaimedRun.trusted({**RUN, "context": {"target": "db-1"}, "attempt": 1})
     assert (run.id, run.context) == (7, {"target": "db-1"})

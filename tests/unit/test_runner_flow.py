@@ -8,7 +8,7 @@ branch down in milliseconds.
 from __future__ import annotations
 
 import textwrap
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -975,9 +975,14 @@ class FakeStore:
     def __init__(self) -> None:
         self.steps: list[tuple[int, StepRecord]] = []
         self.finished: list[tuple[int, RunStatus, str | None]] = []
+        #: `workers.lease`: the keeper renews every third of it (never, in these short runs).
+        self.lease = timedelta(seconds=30)
 
-    def record_step(self, run_id: int, step: StepRecord) -> None:
+    def record_step(self, run_id: int, step: StepRecord, lease: object = None) -> None:
         self.steps.append((run_id, step))
+
+    def renew_lease(self, lease: object) -> datetime:
+        return datetime.now(UTC) + self.lease
 
     def finish_run(
         self, run_id: int, status: RunStatus, error: str | None, *, remediated: bool, **_: Any
@@ -1024,6 +1029,7 @@ def claimed(run_id: int, playbook: str) -> ClaimedRun:
             "worker": "host:1:boot:0",
             "shadow": False,
             "context": context(),
+            "attempt": 1,
         }
     )
 
