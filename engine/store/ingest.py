@@ -26,7 +26,6 @@ from sqlalchemy import (
     case,
     delete,
     insert,
-    literal_column,
     or_,
     select,
     text,
@@ -486,23 +485,16 @@ def apply_batch(
     return Applied(receipts, [run for _, run, _ in work.new_runs], work.new_incidents)
 
 
-_COLUMNS = (
-    incidents.c.id,
-    incidents.c.status,
-    incidents.c.starts_at,
-    incidents.c.fingerprint,
-    incidents.c.occurrences,
-)
-
-
-# Built once: constructing an IN clause over hundreds of values on every batch cost a fifth of
-# the writer's time; expanding parameters only fill in the placeholders. `'open'` is a literal
-# so that the partial index `uq_incidents_open_fingerprint` applies to every plan.
-_OPEN_BY_FINGERPRINT = select(*_COLUMNS).where(
-    and_(
-        incidents.c.fingerprint.in_(bindparam("fingerprints", expanding=True)),
-        incidents.c.status == literal_column(f"'{IncidentStatus.open.value}'"),
-    )
+# PostgreSQL: one probe of the partial unique index `uq_incidents_open_fingerprint` per
+# fingerprint, whatever the planner's statistics say: a long IN list (or a plain join) on a fresh
+# database, before autovacuum analyzed it, was planned as a read of every open incident. The
+# LIMIT (one open incident per fingerprint at most) keeps the lateral subquery from being
+# flattened into such a join; `'open'` is a literal so the partial index's predicate matches.
+_OPEN_BY_FINGERPRINT = text(
+    "SELECT i.id, i.status, i.starts_at, i.fingerprint, i.occurrences"
+    " FROM unnest(CAST(:fingerprints AS text[])) AS f(fp)"
+    " CROSS JOIN LATERAL (SELECT id, status, starts_at, fingerprint, occurrences FROM incidents"
+    f"  WHERE fingerprint = f.fp AND status = '{IncidentStatus.open.value}' LIMIT 1) AS i"
 )
 
 

@@ -107,8 +107,10 @@ def _same_body_twenty_times(site: Site, replicas: int, hold: Iterator[None] | No
 def _incidents_held_until_both_wait(db_url: str) -> Iterator[None]:
     """Hold PostgreSQL's incidents table against writes until two intake transactions queue on it.
 
-    Plain SELECTs still pass, so each replica looks up the fingerprint, finds no open incident and
-    blocks on its INSERT: the overlap that production traffic produces now and then, every time.
+    Plain SELECTs still pass, so each replica looks up the fingerprint and finds no open incident;
+    the first blocks on its INSERT, the second on the gates lock the first holds to its commit
+    (engine.store.replicas.GATES_LOCK) and then meets the first's incident at its own INSERT: the
+    overlap that production traffic produces now and then, every time.
     """
     import psycopg
 
@@ -117,7 +119,7 @@ def _incidents_held_until_both_wait(db_url: str) -> Iterator[None]:
         conn.execute("LOCK TABLE incidents IN EXCLUSIVE MODE")
         waiting = (
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND query LIKE 'INSERT INTO incidents%'"
+            " AND (query LIKE 'INSERT INTO incidents%' OR query LIKE 'SELECT pg_advisory_xact_lock%')"
         )
         with psycopg.connect(dsn, autocommit=True) as probe:
             wait_for(lambda: probe.execute(waiting).fetchone()[0] >= 2, timeout=20, interval=0.05)  # type: ignore[index]

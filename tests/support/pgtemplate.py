@@ -81,6 +81,12 @@ class TemplateDatabases:
         self._execute(f"CREATE DATABASE {_quoted(name)} TEMPLATE {_quoted(self._ensure_template())}")
         return name
 
+    def create_empty(self) -> str:
+        """The name of a new database with nothing in it (what replicas meet on a first start)."""
+        name = self._new_name()
+        self._execute(f"CREATE DATABASE {_quoted(name)}")
+        return name
+
     def drop(self, name: str) -> None:
         self._execute(f"DROP DATABASE IF EXISTS {_quoted(name)} WITH (FORCE)")
 
