@@ -38,6 +38,12 @@ _Queued = tuple[Submission, "Future[Receipt]", int, int]  # submission, its futu
 MAX_BATCH = 256
 
 
+#: Writer threads on PostgreSQL, which commits transactions side by side (SQLite has one writer
+#: at a time, so more threads would only queue on its lock). Batches of one process never hold
+#: the same fingerprint at once: each fingerprint's alerts commit in the order they arrived.
+POSTGRES_WRITERS = 4
+
+
 class IntakeFull(StoreUnavailable):
     """Intake already holds as much as it may: the body is refused before it is queued."""
 
@@ -95,23 +101,34 @@ class IntakeWriter:
         self._open = False
         self._stopping = False
         self._full_logged = 0.0
-        self._thread: threading.Thread | None = None
+        self._committed_lock = threading.Lock()
+        #: Fingerprints of the batches being committed now (with several writers).
+        self._inflight: set[str] = set()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def writers(self) -> int:
+        return 1 if self.store.db.is_sqlite else POSTGRES_WRITERS
 
     def start(self) -> None:
         with self._lock:
             self._open, self._stopping = True, False
-        self._thread = threading.Thread(target=self._run, name="suture-intake-writer", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"suture-intake-writer-{n}", daemon=True)
+            for n in range(self.writers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
-        """Commit what is queued, then end the thread."""
-        thread = self._thread
-        if thread is not None:
+        """Commit what is queued, then end the threads."""
+        if self._threads:
             with self._wake:
                 self._open, self._stopping = False, True
-                self._wake.notify()
-            thread.join(timeout=10)
-            self._thread = None
+                self._wake.notify_all()
+            for thread in self._threads:
+                thread.join(timeout=10)
+            self._threads = []
 
     def submit(self, submission: Submission) -> Future[Receipt]:
         """Queue for the writer; the future completes once the submission is committed, or at
@@ -143,8 +160,7 @@ class IntakeWriter:
 
     def intake_health(self) -> str | None:
         """None while this writer can commit; otherwise why not, in one line (for `/readyz`)."""
-        thread = self._thread
-        if thread is None or not thread.is_alive():
+        if not self._threads or not all(thread.is_alive() for thread in self._threads):
             return "intake writer is not running"
         with self._lock:
             failure, owed_since, queued = self._failure, self._owed_since, len(self._items)
@@ -157,10 +173,13 @@ class IntakeWriter:
     def _run(self) -> None:
         try:
             while (batch := self._take()) is not None:
-                if batch:
-                    self._write(batch)
-                else:
+                if not batch:
                     self._probe()
+                    continue
+                try:
+                    self._write(batch)
+                finally:
+                    self._release(batch)
         finally:
             self._close()
 
@@ -175,18 +194,59 @@ class IntakeWriter:
                     self._wake.wait(PROBE_SECONDS if probing else None)
                     if probing and not self._items and not self._stopping:
                         return []
-                batch: list[_Queued] = []
-                while self._items and len(batch) < MAX_BATCH:
-                    item = self._items.popleft()
-                    if item[1].set_running_or_notify_cancel():
-                        batch.append(item)
-                    else:  # withdrawn by its request
-                        self._alerts -= item[2]
-                        self._chars -= item[3]
+                batch = self._pick() if len(self._threads) > 1 else self._first()
                 if batch:
                     return batch
                 if not self._items:
                     self._owed_since = None
+                elif self._inflight:
+                    self._wake.wait()  # what is left waits for another writer's fingerprints
+
+    def _first(self) -> list[_Queued]:
+        """One writer: the oldest MAX_BATCH submissions still wanted (under the lock)."""
+        batch: list[_Queued] = []
+        while self._items and len(batch) < MAX_BATCH:
+            item = self._items.popleft()
+            if item[1].set_running_or_notify_cancel():
+                batch.append(item)
+            else:  # withdrawn by its request
+                self._alerts -= item[2]
+                self._chars -= item[3]
+        return batch
+
+    def _pick(self) -> list[_Queued]:
+        """Several writers: the oldest submissions that share no fingerprint with a batch being
+        committed, nor with an older submission left waiting, so that each fingerprint's alerts
+        commit in arrival order (a resolution never overtakes its firing). Under the lock."""
+        batch: list[_Queued] = []
+        blocked = set(self._inflight)
+        taken: set[str] = set()
+        kept: deque[_Queued] = deque()
+        while self._items:
+            item = self._items.popleft()
+            fingerprints = {c.alert.fingerprint for c in item[0].alerts}
+            if len(batch) >= MAX_BATCH or not fingerprints.isdisjoint(blocked):
+                kept.append(item)
+                blocked |= fingerprints
+            elif item[1].set_running_or_notify_cancel():
+                batch.append(item)
+                taken |= fingerprints
+            else:
+                self._alerts -= item[2]
+                self._chars -= item[3]
+        self._items = kept
+        self._inflight |= taken
+        return batch
+
+    def _release(self, batch: list[_Queued]) -> None:
+        """The batch is committed (or refused): its fingerprints are free for the other writers."""
+        if len(self._threads) < 2:
+            return
+        with self._wake:
+            for item in batch:
+                self._inflight.difference_update(c.alert.fingerprint for c in item[0].alerts)
+            if self._items:
+                self._wake.notify_all()
 
     def _write(self, batch: list[_Queued]) -> None:
         receipts: list[Receipt] = []
@@ -260,7 +320,8 @@ class IntakeWriter:
                 return [outcome for submission in batch for outcome in self.commit([submission])]
             log.error("intake_write_failed", error=str(exc), source=batch[0].source)
             return [StoreUnavailable(f"could not store alerts: {exc}")]
-        self._committed.append(applied)
+        with self._committed_lock:
+            self._committed.append(applied)
         return list(applied.receipts)
 
     def _planner(self, batch: list[Submission]) -> Callable[[Connection], RunPlanner]:
@@ -280,13 +341,15 @@ class IntakeWriter:
         return planner
 
     def _read_for(self, conn: Connection, batch: list[Submission], items: list[ClassifiedAlert]) -> Reads:
-        # Replicas' batches that decide runs take turns from here to their commit, so budgets,
-        # storms and concurrency count what the other replicas queued (no-op on SQLite).
-        self.store.hold_gates(conn)
+        query, spans = guard_query(items, self.rails.budget), history_spans(batch)
+        if spans or not query.empty:
+            # Batches whose gates count runs or openings (other writers', other replicas') take
+            # turns from here to their commit, so each counts what the others queued (no-op on
+            # SQLite, where writers take turns anyway). Gates that count nothing need no turn.
+            self.store.hold_gates(conn)
         context = self.store.guard_context(conn)
         guards = policy_guards(context.paused, context.silences, context.open_breakers, self.rails)
-        facts = self.store.guard_facts(guard_query(items, self.rails.budget), conn)
-        spans = history_spans(batch)
+        facts = self.store.guard_facts(query, conn)
         history: dict[tuple[str, str], list[datetime]] = {}
         if spans:
             since = self.store.clock.now() - max(spans.values())
@@ -306,7 +369,8 @@ class IntakeWriter:
             )
         if self._on_runs_queued is not None and any(r.runs_queued for r in receipts):
             self._on_runs_queued()
-        committed, self._committed = self._committed, []
+        with self._committed_lock:
+            committed, self._committed = self._committed, []
         announce(self.hooks, committed)
 
 

@@ -140,7 +140,10 @@ def _survive_a_lock(daemon: DaemonProcess, db_url: str) -> None:
                 time.sleep(max(0.0, locked_at + offset - time.monotonic()))
                 return _send(daemon, fingerprint)
 
-            futures = [pool.submit(at, 0.5 + 1.5 * n, f"during-{n}") for n in range(8)]
+            # In the first 4 s: on PostgreSQL four writers each take one body and wait for the
+            # lock (202 after it), so later bodies must queue longer than the 10 s a commit may
+            # take to begin (withdrawn: 503) for both answers to be seen on both backends.
+            futures = [pool.submit(at, 0.5 + 0.5 * n, f"during-{n}") for n in range(8)]
             wait_for(lambda: _readyz(daemon) == 503, timeout=LOCK_SECONDS - 2)
             time.sleep(max(0.0, locked_at + LOCK_SECONDS - time.monotonic()))
         after = _send(daemon, "after-lock", timeout=30)

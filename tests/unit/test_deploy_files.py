@@ -23,6 +23,8 @@ DEPLOY = ROOT / "docs" / "deploy"
 UNIT = DEPLOY / "suture.service"
 CONTAINERFILE = DEPLOY / "Containerfile"
 COMPOSE = DEPLOY / "compose.yaml"
+#: Two replicas on one PostgreSQL (docs/replicas.md).
+COMPOSE_REPLICAS = DEPLOY / "compose.replicas.yaml"
 CONFIG_PATH = "/etc/suture/config.yaml"
 
 
@@ -114,13 +116,14 @@ def test_containerfile_runs_the_daemon_unprivileged_on_its_config() -> None:
     assert "serve" in command and CONFIG_PATH in command
 
 
-def test_compose_builds_from_the_repository_and_checks_readiness() -> None:
-    """compose.yaml builds the Containerfile, mounts files that exist, waits on /readyz and postgres."""
-    compose = yaml.safe_load(COMPOSE.read_text())
+@pytest.mark.parametrize("path", [COMPOSE, COMPOSE_REPLICAS], ids=lambda p: p.name)
+def test_compose_builds_from_the_repository_and_checks_readiness(path: Path) -> None:
+    """Each compose file builds the Containerfile, mounts files that exist, waits on /readyz and postgres."""
+    compose = yaml.safe_load(path.read_text())
     services = compose["services"]
     assert services["postgres"]["image"] == "postgres:15"
     suture = services["suture"]
-    context = (COMPOSE.parent / suture["build"]["context"]).resolve()
+    context = (path.parent / suture["build"]["context"]).resolve()
     assert context == ROOT
     assert (context / suture["build"]["dockerfile"]).resolve() == CONTAINERFILE
     assert suture["depends_on"]["postgres"]["condition"] == "service_healthy"
@@ -129,7 +132,7 @@ def test_compose_builds_from_the_repository_and_checks_readiness() -> None:
     for volume in suture["volumes"]:
         source, target = volume.split(":")[:2]
         if source.startswith((".", "/")):
-            assert (COMPOSE.parent / source).exists(), f"volume {volume}: {source} does not exist"
+            assert (path.parent / source).exists(), f"volume {volume}: {source} does not exist"
         else:
             assert source in named, f"volume {volume}: {source} is not declared under volumes:"
     mounted = {v.split(":")[1]: v.split(":")[0] for v in suture["volumes"]}
@@ -151,11 +154,12 @@ def test_container_configs_load_and_need_an_api_token(
     assert [token.token_env for token in config.access.tokens] == ["SUTURE_API_OPS"]
 
 
-def test_compose_mounts_its_postgres_config() -> None:
+@pytest.mark.parametrize("path", [COMPOSE, COMPOSE_REPLICAS], ids=lambda p: p.name)
+def test_compose_mounts_its_postgres_config(path: Path) -> None:
     """The config compose mounts is the one whose database is the compose file's postgres service."""
-    suture = yaml.safe_load(COMPOSE.read_text())["services"]["suture"]
+    suture = yaml.safe_load(path.read_text())["services"]["suture"]
     mounted = {v.split(":")[1]: v.split(":")[0] for v in suture["volumes"]}
-    config = yaml.safe_load((COMPOSE.parent / mounted[CONFIG_PATH]).read_text())
+    config = yaml.safe_load((path.parent / mounted[CONFIG_PATH]).read_text())
     assert "@postgres:5432/" in config["database"]["url"]
 
 
