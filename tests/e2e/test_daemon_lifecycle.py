@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import ROOT, DaemonProcess, free_port, wait_for, write_config
+from tests.conftest import ROOT, DaemonProcess, wait_for, write_config
 from tests.payloads import am_alert, am_body
 from tests.support.httpserver import TestHttpServer
 from tests.support.slow_playbook import SLOW_CODES, SLOW_IDEMPOTENT
@@ -187,29 +187,6 @@ def test_generic_signature_checked_when_secret_configured(daemon_factory: Any, t
     assert daemon.cli("incidents", "list") == []
     ok = daemon.post("generic", body, headers={"X-Suture-Signature": f"sha256={signature}"})
     assert ok.status_code == 202
-
-
-def test_two_daemons_on_one_postgres_execute_each_run_once(
-    pg_url: str, daemon_factory: Any, tmp_path: Path
-) -> None:
-    """Two daemon processes on one PostgreSQL database: every queued run is executed by exactly one worker."""
-    first = daemon_factory(pg_url)
-    port = free_port()
-    config = write_config(tmp_path / "second", pg_url, port=port)
-    second = DaemonProcess(config, port).start()
-    try:
-        alerts = [am_alert(fingerprint=f"m{i}", mountpoint="/") for i in range(40)]
-        for i in range(0, 40, 10):
-            target = first if i % 20 == 0 else second
-            assert target.post("alertmanager", am_body(*alerts[i : i + 10])).status_code == 202
-        runs = wait_for(
-            lambda: len(r := first.get("/api/v1/runs?status=succeeded")["items"]) == 40 and r, timeout=30
-        )
-        # A run executed twice would have two step results.
-        details = [first.get(f"/api/v1/runs/{r['id']}") for r in runs]
-        assert [len(d["steps"]) for d in details] == [1] * 40
-    finally:
-        second.stop()
 
 
 def test_approval_through_cli_and_api(daemon_factory: Any, tmp_path: Path) -> None:
