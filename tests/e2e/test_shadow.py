@@ -4,6 +4,7 @@ parameters and `when` shown, and never executed: the shadow's HTTP target hears 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -93,3 +94,18 @@ def test_a_shadow_version_is_rendered_beside_the_live_run_and_never_executed(
     assert f"run {shadow['id']}: hook@2 succeeded (shadow)  [SHADOW: nothing was executed]" in text
     page = httpx.get(f"{daemon.url}/runs/{shadow['id']}", timeout=10)
     assert page.status_code == 200 and "A shadow run" in page.text
+    # Both run pages put the two versions side by side, step by step, in phase order.
+    for run_id in (live["id"], shadow["id"]):
+        html = httpx.get(f"{daemon.url}/runs/{run_id}", timeout=10).text
+        table = re.search(r'<section id="side-by-side".*?<tbody>(.*?)</tbody>', html, re.S)
+        assert table, f"run {run_id} shows no side-by-side table"
+        rows = [
+            " ".join(re.sub(r"<[^>]+>", " ", tr).split())
+            for tr in re.findall(r"<tr>(.*?)</tr>", table[1], re.S)
+        ]
+        assert [r.split(" ", 1)[0] for r in rows] == ["steps", "steps", "verify"], rows
+        assert "call the hook succeeded" in rows[0] and "call the new hook dry_run" in rows[0], rows
+        assert "no step here" in rows[1] and "only on databases skipped" in rows[1], rows
+        assert http_server.url_for("/hook/new") in rows[0]
+    incident_page = httpx.get(f"{daemon.url}/incidents/{live['incident_id']}", timeout=10).text
+    assert f'href="/runs/{live["id"]}#side-by-side">beside its shadow {shadow["id"]}' in incident_page

@@ -131,6 +131,36 @@ def test_catalog_lists_every_stored_playbook_version(client: TestClient) -> None
     assert "slow-ssh@1" in playbooks
 
 
+def test_catalog_shows_the_change_record_with_the_replay_run_for_it(tmp_path: Path) -> None:
+    """The versions loaded this week, each with the replay a review recorded for it before it
+    loaded, or the hint to run one."""
+    app, store = build(tmp_path / "site")
+    config = load_config(str(tmp_path / "site" / "config.yaml"))
+    (tmp_path / "site" / "playbooks" / "noop-3.yaml").write_text(NOOP_2.replace("version: 2", "version: 3"))
+    playbooks, code_versions = stored_versions(catalog_of(config))
+    [noop_3] = [p for p in playbooks if (p.name, p.version) == ("noop", 3)]
+    summary = {
+        "command": "suture validate --replay 7d",
+        "at": "2026-12-02T09:00:00+00:00",
+        "since": "2026-11-25T09:00:00+00:00",
+        "until": "2026-12-02T09:00:00+00:00",
+        "alerts": 412,
+        "reclassified": 3,
+        "decisions_changed": 2,
+    }
+    assert store.record_replay({noop_3.sha256}, summary) == 1
+    store.sync_catalog(playbooks, code_versions)
+    with app:
+        changes = element(app.get("/catalog").text, "table", "changes")
+    store.db.dispose()
+    third, second = row(changes, "3"), row(changes, "2")
+    assert third[:3] == ["playbook noop", "3", "changed"] and second[:3] == ["playbook noop", "2", "changed"]
+    assert third[4].startswith("replayed before it loaded (suture validate --replay 7d")
+    assert "412 alerts" in third[4] and "3 changing code, 2 decisions changing" in third[4]
+    assert second[4].startswith("no replay was run for it")
+    assert row(changes, "code DISK-001")[:3] == ["code DISK-001", "1", "added"]
+
+
 def test_code_page_shows_knowledge_policy_versions_and_recent_incidents(client: TestClient) -> None:
     page = client.get("/catalog/codes/DISK-001")
     assert page.status_code == 200

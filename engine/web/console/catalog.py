@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from engine.analytics import read_handover, read_stats
+from engine.analytics.handover import replayed
 from engine.analytics.handover_html import render_handover_body
 from engine.analytics.past import ended, ttr_seconds
 from engine.catalog.loader import Catalog
@@ -30,6 +31,8 @@ from engine.web.console.context import ConsoleContext
 
 #: The window of the catalog's per-code numbers.
 STATS_DAYS = 30
+#: How far back the change record on /catalog goes (the handover report's week).
+CHANGES_DAYS = 7
 #: Larger numbers cannot be a stored version; refusing them keeps SQLite's INTEGER from overflowing.
 MAX_VERSION = 2**62
 
@@ -76,11 +79,25 @@ def router(context: ConsoleContext) -> APIRouter:
         stats = read_stats(facts, codes, now - timedelta(days=STATS_DAYS), now)
         by_code = {row.code: row for row in stats.by_code}
         rows = [_code_row(current, entry.code, by_code.get(entry.code.code)) for entry in current.codes]
+        changes = [
+            {
+                "kind": change.kind,
+                "name": change.name,
+                "version": change.version,
+                "what": "added" if change.previous_body is None else "changed",
+                "loaded_at": change.loaded_at,
+                "replay": replayed(change.replay),
+                "replayed": change.replay is not None,
+            }
+            for change in facts.catalog_changes(now - timedelta(days=CHANGES_DAYS), now)
+        ]
         return context.page(
             viewer,
             "catalog.html",
             codes=rows,
             playbooks=_versions(history, current),
+            changes=changes,
+            changes_days=CHANGES_DAYS,
             stats_days=STATS_DAYS,
             stats_since=stats.since,
         )

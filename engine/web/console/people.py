@@ -3,7 +3,7 @@ its pause switch and breakers; and the actions on them, each recorded under the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from fastapi import APIRouter, Path, Request
@@ -16,6 +16,7 @@ from engine.errors import Conflict, InvalidArgument, NotFound
 from engine.models import Code, IncidentStatus, Severity
 from engine.policy.maintenance import configured_windows, status_entries
 from engine.policy.silences import SilenceTermError, silence_terms
+from engine.records import Run, RunDetail, StepResult
 from engine.store.catalog_history import CatalogHistory
 from engine.web.console.context import ConsoleContext, Form
 
@@ -111,6 +112,7 @@ def router(context: ConsoleContext) -> APIRouter:
             incident=detail,
             code=code,
             is_open=detail.status == IncidentStatus.open.value,
+            beside=companions(detail.runs),
             done=done,
         )
 
@@ -161,10 +163,17 @@ def router(context: ConsoleContext) -> APIRouter:
             return run
         decided = ("approved", "rejected", "expired")
         decisions = []
+        other = None
         if run.incident_id is not None:
-            timeline = store.get_incident(run.incident_id).timeline
-            decisions = [e for e in timeline if e.run_id == run.id and e.kind in decided]
-        return context.page(viewer, "run.html", run=run, decisions=decisions, done=done)
+            incident = store.get_incident(run.incident_id)
+            decisions = [e for e in incident.timeline if e.run_id == run.id and e.kind in decided]
+            if (paired := companions(incident.runs).get(run.id)) is not None:
+                other = store.get_run(paired)
+        live, shadow = (other, run) if run.shadow else (run, other)
+        pairs = side_by_side(live, shadow) if live is not None and shadow is not None else []
+        return context.page(
+            viewer, "run.html", run=run, decisions=decisions, live=live, shadow=shadow, pairs=pairs, done=done
+        )
 
     @pages.get("/approvals")
     def approvals_page(request: Request, done: str = "") -> Response:
@@ -319,3 +328,28 @@ def _matchers(form: Form) -> dict[str, str]:
     if not match:
         raise SilenceTermError("match", "match: give at least one matcher (code, target, ...)")
     return match
+
+
+def companions(runs: Sequence[Run]) -> dict[int, int]:
+    """Each live run and the shadow run queued beside it (the same incident, the same moment),
+    both ways: what the incident and run pages show side by side."""
+    shadows = {run.queued_at: run.id for run in runs if run.shadow}
+    pairs: dict[int, int] = {}
+    for run in runs:
+        if not run.shadow and (shadow := shadows.get(run.queued_at)) is not None:
+            pairs[run.id], pairs[shadow] = shadow, run.id
+    return pairs
+
+
+def side_by_side(live: RunDetail, shadow: RunDetail) -> list[tuple[StepResult | None, StepResult | None]]:
+    """The steps of the live run and of its shadow, paired by phase and place in it (a new version
+    often renames its steps); a step only one of them has stands beside nothing."""
+    pairs: list[tuple[StepResult | None, StepResult | None]] = []
+    for phase in ("steps", "verify", "rollback"):
+        left = [step for step in live.steps if step.phase == phase]
+        right = [step for step in shadow.steps if step.phase == phase]
+        for index in range(max(len(left), len(right))):
+            pairs.append(
+                (left[index] if index < len(left) else None, right[index] if index < len(right) else None)
+            )
+    return pairs
