@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.analytics.effectiveness import DEFAULT_WINDOWS, windows
 from engine.analytics.handover import HandoverFacts
-from engine.analytics.rollout import verdict, versions
+from engine.analytics.rollout import shadow_report, verdict, versions
 from engine.analytics.stats import TOP_RECURRING, stats_of
 from engine.models import Code
 from engine.records import Stats
@@ -61,6 +61,7 @@ def read_rollout(
         "since": since,
         "until": until,
         "versions": [v.as_json() for v in shown],
+        "shadow": shadow_report(code, history.shadow_runs(code.code, since, until)),
         "verdict": verdict(shown),
     }
 

@@ -1,5 +1,6 @@
 """`suture rollout status CODE`: a code's playbook versions side by side (the live one, its canary,
-its shadow, and any other that ran in the window), with a plain-words verdict on the canary.
+and any other that ran in the window), with a plain-words verdict on the canary, and how its
+shadow version rendered beside the live runs.
 
 Effectiveness (effective runs / runs that started, DESIGN.md) is compared by its 95 % Wilson score
 interval: a canary is better or worse only when the two intervals do not overlap, which for small
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.models import Code
+from engine.store.history import ShadowTally
 from engine.store.tallies import RunTally
 
 #: The normal quantile of a two-sided 95 % interval.
@@ -35,7 +37,7 @@ def wilson(hits: int, tries: int, z: float = Z95) -> tuple[float, float] | None:
 class Version:
     playbook: str
     version: int
-    role: str  # live | canary | shadow | earlier
+    role: str  # live | canary | earlier
     runs: int
     succeeded: int
     effective: int
@@ -58,20 +60,19 @@ class Version:
 
 
 def versions(code: Code, live: tuple[str, int] | None, tallies: Sequence[RunTally]) -> list[Version]:
-    """Every version of the code's playbook that ran for it in the window, and the live, canary and
-    shadow ones even without runs; live first, then canary, shadow, the others newest first."""
+    """Every version of the code's playbook that ran for it in the window, and the live and canary
+    ones even without runs; live first, then canary, the others newest first. (A shadow version
+    never runs: `shadow_report` says how it rendered.)"""
     roles: dict[tuple[str, int], str] = {}
     if live is not None:
         roles[live] = "live"
     if code.canary is not None:
         roles.setdefault(code.canary.version, "canary")
-    if code.shadow_version is not None:
-        roles.setdefault(code.shadow_version, "shadow")
     found: dict[tuple[str, int], list[RunTally]] = {key: [] for key in roles}
     for tally in tallies:
         if tally.code == code.code:
             found.setdefault((tally.playbook, tally.version), []).append(tally)
-    order = {"live": 0, "canary": 1, "shadow": 2, "earlier": 3}
+    order = {"live": 0, "canary": 1, "earlier": 2}
     shown = [
         Version(
             playbook,
@@ -105,3 +106,33 @@ def verdict(shown: Sequence[Version]) -> str:
     if ours[1] < theirs[0]:
         return f"{new} is worse: remove the canary and keep playbook: {live.playbook}@{live.version}"
     return f"{evidence}: not enough evidence yet"
+
+
+def shadow_report(code: Code, tallies: Sequence[ShadowTally]) -> dict[str, Any] | None:
+    """The code's shadow version rendered beside its live runs in the window: how often, and how
+    often it would have failed before doing anything (a template or `when` error). None: no
+    shadow is set and none was rendered."""
+    wanted = code.shadow_version
+    found = next((t for t in tallies if (t.playbook, t.version) == wanted), None)
+    if wanted is None and found is None:
+        if not tallies:
+            return None
+        found = tallies[-1]
+    playbook, version = (found.playbook, found.version) if found is not None else wanted or ("", 0)
+    rendered, failed = (found.rendered, found.failed) if found is not None else (0, 0)
+    name = f"{playbook}@{version}"
+    if not rendered:
+        said = f"{name} has not been rendered yet: no incident of {code.code} since"
+    elif failed:
+        said = f"{name} failed to render {failed} of {rendered} times: fix it before promoting"
+    else:
+        said = f"{name} rendered cleanly beside the live run every time ({rendered} of {rendered})"
+    return {
+        "playbook": playbook,
+        "version": version,
+        "in_force": wanted == (playbook, version),
+        "rendered": rendered,
+        "failed": failed,
+        "last_error": found.last_error if found is not None else None,
+        "said": said,
+    }

@@ -49,6 +49,8 @@ def rollout_status(code: str, since: str, config_path: str, as_json: bool) -> No
         dump(report)
         return
     _rows([_row(v) for v in report["versions"]])
+    if report["shadow"] is not None:
+        click.echo(f"shadow: {report['shadow']['said']}")
     click.echo(report["verdict"])
 
 

@@ -140,6 +140,19 @@ class Summary:
 
 
 @dataclass(frozen=True, slots=True)
+class ShadowTally:
+    """Shadow runs of one playbook version for incidents of one code: rendered, never executed."""
+
+    playbook: str
+    version: int
+    rendered: int
+    #: Ended failed: a template error, or a `when` that could not be evaluated.
+    failed: int
+    #: The newest failed one's error.
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class NoteFacts:
     at: datetime
     by: str
@@ -368,6 +381,34 @@ class History:
         )
         with self.db.read() as conn:
             return [NoteFacts(*row) for row in conn.execute(query)]
+
+    def shadow_runs(self, code: str, since: datetime, until: datetime) -> list[ShadowTally]:
+        """The shadow runs queued for incidents of `code` in [since, until), by playbook version."""
+        query = (
+            select(runs.c.playbook, runs.c.playbook_version, runs.c.status, runs.c.error)
+            .join(incidents, runs.c.incident_id == incidents.c.id)
+            .where(
+                and_(
+                    runs.c.shadow.is_(True),
+                    incidents.c.code == code,
+                    runs.c.queued_at >= since,
+                    runs.c.queued_at < until,
+                )
+            )
+            .order_by(runs.c.id)
+        )
+        found: dict[tuple[str, int], list[int | str | None]] = {}
+        with self.db.read() as conn:
+            for playbook, version, status, error in conn.execute(query):
+                entry = found.setdefault((playbook, version), [0, 0, None])
+                entry[0] = int(entry[0] or 0) + 1
+                if status == RunStatus.failed.value:
+                    entry[1] = int(entry[1] or 0) + 1
+                    entry[2] = error
+        return [
+            ShadowTally(playbook, version, int(n or 0), int(bad or 0), None if last is None else str(last))
+            for (playbook, version), (n, bad, last) in found.items()
+        ]
 
     def catalog_changes(self, since: datetime, until: datetime) -> list[CatalogChange]:
         """Code and playbook versions first loaded in [since, until), each with its previous version."""

@@ -85,6 +85,7 @@ def test_a_canary_runs_the_new_version_on_about_half_and_rollout_compares(
         ("noop", 2, "canary", chosen, chosen),
     ]
     assert rollout["versions"][1]["effectiveness"] == 1.0
+    assert rollout["shadow"] is None  # no shadow set, none rendered
     low, high = rollout["versions"][1]["effectiveness_interval"]
     assert 0.7 < low < 1.0 and high == 1.0
     rest = INCIDENTS - chosen

@@ -107,5 +107,15 @@ def test_a_shadow_version_is_rendered_beside_the_live_run_and_never_executed(
         assert "call the hook succeeded" in rows[0] and "call the new hook dry_run" in rows[0], rows
         assert "no step here" in rows[1] and "only on databases skipped" in rows[1], rows
         assert http_server.url_for("/hook/new") in rows[0]
+    rollout = daemon.cli("rollout", "status", "HOOK-001", "--since", "1h")
+    assert [(v["version"], v["role"], v["runs"]) for v in rollout["versions"]] == [(1, "live", 1)]
+    assert {k: rollout["shadow"][k] for k in ("playbook", "version", "in_force", "rendered", "failed")} == {
+        "playbook": "hook",
+        "version": 2,
+        "in_force": True,
+        "rendered": 1,
+        "failed": 0,
+    }
+    assert rollout["shadow"]["said"] == "hook@2 rendered cleanly beside the live run every time (1 of 1)"
     incident_page = httpx.get(f"{daemon.url}/incidents/{live['incident_id']}", timeout=10).text
     assert f'href="/runs/{live["id"]}#side-by-side">beside its shadow {shadow["id"]}' in incident_page
