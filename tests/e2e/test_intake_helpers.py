@@ -82,6 +82,11 @@ def test_helper_commits_dedups_resolves_and_remediates(helped: DaemonProcess) ->
     wait_for(lambda: event_ids <= _stored_by_helper(helped, pid))
     assert _metric(helped, 'suture_alerts_received_total{source="alertmanager"}') == 4
     assert _metric(helped, "suture_incidents_opened_total") == 2  # warm-up + DISK-001
+    # What the helper's commit announced reaches the daemon's hooks: a run held for approval.
+    held = helped.post("alertmanager", am_body(am_alert("NeedsApproval", fingerprint="held-1")))
+    assert held.status_code == 202
+    wait_for(lambda: held.json()["event_id"] in _stored_by_helper(helped, pid))
+    wait_for(lambda: _metric(helped, 'suture_policy_holds_total{gate="approval"}') == 1)
 
 
 def test_concurrent_bodies_through_helper_are_all_stored_once(helped: DaemonProcess) -> None:

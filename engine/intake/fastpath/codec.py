@@ -8,11 +8,13 @@ from __future__ import annotations
 import marshal
 import pickle
 import struct
+from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
+from engine.hooks import Hooks, IncidentOpened, IncidentResolved, RunHeld, RunQueued
 from engine.intake.answers import Outcome
 from engine.models import Alert, AlertStatus, ClassifiedAlert, Deadlines, Mode, Policy, Severity, Submission
 
@@ -210,3 +212,39 @@ WITHDRAW = None
 def outcome_values(request: int, outcome: Outcome) -> tuple[Any, ...]:
     """A helper's answer as plain values, in `Outcome`'s field order."""
     return request, outcome.status, outcome.content, outcome.reason, outcome.opened, outcome.runs_queued
+
+
+#: The hook events an intake helper's commits cause, relayed to the daemon's hooks (metrics, the
+#: notifier's wake-up, verdicts): the helper has no subscribers of its own.
+RELAYED: dict[str, type] = {
+    event.__name__: event for event in (IncidentOpened, IncidentResolved, RunQueued, RunHeld)
+}
+#: The first value of a helper's message that carries hook events instead of an answer.
+HOOKS = "hooks"
+
+
+class HookRecorder(Hooks):
+    """The helper's hooks: every relayed event is kept, to be sent with the commit's answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: list[tuple[Any, ...]] = []
+
+    def wants(self, event_type: type) -> bool:
+        return event_type.__name__ in RELAYED
+
+    def emit(self, event: object) -> None:
+        if type(event).__name__ in RELAYED:
+            self.kept.append((type(event).__name__, *astuple(event)))  # type: ignore[call-overload]
+
+    def take(self) -> tuple[Any, ...] | None:
+        """The message that relays what was kept since the last one, or None if nothing was."""
+        if not self.kept:
+            return None
+        message, self.kept = (HOOKS, tuple(self.kept)), []
+        return message
+
+
+def relayed_events(message: tuple[Any, ...]) -> list[object]:
+    """The events of a `HookRecorder.take` message, rebuilt on the daemon's side."""
+    return [RELAYED[name](*values) for name, *values in message[1] if name in RELAYED]

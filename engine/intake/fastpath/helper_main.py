@@ -21,7 +21,7 @@ import structlog
 
 from engine.errors import StoreUnavailable
 from engine.intake.answers import UNAVAILABLE, Answer, Outcome
-from engine.intake.fastpath.codec import FRAME, WITHDRAW, Unwire, frame_values, outcome_values
+from engine.intake.fastpath.codec import FRAME, WITHDRAW, HookRecorder, Unwire, frame_values, outcome_values
 from engine.intake.writer import MAX_BATCH, IntakeWriter
 from engine.logging import configure_logging
 from engine.policy.guards import Rails
@@ -142,7 +142,8 @@ def serve(sock: socket.socket) -> None:
     # The daemon has migrated it already; its config says how durable a commit is.
     db = open_database(config.database_url, sqlite_synchronous=config.database.sqlite_synchronous)
     # Never started: this thread commits.
-    writer = IntakeWriter(Store(db, config.heard_events()), rails=Rails.of(config))
+    hooks = HookRecorder()  # what the commits announce goes to the daemon's hooks
+    writer = IntakeWriter(Store(db, config.heard_events()), hooks=hooks, rails=Rails.of(config))
     replies = Replies(sock)
     gc.collect()
     gc.freeze()
@@ -171,6 +172,8 @@ def serve(sock: socket.socket) -> None:
                 writer.after_commit([outcome for outcome in outcomes if isinstance(outcome, Receipt)])
             except Exception as exc:  # noqa: BLE001 - stored and answered already; keep going
                 log.exception("intake_after_commit_failed", error=str(exc))
+            if (relayed := hooks.take()) is not None:
+                replies.send([relayed])
             # Bodies and withdrawals sent during the commit, without waiting for more.
             if not ended:
                 arrived = reader.arrived()

@@ -28,7 +28,15 @@ import structlog
 from engine.config import Config
 from engine.hooks import NO_HOOKS, Hooks, IntakeHelpers
 from engine.intake.answers import OVERLOADED, UNAVAILABLE, Outcome
-from engine.intake.fastpath.codec import FRAME, WITHDRAW, frame_object, frame_values, wire
+from engine.intake.fastpath.codec import (
+    FRAME,
+    HOOKS,
+    WITHDRAW,
+    frame_object,
+    frame_values,
+    relayed_events,
+    wire,
+)
 from engine.intake.receive import COMMIT_WAIT_SECONDS, OUTCOME_WAIT_SECONDS
 from engine.intake.writer import MAX_QUEUED_ALERTS, MAX_QUEUED_CHARS, WEDGED_SECONDS
 from engine.models import Submission
@@ -141,6 +149,10 @@ class Helper:
                         pid=self.process.pid,
                         seconds=round(time.monotonic() - self.started, 3),
                     )
+                    continue
+                if message[0] == HOOKS:  # what the helper's commit announced
+                    for event in relayed_events(message):
+                        self.pool.hooks.emit(event)
                     continue
                 request, *fields = message  # `outcome_values`
                 entry = self.pending.pop(request, None)
