@@ -7,6 +7,7 @@ still out. What a replica that lost its lease sees is LeaseLost, and nothing of 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -20,7 +21,8 @@ from engine.models import Lease, Playbook, RunStatus
 from engine.records import ClaimedRun
 from engine.store import Store, open_database
 from engine.store.db import Database
-from tests.integration.test_outbox_store import open_one
+from engine.store.wakeups import RunsQueuedListener
+from tests.integration.test_outbox_store import alert, open_one, send
 
 START = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
@@ -147,3 +149,29 @@ def test_a_scheduled_job_runs_once_per_period_whichever_replica_ticks(db: Databa
             if store.take_turn("poll-x", every, owner):
                 ran.append(((at - START).total_seconds(), owner))
     assert ran == [(0.0, "a"), (10.0, "a"), (20.0, "a"), (33.0, "b"), (43.0, "b"), (53.0, "b")]
+
+
+def test_a_run_queued_on_one_replica_wakes_the_listener_of_another(pg_url: str) -> None:
+    """PostgreSQL: the commit that queues a run notifies `suture_runs`; another process's listener
+    hears it at once (long before any poll), and a commit that queues nothing tells nobody."""
+    database = open_database(pg_url, upgrade=True)
+    woken = threading.Event()
+    calls: list[float] = []
+
+    def wake() -> None:
+        calls.append(1.0)
+        woken.set()
+
+    listener = RunsQueuedListener(database.engine.url, wake)
+    listener.start()
+    try:
+        assert woken.wait(5), "the listener did not connect"  # it wakes once when it connects
+        woken.clear()
+        store = Store(database, clock=ManualClock(START))
+        send(store, [alert("ManualOnly")])  # an incident without a run: no notification
+        assert not woken.wait(1.5)
+        open_one(store)  # DISK-001 queues its run
+        assert woken.wait(3), "no wake-up for the queued run"
+    finally:
+        listener.stop()
+        database.dispose()
