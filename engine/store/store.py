@@ -714,12 +714,13 @@ class Store:
         """Store a step's result and renew the run's lease; with a `lease` that is no longer the
         run's, store nothing and raise LeaseLost."""
         now = self.clock.now()
+        # Only a claimed run has a lease: a run a person started (`suture run`) keeps none, and
+        # recovery judges it by its heartbeat and its playbook's timeout.
+        values: dict[str, Any] = {"heartbeat_at": now}
+        if lease is not None:
+            values["lease_until"] = now + self.lease
         with self.db.write() as conn:
-            renewed = conn.execute(
-                update(runs)
-                .where(_held(run_id, lease))
-                .values(heartbeat_at=now, lease_until=now + self.lease)
-            ).rowcount
+            renewed = conn.execute(update(runs).where(_held(run_id, lease)).values(**values)).rowcount
             if lease is not None and renewed != 1:
                 raise LeaseLost(f"run {run_id}: attempt {lease.attempt} of {lease.owner} lost its lease")
             conn.execute(insert(step_results).values(run_id=run_id, **step))

@@ -175,3 +175,18 @@ def test_a_run_queued_on_one_replica_wakes_the_listener_of_another(pg_url: str) 
     finally:
         listener.stop()
         database.dispose()
+
+
+def test_a_run_started_by_hand_keeps_no_lease_and_is_judged_by_its_heartbeat(db: Database) -> None:
+    """`suture run` records its steps without a lease: recovery on a daemon leaves it alone past
+    any lease, and takes it back only once silent past its playbook's timeout and the margin."""
+    clock = ManualClock(START)
+    store = Store(db, clock=clock, lease=LEASE)
+    run_id = store.create_manual_run("noop", 1, {}, dry_run=False, status=RunStatus.running)
+    store.record_step(run_id, step("by hand"))
+    [held] = store.running_runs()
+    assert (held.worker, held.lease_until, held.heartbeat_at) == ("cli", None, START)
+    clock.advance(LEASE * 4)
+    assert recover_runs(store, idempotent, ME, clock.now()) == {"requeued": [], "interrupted": []}
+    clock.advance(timedelta(hours=1))
+    assert recover_runs(store, idempotent, ME, clock.now()) == {"requeued": [run_id], "interrupted": []}
