@@ -68,9 +68,7 @@ class Replayer:
         """Each alert of [since, until) as it was and as replayed, in arrival order; then each
         incident an alert opened either way, with both decisions (final only once every alert is in).
         The scratch store is made in `folder`, which the caller removes."""
-        scratch = open_database(
-            f"sqlite:///{folder / 'replay.db'}", upgrade=True, sqlite_synchronous="normal"
-        )
+        scratch = open_database(f"sqlite:///{folder / 'replay.db'}", upgrade=True, sqlite_synchronous="off")
         try:
             yield from self._run(scratch, since, until)
         finally:

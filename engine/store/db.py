@@ -23,7 +23,8 @@ HEAD_REVISION = "0009"
 SQLITE_BUSY_TIMEOUT_MS = 5000
 #: `database.sqlite_synchronous`: `full` syncs the WAL at every commit, so an answered write
 #: survives an OS crash or power loss; `normal` syncs only at checkpoints (faster, not durable).
-Synchronous = Literal["full", "normal"]
+#: `off` (never in config.yaml): a scratch store that goes with its folder (replay).
+Synchronous = Literal["full", "normal", "off"]
 POSTGRES_EXTRA = "PostgreSQL needs the postgres extra: pip install 'suture[postgres]'"
 
 
@@ -248,15 +249,17 @@ def _engine(url: URL, **kwargs: Any) -> Engine:
 
 def _sqlite_on_connect(synchronous: Synchronous) -> Callable[[Any, Any], None]:
     """The pragmas every new SQLite connection gets, `synchronous` from the config."""
-    if synchronous not in ("full", "normal"):
+    if synchronous not in ("full", "normal", "off"):
         raise ValueError(f"sqlite_synchronous must be full or normal, not {synchronous!r}")
     pragma = f"PRAGMA synchronous={synchronous.upper()}"
+    # A scratch store keeps its journal in memory: nothing in it must outlive the process.
+    journal = "PRAGMA journal_mode=MEMORY" if synchronous == "off" else "PRAGMA journal_mode=WAL"
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself, so writes can say IMMEDIATE.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(journal)
         cursor.execute(pragma)
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")

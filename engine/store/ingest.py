@@ -679,26 +679,43 @@ def recent_runs(
     it that have not started are left out too: what its recheck at claim looks back on."""
     if not codes:
         return {}
-    query = recent_runs_query(codes, since, claimed)
     recent: dict[tuple[str, str], list[datetime]] = {}
-    for row in conn.execute(query):
+    for row in conn.execute(_RECENT_RUNS[claimed is not None], _recent_values(codes, since, claimed)):
         recent.setdefault((row.code, row.target), []).append(row.queued_at)
     return recent
 
 
 def recent_runs_query(codes: Collection[str], since: datetime, claimed: int | None = None) -> Select[Any]:
+    """The statement `recent_runs` executes, with its values bound (for plans in tests)."""
+    return _RECENT_RUNS[claimed is not None].params(_recent_values(codes, since, claimed))
+
+
+def _recent_values(codes: Collection[str], since: datetime, claimed: int | None) -> dict[str, Any]:
+    values: dict[str, Any] = {"codes": sorted(codes), "since": since}
+    if claimed is not None:
+        values["claimed"] = claimed
+    return values
+
+
+def _recent_runs_statement(at_claim: bool) -> Select[Any]:
+    """Built once, values bound at execution: building and keying a fresh statement per intake
+    batch cost more than running it."""
     conditions = [
         # Read from the runs of the look-back (by their queued_at index), never from every incident
         # these codes ever had: SQLite, without statistics, would walk the code index instead.
-        unindexed(incidents.c.code).in_(sorted(codes)),
-        runs.c.queued_at >= since,
+        unindexed(incidents.c.code).in_(bindparam("codes", expanding=True)),
+        runs.c.queued_at >= bindparam("since", type_=runs.c.queued_at.type),
         runs.c.status != RunStatus.skipped.value,
         runs.c.shadow.is_(False),
     ]
-    if claimed is not None:
+    if at_claim:
+        claimed = bindparam("claimed", type_=runs.c.id.type)
         conditions += [runs.c.id != claimed, or_(runs.c.id < claimed, runs.c.started_at.is_not(None))]
     return (
         select(incidents.c.code, incidents.c.target, runs.c.queued_at)
         .join(incidents, runs.c.incident_id == incidents.c.id)
         .where(and_(*conditions))
     )
+
+
+_RECENT_RUNS = {False: _recent_runs_statement(False), True: _recent_runs_statement(True)}
