@@ -360,7 +360,9 @@ class _Batch:
                     resolution=bindparam("resolution"),
                     last_seen=bindparam("last_seen"),
                 ),
-                self.resolutions,
+                # In id order, as the bumps below: two replicas' batches that touch the same
+                # incidents lock their rows in the same order instead of deadlocking.
+                sorted(self.resolutions, key=lambda values: int(values["r_id"])),
             )
         if self.new_incidents:
             rows = []
@@ -371,13 +373,13 @@ class _Batch:
             ids = insert_rows(conn, incidents, rows, ids=True)
             for incident, new_id in zip(self.new_incidents, ids, strict=True):
                 incident.id = new_id
-        stored_bumps = {i.id: i.bumps for i in self.bumped if i.row is None}
+        stored_bumps = {int(i.id): i.bumps for i in self.bumped if i.row is None and i.id is not None}
         if stored_bumps:
             conn.execute(
                 update(incidents)
                 .where(incidents.c.id == bindparam("b_id"))
                 .values(occurrences=incidents.c.occurrences + bindparam("b_n"), last_seen=now),
-                [{"b_id": incident_id, "b_n": n} for incident_id, n in stored_bumps.items()],
+                [{"b_id": incident_id, "b_n": n} for incident_id, n in sorted(stored_bumps.items())],
             )
         if self.new_runs:
             for incident, run, row in self.new_runs:
