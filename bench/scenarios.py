@@ -123,8 +123,14 @@ def ingest(
     (sqlite: bench/ceiling.py; postgresql: bench/ceiling_pg.py, each on its own throwaway database)."""
     pg = db == "postgresql"
     tag = "ingest[postgresql]" if pg else "ingest"
+    # The absolute rate's target was set for the sequential load; the realistic load is judged by
+    # its share of the ceiling under the same load.
+    absolute = not pg and load == "sequential"
     rate = Figure(
-        f"{tag}: durable alerts/s", "alerts/s", op=None if pg else ">=", target=None if pg else 10_000
+        f"{tag}: durable alerts/s",
+        "alerts/s",
+        op=">=" if absolute else None,
+        target=10_000 if absolute else None,
     )
     ceiling = Figure(
         f"{tag}: ceiling alerts/s",
