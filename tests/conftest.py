@@ -22,6 +22,8 @@ import orjson
 import pytest
 import yaml
 
+from engine.store import open_database
+from engine.store.db import Database
 from tests.support.httpserver import TestHttpServer
 from tests.support.pgtemplate import ADMIN_URL, DATABASES
 from tests.support.sshd import SshServer, running_sshd
@@ -61,6 +63,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database: a new SQLite file, or a throwaway PostgreSQL copy of the migrated template."""
     yield from throwaway_database(request.param, tmp_path)
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """The store's database on `db_url`, migrated; disposed after the test."""
+    database = open_database(db_url, upgrade=True)
+    try:
+        yield database
+    finally:
+        database.dispose()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ a person (audited), and never opened twice by two workers finishing runs at once
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,15 +26,6 @@ from engine.store.tables import audit_log
 
 NOW = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 REASON = "3 consecutive failed or ineffective runs"
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = open_database(db_url, upgrade=True)
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def _finish(store: Breakers, bad: bool, playbook: str = "disk-cleanup", version: int = 3) -> str | None:

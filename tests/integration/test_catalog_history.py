@@ -8,7 +8,6 @@ The history is written with fixed timestamps straight into the tables, so every 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,22 +17,13 @@ from sqlalchemy import insert
 from engine.analytics.past import ended, previous
 from engine.errors import NotFound
 from engine.models import PAUSED_KEY, CodeVersion, PlaybookVersion
-from engine.store import Store, open_database
+from engine.store import Store
 from engine.store.catalog_history import CatalogHistory
 from engine.store.db import Database
 from engine.store.tables import audit_log, incidents, notifications, outbox, runs
 
 T0 = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)
 _FINGERPRINTS = itertools.count(1)
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = open_database(db_url, upgrade=True)
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def add_incident(

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import insert, update
 
 from engine.analytics.effectiveness import DEFAULT_WINDOWS, windows
@@ -21,7 +19,7 @@ from engine.catalog.loader import load_catalog
 from engine.intake.classify import CatalogView, Intake
 from engine.models import UNCLASSIFIED, Alert, AlertStatus, Code, CodeVersion, PlaybookVersion, RunStatus
 from engine.records import Receipt
-from engine.store import Store, open_database
+from engine.store import Store
 from engine.store.db import Database
 from engine.store.history import History, Summary
 from engine.store.tables import (
@@ -42,15 +40,6 @@ DISK = "NodeFilesystemAlmostOutOfSpace"
 #: Four days back, on the hour: the window starts here and every time below is pinned from it.
 T0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=4)
 M, H, D = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = open_database(db_url, upgrade=True)
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def alert(name: str, instance: str, fingerprint: str, status: str = "firing", **labels: str) -> Alert:

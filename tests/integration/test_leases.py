@@ -8,7 +8,6 @@ still out. What a replica that lost its lease sees is LeaseLost, and nothing of 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -29,15 +28,6 @@ LEASE = timedelta(seconds=30)
 #: A replica on another host: recovery judges its runs by their lease alone.
 ELSEWHERE = "host-b:77:boot-b:0"
 ME = Incarnation("host-a", 100, "boot-a")
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = open_database(db_url, upgrade=True)
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def idempotent(name: str, version: int) -> Playbook:

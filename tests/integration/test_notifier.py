@@ -10,13 +10,11 @@ when its backoff has passed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from engine.catalog.loader import load_catalog
@@ -30,7 +28,7 @@ from engine.notify.compose import Composer
 from engine.notify.routing import Router
 from engine.notify.sender import Notifier
 from engine.records import Notification
-from engine.store import Store, open_database
+from engine.store import Store
 from engine.store.db import Database
 from tests.conftest import TEST_CATALOG, free_port, wait_for
 from tests.support.httpserver import RecordedRequest, TestHttpServer, respond, slow
@@ -43,15 +41,6 @@ BASE_URL = "https://suture.example.org"
 def knowledge(code: str) -> Knowledge | None:
     found = VIEW.catalog.find_code(code)
     return found.knowledge if found is not None else None
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = open_database(db_url, upgrade=True)
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 @dataclass

@@ -39,15 +39,6 @@ DISK = "NodeFilesystemAlmostOutOfSpace"
 STARTS = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = open_database(db_url, upgrade=True)
-    try:
-        yield database
-    finally:
-        database.dispose()
-
-
 def alert(name: str = DISK, fingerprint: str | None = None, status: str = "firing", **labels: str) -> Alert:
     return Alert.model_validate(
         {

@@ -4,27 +4,16 @@ whose row is gone still pages on by id."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import delete
 
-from engine.store import Store, open_database
+from engine.store import Store
 from engine.store.db import Database
 from engine.store.tables import incidents
 from tests.support.incidents import open_incident
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = open_database(db_url, upgrade=True)
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def opened(db: Database, at: datetime, code: str = "DISK-001") -> int:

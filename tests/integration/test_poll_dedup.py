@@ -3,10 +3,8 @@ on SQLite and PostgreSQL, through the real intake writer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import func, select
 
 from engine.catalog.loader import load_catalog
@@ -14,22 +12,13 @@ from engine.clock import ManualClock
 from engine.intake.classify import CatalogView, Intake
 from engine.models import Alert, AlertStatus
 from engine.scheduler import PollJob
-from engine.store import Store, open_database
+from engine.store import Store
 from engine.store.db import Database
 from engine.store.tables import events
 from tests.conftest import TEST_CATALOG
 
 VIEW = CatalogView.of(load_catalog(TEST_CATALOG / "codes", TEST_CATALOG / "playbooks"))
 START = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = open_database(db_url, upgrade=True)
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def _disk(starts_at: datetime) -> Alert:

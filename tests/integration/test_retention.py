@@ -9,13 +9,11 @@ stored time back (the store stamps them with the real time), and the cutoff is p
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from sqlalchemy import func, select, update
 
 from engine.catalog.loader import load_catalog
@@ -25,7 +23,7 @@ from engine.intake.classify import CatalogView, Intake
 from engine.models import Alert, AlertStatus, RunStatus
 from engine.records import Receipt
 from engine.scheduler import PruneJob
-from engine.store import Store, open_database
+from engine.store import Store
 from engine.store.db import Database
 from engine.store.retention import Retention, batch_query
 from engine.store.tables import alerts, events, step_results
@@ -38,15 +36,6 @@ DISK = "NodeFilesystemAlmostOutOfSpace"
 NOW = datetime.now(UTC)
 OLD = NOW - timedelta(days=40)
 EVENTS_CUTOFF = NOW - timedelta(days=30)
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = open_database(db_url, upgrade=True)
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def alert(instance: str = "db-1:9100") -> Alert:

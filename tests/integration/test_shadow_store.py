@@ -3,28 +3,17 @@ error) raises no `run_failed` event for anyone to be paged for; a failed live ru
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import insert, select
 
 from engine.models import RunStatus
-from engine.store import Store, open_database
+from engine.store import Store
 from engine.store.db import Database
 from engine.store.tables import outbox, runs
 from tests.support.incidents import open_incident
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = open_database(db_url, upgrade=True)
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def test_a_failed_shadow_run_raises_no_run_failed_event(db: Database) -> None:

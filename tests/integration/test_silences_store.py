@@ -5,7 +5,6 @@ Times come from a ManualClock, so nothing here sleeps."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +20,6 @@ from engine.policy.matchers import Subject
 from engine.policy.request import RunHistory, RunRequest
 from engine.policy.silences import rules_of, silence
 from engine.records import Silence
-from engine.store import open_database
 from engine.store.catalog_history import CatalogHistory
 from engine.store.db import Database
 from engine.store.silences import Silences
@@ -29,15 +27,6 @@ from engine.store.silences import Silences
 START = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 DB_1 = {"target": "db-1", "code": "DISK-.*"}
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = open_database(db_url, upgrade=True)
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 @pytest.fixture

@@ -7,11 +7,9 @@ from __future__ import annotations
 import html
 import re
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
@@ -31,15 +29,6 @@ W0 = datetime(2026, 11, 2, tzinfo=UTC)
 UNTIL = W0 + timedelta(days=3)
 M, H, US = timedelta(minutes=1), timedelta(hours=1), timedelta(microseconds=1)
 D1, D2, D3 = date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 4)
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = open_database(db_url, upgrade=True)
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def opened(
