@@ -228,16 +228,22 @@ def test_a_storm_over_two_replicas_opens_one_incident_and_runs_once_per_fingerpr
     assert len(workers) == 2, workers  # both replicas' workers took runs (NOTIFY wakes the other)
 
 
+def _in_slow_step(site: Site, instance: str, slow_seconds: float) -> tuple[int, DaemonProcess]:
+    """A PAUSE-001 run on `instance` whose first step is waiting `slow_seconds` on the target:
+    its id and the replica holding it."""
+    site.target.script(f"/{instance}/slow", [slow(slow_seconds), respond(200)])
+    assert _post(site.alive()[0], "ReplicaPause", instance, site.target.url).status_code == 202
+    run_id = _run_of(site, instance)
+    wait_for(lambda: site.hits(f"/{instance}/slow") == 1, timeout=20)
+    return run_id, site.holder(run_id)
+
+
 def test_a_replica_paused_past_its_lease_is_taken_over_and_resumed_acts_no_more(site: Site) -> None:
     """SIGSTOP the holder while its first step waits on the target; another replica takes the run
     back after the lease and runs both steps; after SIGCONT the paused one stores nothing and
     never calls the second step."""
     instance = "paused-1"
-    site.target.script(f"/{instance}/slow", [slow(3.0), respond(200)])
-    assert _post(site.alive()[0], "ReplicaPause", instance, site.target.url).status_code == 202
-    run_id = _run_of(site, instance)
-    wait_for(lambda: site.hits(f"/{instance}/slow") == 1, timeout=20)
-    paused = site.holder(run_id)
+    run_id, paused = _in_slow_step(site, instance, 3.0)
     assert paused.proc is not None
     os.kill(paused.proc.pid, signal.SIGSTOP)
     try:
@@ -256,11 +262,7 @@ def test_a_replica_paused_past_its_lease_is_taken_over_and_resumed_acts_no_more(
 
 def test_a_replica_killed_mid_run_has_its_run_recovered_by_another_after_the_lease(site: Site) -> None:
     instance = "killed-1"
-    site.target.script(f"/{instance}/slow", [slow(30.0), respond(200)])
-    assert _post(site.alive()[0], "ReplicaPause", instance, site.target.url).status_code == 202
-    run_id = _run_of(site, instance)
-    wait_for(lambda: site.hits(f"/{instance}/slow") == 1, timeout=20)
-    killed = site.holder(run_id)
+    run_id, killed = _in_slow_step(site, instance, 30.0)
     killed.kill()
     wait_for(lambda: _status(site, run_id) == "succeeded", timeout=30)
     [(worker, attempt)] = site.rows("SELECT worker, attempt FROM runs WHERE id = %s", run_id)
