@@ -113,13 +113,16 @@ def shadow_report(code: Code, tallies: Sequence[ShadowTally]) -> dict[str, Any] 
     often it would have failed before doing anything (a template or `when` error). None: no
     shadow is set and none was rendered."""
     wanted = code.shadow_version
-    found = next((t for t in tallies if (t.playbook, t.version) == wanted), None)
-    if wanted is None and found is None:
-        if not tallies:
-            return None
+    if wanted is not None:
+        found = next((t for t in tallies if (t.playbook, t.version) == wanted), None)
+        shown = wanted
+    elif tallies:  # no shadow now: the one rendered last in the window
         found = tallies[-1]
-    playbook, version = (found.playbook, found.version) if found is not None else wanted or ("", 0)
-    rendered, failed = (found.rendered, found.failed) if found is not None else (0, 0)
+        shown = (found.playbook, found.version)
+    else:
+        return None
+    playbook, version = shown
+    rendered, failed = (0, 0) if found is None else (found.rendered, found.failed)
     name = f"{playbook}@{version}"
     if not rendered:
         said = f"{name} has not been rendered yet: no incident of {code.code} since"

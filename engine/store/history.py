@@ -397,17 +397,18 @@ class History:
             )
             .order_by(runs.c.id)
         )
-        found: dict[tuple[str, int], list[int | str | None]] = {}
+        counts: dict[tuple[str, int], list[int]] = {}  # (rendered, failed)
+        last_error: dict[tuple[str, int], str | None] = {}
         with self.db.read() as conn:
             for playbook, version, status, error in conn.execute(query):
-                entry = found.setdefault((playbook, version), [0, 0, None])
-                entry[0] = int(entry[0] or 0) + 1
+                tally = counts.setdefault((playbook, version), [0, 0])
+                tally[0] += 1
                 if status == RunStatus.failed.value:
-                    entry[1] = int(entry[1] or 0) + 1
-                    entry[2] = error
+                    tally[1] += 1
+                    last_error[(playbook, version)] = error
         return [
-            ShadowTally(playbook, version, int(n or 0), int(bad or 0), None if last is None else str(last))
-            for (playbook, version), (n, bad, last) in found.items()
+            ShadowTally(playbook, version, rendered, failed, last_error.get((playbook, version)))
+            for (playbook, version), (rendered, failed) in counts.items()
         ]
 
     def catalog_changes(self, since: datetime, until: datetime) -> list[CatalogChange]:
