@@ -61,6 +61,15 @@ def test_bad_duration_and_yaml_syntax(tmp_path: Path) -> None:
         load_config(config)
 
 
+def test_a_lease_shorter_than_a_second_is_one_line_naming_it(tmp_path: Path) -> None:
+    """`workers.lease` renewed every third of it: under 1 s it could not be kept; the line says so."""
+    config = tmp_path / "config.yaml"
+    config.write_text("workers:\n  concurrency: 2\n  lease: 500ms\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert str(caught.value) == f"{config}:3: workers.lease: must be at least 1s (got '500ms')"
+
+
 def test_serve_refuses_bad_config_with_exit_2(tmp_path: Path) -> None:
     """`suture serve` on a config with a wrong value stops at once with exit 2 and no traceback."""
     config = tmp_path / "config.yaml"
