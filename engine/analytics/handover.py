@@ -219,10 +219,12 @@ def _catalog_changes(changes: Sequence[CatalogChange]) -> list[str]:
     return lines
 
 
-def replayed(replay: dict[str, Any] | None) -> str:
-    """The replay run for a catalog change before it loaded, in one line."""
+def replayed(replay: dict[str, Any] | None, markdown: bool = True) -> str:
+    """The replay run for a catalog change before it loaded, in one line (plain text when not
+    `markdown`: the console shows it as it is)."""
     if replay is None:
-        return "no replay was run for it (`suture validate --replay 7d` in review records one)"
+        command = "`suture validate --replay 7d`" if markdown else "suture validate --replay 7d"
+        return f"no replay was run for it ({command} in review records one)"
     return (
         f"replayed before it loaded ({replay['command']}, {replay['at']}): {replay['alerts']} alerts of "
         f"{replay['since']} .. {replay['until']}, {replay['reclassified']} changing code, "

@@ -29,6 +29,7 @@ from engine.analytics.handover import (
     _unclassified,
     capped_diff,
     one_line,
+    replayed,
     span,
     when,
 )
@@ -101,7 +102,7 @@ _SECTIONS = {
 {% endfor %}</table>""",
     "catalog-changes": """<ul>
 {% for c in changes %}<li>{{ c.kind }} {{ c.name }} version {{ c.version }} {{ c.what }},
-loaded {{ c.loaded }}
+loaded {{ c.loaded }}; {{ c.replay }}
 {% if c.diff %}<pre>{{ c.diff }}</pre>{% endif %}</li>
 {% endfor %}</ul>""",
     "notes-from-the-shift": """<ul>
@@ -254,6 +255,7 @@ def _change(change: CatalogChange) -> dict[str, Any]:
         "version": change.version,
         "what": "added" if new else "changed",
         "loaded": when(change.loaded_at),
+        "replay": replayed(change.replay, markdown=False),
         "diff": diff,
     }
 

@@ -157,7 +157,7 @@ def test_catalog_shows_the_change_record_with_the_replay_run_for_it(tmp_path: Pa
     assert third[:3] == ["playbook noop", "3", "changed"] and second[:3] == ["playbook noop", "2", "changed"]
     assert third[4].startswith("replayed before it loaded (suture validate --replay 7d")
     assert "412 alerts" in third[4] and "3 changing code, 2 decisions changing" in third[4]
-    assert second[4].startswith("no replay was run for it")
+    assert second[4] == "no replay was run for it (suture validate --replay 7d in review records one)"
     assert row(changes, "code DISK-001")[:3] == ["code DISK-001", "1", "added"]
 
 

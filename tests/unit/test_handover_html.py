@@ -110,6 +110,8 @@ def test_a_newcomer_finds_what_to_do_and_nothing_is_loaded_from_elsewhere() -> N
     assert "disk-cleanup@3 failed at" in html  # what automation tried
     assert "suture approve 9" in html
     assert "-timeout: 300s" in html and "+timeout: 600s" in html  # the catalog diff, in <pre>
+    # ... and whether its review replayed it, as in the Markdown report, without Markdown marks
+    assert "no replay was run for it (suture validate --replay 7d in review records one)" in html
     assert "(needs attention)" in html
     assert parse(html).external == []  # no CDN, no stylesheet or script from elsewhere
 

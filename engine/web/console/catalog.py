@@ -86,7 +86,7 @@ def router(context: ConsoleContext) -> APIRouter:
                 "version": change.version,
                 "what": "added" if change.previous_body is None else "changed",
                 "loaded_at": change.loaded_at,
-                "replay": replayed(change.replay),
+                "replay": replayed(change.replay, markdown=False),
                 "replayed": change.replay is not None,
             }
             for change in facts.catalog_changes(now - timedelta(days=CHANGES_DAYS), now)
