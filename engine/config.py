@@ -36,7 +36,7 @@ from engine.yamlfile import LocatedYaml, YamlSyntaxError, describe_validation_er
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class DatabaseConfig(_Section):
@@ -234,7 +234,7 @@ class ChannelConfig(_Section):
     to: list[str] = Field(default_factory=list)
     timeout: Duration = timedelta(seconds=10)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
     @model_validator(mode="before")
     @classmethod

@@ -9,7 +9,6 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-import structlog
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import make_url
@@ -27,6 +26,7 @@ from engine.execution.worker import Incarnation, PlaybookResolver, WorkerPool
 from engine.hooks import CatalogReloadFailed, Hooks, IncidentResolved
 from engine.intake.classify import CatalogView, Intake
 from engine.intake.service import intake_health, start_helpers
+from engine.logging import get_logger
 from engine.models import PAUSED_KEY, Code, Policy
 from engine.notify.escalation import DeadlineCheck
 from engine.notify.service import build_notifier
@@ -42,7 +42,7 @@ from engine.store.wakeups import RunsQueuedListener
 from engine.templating import Renderer
 from engine.web.api import Services, create_asgi
 
-log = structlog.get_logger("suture.daemon")
+log = get_logger("suture.daemon")
 
 #: How often the hours stats reads whole are brought up to date.
 COUNT_HOURS_EVERY_S = 300

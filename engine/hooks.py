@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-import structlog
+from engine.logging import get_logger
 
-log = structlog.get_logger("suture.hooks")
+log = get_logger("suture.hooks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +184,7 @@ class Hooks:
             try:
                 subscriber(event)
             except Exception:  # noqa: BLE001 - a subscriber's failure must not fail the caller
-                log.exception("hook_failed", event=type(event).__name__)
+                log.exception("hook_failed", hook_event=type(event).__name__)
 
     def wants(self, event_type: type) -> bool:
         """Whether anyone listens: lets a hot path skip building an event nobody reads."""

@@ -1,14 +1,30 @@
-"""structlog set-up: JSON lines in the daemon, ids bound by the callers."""
+"""structlog set-up: JSON lines in the daemon, ids bound by the callers.
+
+Modules take their logger from `get_logger`, which imports structlog on the first line logged, not
+at import: a read command such as `suture incidents list` logs nothing and never pays for
+structlog's import. A command that does log without configuring first (`configure_logging`, as
+`serve` does) gets the command line's default: warnings and worse on stderr, so nothing reaches a
+command's `--json` on stdout.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
+from typing import TYPE_CHECKING, Any
 
-import structlog
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+_configured = False
+_lock = threading.Lock()
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
+    import structlog
+
+    global _configured
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -27,3 +43,43 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+    _configured = True
+
+
+def configure_command_line() -> None:
+    """The command line's logging, decided now and set up on the first line logged: stdlib
+    warnings (paramiko's, say) go to stderr at once; structlog waits."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+
+
+def _bound(name: str) -> FilteringBoundLogger:
+    if not _configured:
+        with _lock:
+            if not _configured:
+                configure_logging("warning", "console")
+    import structlog
+
+    logger: FilteringBoundLogger = structlog.get_logger(name)
+    return logger
+
+
+class Logger:
+    """A named structlog logger, imported and bound when it first logs."""
+
+    __slots__ = ("_logger", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._logger: FilteringBoundLogger | None = None
+
+    def __getattr__(self, method: str) -> Any:
+        logger = self._logger
+        if logger is None:
+            logger = self._logger = _bound(self.name)
+        return getattr(logger, method)
+
+
+def get_logger(name: str) -> FilteringBoundLogger:
+    """The logger of one part of the engine (`suture.store`, `suture.worker`, ...)."""
+    logger: Any = Logger(name)  # it answers every method of the bound logger
+    return logger

@@ -16,7 +16,6 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
-import structlog
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -45,8 +44,9 @@ from engine.hooks import (
     WebhookReady,
     WorkersBusy,
 )
+from engine.logging import get_logger
 
-log = structlog.get_logger("suture.metrics")
+log = get_logger("suture.metrics")
 
 REGISTRY = CollectorRegistry()
 

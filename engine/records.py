@@ -157,13 +157,13 @@ RECEIPT_EXAMPLE: dict[str, Any] = {
 
 def _shown(*examples: dict[str, Any]) -> ConfigDict:
     """A frozen record's config with the examples /openapi.json shows for it."""
-    return ConfigDict(frozen=True, json_schema_extra={"examples": list(examples)})
+    return ConfigDict(frozen=True, defer_build=True, json_schema_extra={"examples": list(examples)})
 
 
 class Record(BaseModel):
     """A frozen read model; equal records have equal fields."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     @classmethod
     def trusted(cls, values: dict[str, Any]) -> Self:

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-import structlog
 from apscheduler.schedulers.base import BaseScheduler
 
 from engine.clock import SYSTEM_CLOCK, Clock
@@ -21,12 +20,13 @@ from engine.config import Config, RetentionConfig
 from engine.errors import StoreUnavailable, SutureError
 from engine.hooks import NO_HOOKS, Hooks, PollFailed, PollSucceeded
 from engine.intake.classify import Intake
+from engine.logging import get_logger
 from engine.models import Alert, AlertStatus
 from engine.store import Store
 from engine.store.catalog_history import POLL_KEY_PREFIX
 from engine.store.retention import Retention
 
-log = structlog.get_logger("suture.scheduler")
+log = get_logger("suture.scheduler")
 
 Fetch = Callable[[], list[Alert]]
 COMMIT_WAIT_SECONDS = 30.0

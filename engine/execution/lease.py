@@ -12,14 +12,13 @@ import threading
 from datetime import datetime
 from types import TracebackType
 
-import structlog
-
 from engine.clock import Clock
 from engine.errors import StoreUnavailable
+from engine.logging import get_logger
 from engine.models import Lease
 from engine.store import Store
 
-log = structlog.get_logger("suture.worker")
+log = get_logger("suture.worker")
 
 #: Renewals per lease period: two may fail (a busy database) before the lease runs out.
 RENEWALS_PER_LEASE = 3

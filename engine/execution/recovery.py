@@ -14,14 +14,13 @@ import os
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-import structlog
-
 from engine.execution.worker import Incarnation
+from engine.logging import get_logger
 from engine.models import Abandoned, Playbook
 from engine.records import HeldRun
 from engine.store import Store
 
-log = structlog.get_logger("suture.recovery")
+log = get_logger("suture.recovery")
 
 #: How long past its playbook timeout a run on another host may go silent before it is abandoned.
 STALE_MARGIN = timedelta(minutes=5)

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import structlog
-
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.config import Config
 from engine.errors import PermanentFailure, StepFailed, StepTimedOut, TemplateError, TemporaryFailure
@@ -28,10 +26,11 @@ from engine.execution.actions import (
 )
 from engine.execution.actions.base import failed, failure_of
 from engine.hooks import NO_HOOKS, Hooks, StepFinished
+from engine.logging import get_logger
 from engine.models import ActionResult, OnFailure, Playbook, RunStatus, Step
 from engine.templating import Renderer
 
-log = structlog.get_logger("suture.runner")
+log = get_logger("suture.runner")
 
 StepRecord = dict[str, Any]
 Recorder = Callable[[StepRecord], None]

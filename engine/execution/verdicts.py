@@ -7,15 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-import structlog
-
 from engine.clock import SYSTEM_CLOCK, Clock
+from engine.logging import get_logger
 from engine.models import Policy
 from engine.policy.verdicts import effective_within, verdict
 from engine.store import Store
 from engine.store.store import Verdict
 
-log = structlog.get_logger("suture.verdicts")
+log = get_logger("suture.verdicts")
 
 #: A verdict this long overdue (a daemon that was down, a database upgraded) is stored but not
 #: counted: a breaker must judge what a playbook version does now, not replay its past.

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
 
-import structlog
 import yaml
 
 from engine.catalog.loader import Catalog
@@ -29,13 +28,14 @@ from engine.execution.lease import LeaseKeeper
 from engine.execution.rechecks import RunChecks
 from engine.execution.runner import Runner
 from engine.hooks import NO_HOOKS, Hooks, RunFinished, RunHeld, RunStarted, WorkersBusy
+from engine.logging import get_logger
 from engine.models import Lease, Playbook, Policy, RunStatus
 from engine.policy.guards import NO_RAILS, Rails
 from engine.records import ClaimedRun
 from engine.store import Store
 from engine.templating import Renderer
 
-log = structlog.get_logger("suture.worker")
+log = get_logger("suture.worker")
 
 PERSIST_ATTEMPTS = 5
 

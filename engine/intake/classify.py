@@ -10,8 +10,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import structlog
-
 from connectors.zabbix import SUTURE_SEVERITY as ZABBIX_SEVERITY
 from engine.catalog.classify import Classifier
 from engine.catalog.loader import Catalog
@@ -19,6 +17,7 @@ from engine.config import EscalationConfig
 from engine.errors import TemplateError
 from engine.hooks import NO_HOOKS, Hooks
 from engine.intake.writer import IntakeWriter
+from engine.logging import get_logger
 from engine.models import (
     UNCLASSIFIED,
     Alert,
@@ -33,7 +32,7 @@ from engine.policy.guards import NO_RAILS, Rails
 from engine.store import Store
 from engine.templating import Renderer
 
-log = structlog.get_logger("suture.intake")
+log = get_logger("suture.intake")
 
 
 TARGET_CACHE_SIZE = 8192

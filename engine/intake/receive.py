@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Protocol
 
 import orjson
-import structlog
 from pydantic import SecretStr
 
 from connectors import Connector
@@ -35,6 +34,7 @@ from engine.intake.answers import (
 )
 from engine.intake.classify import Intake
 from engine.intake.writer import IntakeFull
+from engine.logging import get_logger
 from engine.models import Alert, Submission
 from engine.records import Receipt
 
@@ -53,7 +53,7 @@ class Relay(Protocol):
     def pick(self, alerts: int) -> Forwarder | None: ...
 
 
-log = structlog.get_logger("suture.api")
+log = get_logger("suture.api")
 
 
 #: How long a body waits for its commit. One whose commit has not begun by then is withdrawn

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
 
-import structlog
 from sqlalchemy import Connection
 
 from engine.errors import StoreUnavailable
 from engine.hooks import NO_HOOKS, Hooks, IncidentOpened, IncidentResolved, RunHeld, RunQueued
 from engine.intake.runs import BatchPlanner, BatchReads, Reads, guard_query, history_spans, runnable
+from engine.logging import get_logger
 from engine.models import ClassifiedAlert, RunStatus, Submission
 from engine.policy.guards import NO_RAILS, Rails
 from engine.policy.guards import guards as policy_guards
@@ -30,7 +30,7 @@ from engine.records import Receipt
 from engine.store import Store
 from engine.store.ingest import Applied, RunPlanner
 
-log = structlog.get_logger("suture.intake")
+log = get_logger("suture.intake")
 
 _Queued = tuple[Submission, "Future[Receipt]", int, int]  # submission, its future, alerts, chars
 

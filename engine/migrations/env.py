@@ -3,13 +3,15 @@
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
-from engine.store.tables import metadata
+from engine.store.tables import declare_for_postgresql, metadata
 
 config = context.config
 connection = config.attributes.get("connection")
 
 
 def _run(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        declare_for_postgresql()
     context.configure(
         connection=conn,
         target_metadata=metadata,

@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-import structlog
-
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.durations import format_duration
 from engine.hooks import NO_HOOKS, Escalated, Hooks
+from engine.logging import get_logger
 from engine.models import Policy
 from engine.notify.deadlines import approval_expired, escalation_due
 from engine.store import Store
 
-log = structlog.get_logger("suture.escalation")
+log = get_logger("suture.escalation")
 
 #: A code's policy in the catalog in force (None for UNCLASSIFIED or a removed code).
 PolicyOf = Callable[[str], Policy | None]

@@ -13,18 +13,17 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
-import structlog
-
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.errors import NotFound, PermanentFailure, SutureError, TemporaryFailure
 from engine.hooks import NO_HOOKS, Hooks, NotificationAttempted
+from engine.logging import get_logger
 from engine.notify.channels.base import Channel
 from engine.notify.compose import Composer
 from engine.notify.routing import Router
 from engine.store import Store
 from engine.store.outbox import Delivery
 
-log = structlog.get_logger("suture.notify")
+log = get_logger("suture.notify")
 
 #: Outbox events expanded per notifier turn.
 DISPATCH_BATCH = 1000

@@ -16,6 +16,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 
 from engine.errors import ConfigError, StoreUnavailable
 from engine.store.replicas import MIGRATE_LOCK
+from engine.store.tables import declare_for_postgresql
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 #: The newest migration in engine/migrations/versions (a unit test keeps the two in step).
@@ -52,6 +53,7 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_on_connect(sqlite_synchronous))
             event.listen(self.engine, "begin", _sqlite_on_begin)
         else:
+            declare_for_postgresql()
             self.engine = _engine(parsed, pool_pre_ping=True)
 
     @contextmanager

@@ -12,8 +12,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Table, and_, text, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import Insert
 
 from engine.store.tables import job_turns
@@ -39,7 +37,13 @@ def exclusive(conn: Connection, key: int) -> None:
 
 def dialect_insert(conn: Connection, table: Table) -> Any:
     """The backend's own INSERT, which knows ON CONFLICT (both dialects spell it alike)."""
-    return (sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert)(table)
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+    from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+    return postgresql_insert(table)
 
 
 def insert_new(conn: Connection, table: Table, conflict: list[Any]) -> Insert:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-import structlog
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -27,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.errors import Conflict, LeaseLost, NotFound
+from engine.logging import get_logger
 from engine.models import (
     PAUSED_KEY,
     Abandoned,
@@ -83,7 +83,7 @@ from engine.store.tables import (
 )
 
 INCIDENT_FIELDS = Incident.field_names()
-log = structlog.get_logger("suture.store")
+log = get_logger("suture.store")
 RUN_FIELDS = Run.field_names()
 STEP_FIELDS = StepResult.field_names()
 ALERT_FIELDS = IncidentAlert.field_names()
@@ -148,11 +148,7 @@ class Store:
             except IntegrityError as exc:
                 if attempt >= _INGEST_ATTEMPTS or not _lost_open_race(exc):
                     raise
-                import structlog  # here, not at the top: read commands never log and skip its import
-
-                structlog.get_logger("suture.store").info(
-                    "intake_open_race_retried", attempt=attempt, bodies=len(batch)
-                )
+                log.info("intake_open_race_retried", attempt=attempt, bodies=len(batch))
                 attempt += 1
 
     def recent_runs(

@@ -22,7 +22,6 @@ from sqlalchemy import (
     false,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 
@@ -89,7 +88,19 @@ def sqlite_utc_datetime(text: str) -> datetime:
     return value
 
 
-Json: Any = JSON().with_variant(JSONB(), "postgresql")
+class Json(TypeDecorator[Any]):
+    """A JSON document: JSONB on PostgreSQL, whose dialect is imported only when a PostgreSQL
+    database is opened (a read command on SQLite never loads it)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(JSON())
 
 metadata = MetaData(
     naming_convention={
@@ -117,7 +128,6 @@ events = Table(
         EVENTS_UNPRUNED_INDEX,
         "received_at",
         sqlite_where=text(EVENTS_UNPRUNED_WHERE),
-        postgresql_where=text(EVENTS_UNPRUNED_WHERE),
     ),
 )
 
@@ -151,7 +161,6 @@ alerts = Table(
         "fingerprint",
         "starts_at",
         sqlite_where=text(ENDED_WHERE),
-        postgresql_where=text(ENDED_WHERE),
     ),
 )
 
@@ -223,7 +232,6 @@ incidents = Table(
         "fingerprint",
         unique=True,
         sqlite_where=text("status = 'open'"),
-        postgresql_where=text("status = 'open'"),
     ),
 )
 
@@ -262,13 +270,12 @@ runs = Table(
     Column("lease_until", UtcDateTime),
     Index(None, "status", "queued_at"),
     # The queue in claim order: a claim reads the oldest due run, not the whole queue.
-    Index(QUEUED_INDEX, "id", sqlite_where=text(QUEUED_WHERE), postgresql_where=text(QUEUED_WHERE)),
+    Index(QUEUED_INDEX, "id", sqlite_where=text(QUEUED_WHERE)),
     # Succeeded runs still waiting for their verdict (engine.policy.verdicts): few at any time.
     Index(
         UNDECIDED_INDEX,
         "id",
         sqlite_where=text(UNDECIDED_WHERE),
-        postgresql_where=text(UNDECIDED_WHERE),
     ),
     Index(None, "playbook", "queued_at"),
     Index(None, "incident_id"),
@@ -303,7 +310,6 @@ step_results = Table(
         STEP_OUTPUT_INDEX,
         "started_at",
         sqlite_where=text(STEP_OUTPUT_WHERE),
-        postgresql_where=text(STEP_OUTPUT_WHERE),
     ),
 )
 
@@ -342,7 +348,6 @@ outbox = Table(
         OUTBOX_UNSENT_INDEX,
         "id",
         sqlite_where=text(OUTBOX_UNSENT_WHERE),
-        postgresql_where=text(OUTBOX_UNSENT_WHERE),
     ),
 )
 
@@ -432,3 +437,17 @@ job_turns = Table(
     Column("last_at", UtcDateTime, nullable=False),
     Column("claimed_by", String(128), nullable=False),
 )
+
+
+def declare_for_postgresql() -> None:
+    """Give each partial index its WHERE on PostgreSQL too: the same as on SQLite.
+
+    The tables declare it for SQLite only, since naming a dialect's option loads that dialect:
+    a read command on SQLite then never imports PostgreSQL's. Opening a PostgreSQL database
+    calls this (idempotent) before anything compares or creates the schema.
+    """
+    for table in metadata.tables.values():
+        for index in table.indexes:
+            where = index.dialect_options["sqlite"]["where"]
+            if where is not None:
+                index.dialect_options["postgresql"]["where"] = where

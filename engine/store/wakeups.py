@@ -10,12 +10,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import structlog
 from sqlalchemy import URL
 
+from engine.logging import get_logger
 from engine.store.replicas import RUNS_CHANNEL
 
-log = structlog.get_logger("suture.store")
+log = get_logger("suture.store")
 
 #: How long one wait for a notification lasts before the listener looks whether it should stop.
 WAIT_SECONDS = 1.0

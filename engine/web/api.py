@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
-import structlog
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -33,6 +32,7 @@ from engine.intake.answers import error
 from engine.intake.classify import Intake
 from engine.intake.receive import WebhookReceiver
 from engine.intake.service import Helpers, front_door
+from engine.logging import get_logger
 from engine.models import Code
 from engine.policy.maintenance import configured_windows, status_entries
 from engine.policy.silences import SilenceTermError, silence_terms
@@ -63,7 +63,7 @@ from engine.store.catalog_history import CatalogHistory
 from engine.store.history import History
 from engine.web.console import add_console
 
-log = structlog.get_logger("suture.api")
+log = get_logger("suture.api")
 
 MAX_ID = 2**62  # larger ids cannot exist; refusing them keeps SQLite's INTEGER from overflowing
 #: Largest body an /api/v1 request other than an alert may send (a decision's reason fits easily).

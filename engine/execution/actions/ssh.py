@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import paramiko
-import structlog
 
 from engine.config import Config
 from engine.errors import PermanentFailure, StepFailed, StepTimedOut, TemporaryFailure
 from engine.execution.actions.base import TRUNCATION_MARKER, ActionContext, Rendering, cap_output, failed
+from engine.logging import get_logger
 from engine.models import ActionResult, SshStep
 
-log = structlog.get_logger("suture.ssh")
+log = get_logger("suture.ssh")
 
 #: Exit status of coreutils `timeout` when it had to stop the command.
 TIMEOUT_EXIT = 124

@@ -12,13 +12,12 @@ from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import structlog
-
 from engine.hooks import Hooks, IncidentOpened, IncidentResolved, RunHeld, RunQueued
 from engine.intake.answers import Outcome
+from engine.logging import get_logger
 from engine.models import Alert, AlertStatus, ClassifiedAlert, Deadlines, Mode, Policy, Severity, Submission
 
-log = structlog.get_logger("suture.intake")
+log = get_logger("suture.intake")
 
 
 FRAME = struct.Struct("!I")

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-import structlog
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,8 +16,9 @@ if TYPE_CHECKING:
     pass
 from engine.intake.answers import RETRY_AFTER_SECONDS, error
 from engine.intake.receive import WebhookReceiver
+from engine.logging import get_logger
 
-log = structlog.get_logger("suture.api")
+log = get_logger("suture.api")
 
 
 class WebhookFront:

@@ -23,12 +23,12 @@ from engine.errors import StoreUnavailable
 from engine.intake.answers import UNAVAILABLE, Answer, Outcome
 from engine.intake.fastpath.codec import FRAME, WITHDRAW, HookRecorder, Unwire, frame_values, outcome_values
 from engine.intake.writer import MAX_BATCH, IntakeWriter
-from engine.logging import configure_logging
+from engine.logging import configure_logging, get_logger
 from engine.policy.guards import Rails
 from engine.records import Receipt
 from engine.store import Store, open_database
 
-log = structlog.get_logger("suture.intake")
+log = get_logger("suture.intake")
 
 RECEIVE_BYTES = 1 << 20
 

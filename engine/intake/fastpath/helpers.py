@@ -23,8 +23,6 @@ import subprocess
 import sys
 import time
 
-import structlog
-
 from engine.config import Config
 from engine.hooks import NO_HOOKS, Hooks, IntakeHelpers
 from engine.intake.answers import OVERLOADED, UNAVAILABLE, Outcome
@@ -39,9 +37,10 @@ from engine.intake.fastpath.codec import (
 )
 from engine.intake.receive import COMMIT_WAIT_SECONDS, OUTCOME_WAIT_SECONDS
 from engine.intake.writer import MAX_QUEUED_ALERTS, MAX_QUEUED_CHARS, WEDGED_SECONDS
+from engine.logging import get_logger
 from engine.models import Submission
 
-log = structlog.get_logger("suture.intake")
+log = get_logger("suture.intake")
 
 
 WINDOW_SECONDS = 0.25

@@ -21,7 +21,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from markupsafe import Markup
@@ -31,6 +30,7 @@ from engine.analytics.effectiveness import DEFAULT_WINDOWS
 from engine.analytics.stats import SEVERITIES, percentile
 from engine.durations import format_duration, parse_since
 from engine.errors import InvalidArgument
+from engine.logging import get_logger
 from engine.records import Stats
 from engine.store.history import History
 from engine.store.trends import DayCount, DayResolveTimes, Trends
@@ -39,7 +39,7 @@ from engine.web.console.charts import Series
 from engine.web.console.context import ConsoleContext
 from engine.web.console.formatting import span
 
-log = structlog.get_logger("suture.console")
+log = get_logger("suture.console")
 
 DEFAULT_SINCE = "30d"
 #: The codes drawn on their own in the incidents chart; the others add up as "other".
