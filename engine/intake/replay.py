@@ -21,10 +21,10 @@ from pathlib import Path
 from engine.clock import ManualClock
 from engine.errors import StoreUnavailable
 from engine.intake.classify import CatalogView, Intake
-from engine.models import ReplayedAlert, ReplayedIncident, RunDecision
+from engine.models import ReplayedAlert, ReplayedIncident, RunDecision, Submission
 from engine.policy.guards import NO_RAILS, Rails
 from engine.store import Store, open_database
-from engine.store.arrivals import Arrival, arrivals, copy_silences, first_runs, stored_after
+from engine.store.arrivals import Arrival, arrivals, copy_silences, first_runs
 from engine.store.db import Database
 
 #: Arrivals this close together are committed as one batch.
@@ -83,7 +83,7 @@ class Replayer:
         #: Each incident the replay opened: what the same alert did in fact (id, code, decision).
         opened: dict[int, tuple[int | None, str | None, RunDecision | None]] = {}
         seen: set[int] = set()  # actual incidents met already
-        last_alert = last_incident = 0
+        last_incident = 0
         for batch in batches(arrivals(self.source, since, until), self.step):
             arrived = batch[-1][0].received_at
             if arrived > clock.now():
@@ -91,21 +91,10 @@ class Replayer:
             submissions = [
                 intake.prepare(event[0].alert.source, "", [a.alert for a in event]) for event in batch
             ]
-            receipts = []
-            for outcome in intake.commit(submissions):
-                if isinstance(outcome, StoreUnavailable):
-                    raise ReplayFailed(f"replay stopped at {arrived.isoformat()}: {outcome}")
-                receipts.append(outcome)
-            intake.after_commit(receipts)  # as the daemon's writer does: what it keeps is let go
-            with scratch.read() as conn:
-                stored = stored_after(conn, last_alert)
+            stored = _commit(intake, submissions, arrived)
             flat = [arrival for event in batch for arrival in event]
-            if len(stored) != len(flat):
-                raise ReplayFailed(
-                    f"replay stored {len(stored)} of {len(flat)} alerts at {arrived.isoformat()}"
-                )
-            for arrival, (alert_id, code, incident) in zip(flat, stored, strict=True):
-                last_alert = alert_id
+            codes = [item.code for submission in submissions for item in submission.alerts]
+            for arrival, code, incident in zip(flat, codes, stored, strict=True):
                 yield ReplayedAlert(arrival.code, code)
                 actual = None
                 if _opened_here(arrival, since, seen):
@@ -124,6 +113,22 @@ class Replayer:
                 for incident in chunk:
                     code, decision = decided[incident]
                     yield ReplayedIncident(*opened.pop(incident), code, decision)
+
+
+def _commit(intake: Intake, submissions: list[Submission], arrived: datetime) -> list[int | None]:
+    """Commit one batch as the daemon's writer does; the incident each of its alerts counts on."""
+    receipts = []
+    for outcome in intake.commit(submissions):
+        if isinstance(outcome, StoreUnavailable):
+            raise ReplayFailed(f"replay stopped at {arrived.isoformat()}: {outcome}")
+        receipts.append(outcome)
+    # As the daemon's writer does after its commit: what the writer keeps of it is let go.
+    applied = intake.after_commit(receipts)
+    stored = [incident for batch in applied for incident in batch.alert_incidents]
+    alerts = sum(len(submission.alerts) for submission in submissions)
+    if len(stored) != alerts:
+        raise ReplayFailed(f"replay stored {len(stored)} of {alerts} alerts at {arrived.isoformat()}")
+    return stored
 
 
 def _carried(arrival: Arrival, since: datetime) -> bool:

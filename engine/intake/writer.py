@@ -356,8 +356,9 @@ class IntakeWriter:
             history = self.store.recent_runs_in(conn, spans.keys(), since)
         return history, guards, facts
 
-    def after_commit(self, receipts: list[Receipt]) -> None:
-        """Log what was stored, wake the workers if runs were queued, announce it on the hooks."""
+    def after_commit(self, receipts: list[Receipt]) -> list[Applied]:
+        """Log what was stored, wake the workers if runs were queued, announce it on the hooks;
+        what the batches committed since the last call did, for a caller that reads it (replay)."""
         for receipt in receipts:
             log.info(
                 "event_stored",
@@ -372,6 +373,7 @@ class IntakeWriter:
         with self._committed_lock:
             committed, self._committed = self._committed, []
         announce(self.hooks, committed)
+        return committed
 
 
 def _no_history(_conn: Connection) -> RunPlanner:

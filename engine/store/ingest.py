@@ -131,6 +131,8 @@ class Applied:
     receipts: list[Receipt]
     runs: list[NewRun]
     _opened: list[_Incident] = field(default_factory=list, repr=False)
+    #: The incident each alert of the batch counts on (None: none), in batch order (replay).
+    alert_incidents: list[int | None] = field(default_factory=list, repr=False)
 
     def opened(self) -> list[OpenedIncident]:
         """Built on demand: under a storm the writer asks only when someone listens."""
@@ -484,7 +486,12 @@ def apply_batch(
         )
         for p in pendings
     ]
-    return Applied(receipts, [run for _, run, _ in work.new_runs], work.new_incidents)
+    return Applied(
+        receipts,
+        [run for _, run, _ in work.new_runs],
+        work.new_incidents,
+        [row["incident_id"] for row, _ in work.alert_rows],
+    )
 
 
 # PostgreSQL: one probe of the partial unique index `uq_incidents_open_fingerprint` per
