@@ -21,9 +21,11 @@ from pathlib import Path
 from engine.clock import ManualClock
 from engine.errors import StoreUnavailable
 from engine.intake.classify import CatalogView, Intake
+from engine.intake.scratch import ScratchStore
 from engine.models import ReplayedAlert, ReplayedIncident, RunDecision, Submission
+from engine.policy import chain
 from engine.policy.guards import NO_RAILS, Rails
-from engine.store import Store, open_database
+from engine.store import open_database
 from engine.store.arrivals import Arrival, arrivals, copy_silences, first_runs
 from engine.store.db import Database
 
@@ -77,9 +79,11 @@ class Replayer:
     def _run(
         self, scratch: Database, since: datetime, until: datetime
     ) -> Iterator[ReplayedAlert | ReplayedIncident]:
-        copy_silences(self.source, scratch, since, until)
+        silenced = copy_silences(self.source, scratch, since, until)
         clock = ManualClock(since)
-        intake = Intake(Store(scratch, clock=clock), self.view, rails=self.rails)
+        intake = Intake(
+            ScratchStore(scratch, clock, lookback(self.view), silenced), self.view, rails=self.rails
+        )
         #: Each incident the replay opened: what the same alert did in fact (id, code, decision).
         opened: dict[int, tuple[int | None, str | None, RunDecision | None]] = {}
         seen: set[int] = set()  # actual incidents met already
@@ -129,6 +133,12 @@ def _commit(intake: Intake, submissions: list[Submission], arrived: datetime) ->
     if len(stored) != alerts:
         raise ReplayFailed(f"replay stored {len(stored)} of {alerts} alerts at {arrived.isoformat()}")
     return stored
+
+
+def lookback(view: CatalogView) -> timedelta:
+    """The longest run history a code of the catalog has its gates read."""
+    spans = [chain.lookback(entry.code.policy) for entry in view.catalog.codes]
+    return max((span for span in spans if span is not None), default=timedelta(0))
 
 
 def _carried(arrival: Arrival, since: datetime) -> bool:

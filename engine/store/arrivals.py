@@ -151,8 +151,11 @@ def first_runs(conn: Connection, incident_ids: Sequence[int]) -> dict[int, tuple
     return found
 
 
-def copy_silences(source: Database, target: Database, since: datetime, until: datetime) -> int:
-    """The silences in force at some time of [since, until), copied as they were made."""
+def copy_silences(
+    source: Database, target: Database, since: datetime, until: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The silences in force at some time of [since, until), copied as they were made; when each
+    starts and ends."""
     with source.read() as conn:
         rows = [
             dict(row._mapping)
@@ -163,4 +166,4 @@ def copy_silences(source: Database, target: Database, since: datetime, until: da
     if rows:
         with target.write() as conn:
             conn.execute(insert(silences), rows)
-    return len(rows)
+    return [(row["starts_at"], row["ends_at"]) for row in rows]

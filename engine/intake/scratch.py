@@ -1,0 +1,134 @@
+"""The store a replay writes into: the live `Store`, with two of the gates' reads answered from
+memory, because in a scratch store nothing but the replay's own commits can change them.
+
+- The run history (`recent_runs_in`): the only runs are those the replay's batches queued, so
+  each committed batch's runs are remembered as the query would find them (their incident's
+  code and target, queued at the batch's time, skipped and shadow runs left out), for as long
+  as the longest look-back of the catalog. Reading it back from the table was a fifth of a
+  replay, as each batch's query returns every run of its codes within the look-back.
+- The guard context (`guard_context`): nothing in a replay pauses automation or opens a
+  breaker, and the silences are the period's, copied before the first batch, so the context read
+  once holds until the clock passes the next time a silence starts or ends.
+
+Everything else (dedup lookups, storm and flapping counts, budgets, every write) is the live
+store's, and every decision is the live intake's, made of these reads.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Collection, Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, select
+
+from engine.clock import Clock
+from engine.models import RunStatus, Submission
+from engine.store import Store
+from engine.store.db import Database
+from engine.store.ingest import Applied, NewRun, RunPlanner
+from engine.store.store import GuardContext
+from engine.store.tables import incidents
+
+RunKey = tuple[str, str]  # (code, target)
+
+
+class RecentRuns:
+    """When the replay's runs were queued, by code and target, oldest first, for `lookback`."""
+
+    def __init__(self, lookback: timedelta) -> None:
+        self.lookback = lookback
+        self._by_code: dict[str, dict[str, deque[datetime]]] = {}
+        self._order: deque[tuple[datetime, str, str]] = deque()
+
+    def add(self, key: RunKey, queued_at: datetime) -> None:
+        code, target = key
+        self._by_code.setdefault(code, {}).setdefault(target, deque()).append(queued_at)
+        self._order.append((queued_at, code, target))
+
+    def forget_before(self, now: datetime) -> None:
+        """Let go of the runs no look-back reaches any more: what is kept stays bounded."""
+        oldest = now - self.lookback
+        order, by_code = self._order, self._by_code
+        while order and order[0][0] < oldest:
+            _, code, target = order.popleft()
+            targets = by_code[code]
+            times = targets[target]
+            times.popleft()
+            if not times:
+                del targets[target]
+
+    def since(self, codes: Collection[str], since: datetime) -> dict[RunKey, list[datetime]]:
+        """What `recent_runs(conn, codes, since)` reads from the table, for these runs."""
+        found: dict[RunKey, list[datetime]] = {}
+        for code in codes:
+            for target, times in self._by_code.get(code, {}).items():
+                recent = [at for at in times if at >= since]
+                if recent:
+                    found[(code, target)] = recent
+        return found
+
+
+class ScratchStore(Store):
+    """A replay's scratch store. `lookback`: the longest run history any code of the catalog
+    reads; `silences`: when each silence copied into it starts and ends."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        lookback: timedelta,
+        silences: Iterable[tuple[datetime, datetime]] = (),
+    ) -> None:
+        super().__init__(db, clock=clock)
+        self.runs = RecentRuns(lookback)
+        self._changes = sorted({at for pair in silences for at in pair})
+        self._context: GuardContext | None = None
+        #: The times the cached context holds for: from its read until the next silence change.
+        self._holds: tuple[datetime, datetime | None] = (clock.now(), None)
+
+    def ingest(self, batch: list[Submission], plan: Callable[[Connection], RunPlanner]) -> Applied:
+        applied = super().ingest(batch, plan)
+        self._remember(applied, self.clock.now())
+        return applied
+
+    def recent_runs_in(
+        self, conn: Connection, codes: Collection[str], since: datetime
+    ) -> dict[RunKey, list[datetime]]:
+        return self.runs.since(codes, since)
+
+    def guard_context(self, conn: Connection | None = None) -> GuardContext:
+        now = self.clock.now()
+        start, end = self._holds
+        if self._context is None or now < start or (end is not None and now >= end):
+            self._context = super().guard_context(conn)
+            self._holds = (now, next((at for at in self._changes if at > now), None))
+        return self._context
+
+    def _remember(self, applied: Applied, now: datetime) -> None:
+        """The batch's runs that the run history counts, under their incident's code and target."""
+        counted = [run for run in applied.runs if _counted(run)]
+        if counted:
+            keys: dict[int | None, RunKey] = {
+                opened.incident_id: (opened.code, opened.target) for opened in applied.opened()
+            }
+            earlier = {run.incident_id for run in counted} - keys.keys()
+            if earlier:
+                keys.update(self._keys_of(earlier))
+            for run in counted:
+                self.runs.add(keys[run.incident_id], now)
+        self.runs.forget_before(now)
+
+    def _keys_of(self, incident_ids: Collection[int | None]) -> dict[int | None, RunKey]:
+        """Code and target of incidents opened by earlier batches (a run asked for later, at its
+        `policy.min_occurrences`-th delivery)."""
+        query = select(incidents.c.id, incidents.c.code, incidents.c.target).where(
+            incidents.c.id.in_(sorted(i for i in incident_ids if i is not None))
+        )
+        with self.db.read() as conn:
+            return {row.id: (row.code, row.target) for row in conn.execute(query)}
+
+
+def _counted(run: NewRun) -> bool:
+    """Whether the run history query finds this run: written, neither skipped nor a shadow."""
+    return run.id is not None and run.status is not RunStatus.skipped and not run.shadow

@@ -1,0 +1,179 @@
+"""The replay's scratch store answers two of the gates' reads from memory (engine/intake/scratch.py):
+at every batch of a replay those answers are what its tables say, for a history (stored by the
+live intake, on SQLite and PostgreSQL) with runs held back and let through by cooldowns and
+budgets, shadow runs, runs asked for at a later delivery, and a silence that starts and ends
+within the period. The period's alerts read back as they were stored, on either backend."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, insert
+
+from engine.catalog.loader import load_catalog
+from engine.clock import ManualClock
+from engine.intake import replay
+from engine.intake.classify import CatalogView, Intake
+from engine.intake.replay import Replayer
+from engine.intake.scratch import ScratchStore
+from engine.models import Alert, AlertStatus, ReplayedIncident
+from engine.records import Receipt
+from engine.store import Store
+from engine.store.arrivals import arrivals
+from engine.store.db import Database
+from engine.store.ingest import recent_runs
+from engine.store.store import GuardContext
+from engine.store.tables import silences
+
+START = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+CODES = """
+- code: COOL-001
+  title: Held by its cooldown and budget
+  severity: high
+  match: {alertname: Flappy}
+  target: "{{ labels.instance }}"
+  playbook: noop
+  mode: auto
+  policy: {cooldown: 20m, max_runs: 2, per: 1h}
+- code: SHADOW-001
+  title: Runs beside a shadow
+  severity: medium
+  match: {alertname: Shadowed}
+  target: "{{ labels.instance }}"
+  playbook: noop
+  mode: auto
+  shadow: noop@2
+  policy: {cooldown: 10m}
+- code: MIN-001
+  title: Runs at the second delivery
+  severity: high
+  match: {alertname: Noisy}
+  target: "{{ labels.instance }}"
+  playbook: noop
+  mode: auto
+  policy: {min_occurrences: 2, cooldown: 15m}
+"""
+PLAYBOOK = "name: noop\nversion: {version}\ndescription: Nothing.\nsteps:\n  - name: pause\n    wait: 0s\n"
+
+
+@pytest.fixture
+def view(tmp_path: Path) -> CatalogView:
+    (tmp_path / "codes").mkdir()
+    (tmp_path / "codes" / "scratch.yaml").write_text(CODES)
+    (tmp_path / "playbooks").mkdir()
+    for version in (1, 2):
+        (tmp_path / "playbooks" / f"noop-{version}.yaml").write_text(PLAYBOOK.format(version=version))
+    return CatalogView.of(load_catalog(tmp_path / "codes", tmp_path / "playbooks"))
+
+
+def _alert(name: str, host: int, started: datetime, resolved: bool = False) -> Alert:
+    return Alert.model_validate(
+        {
+            "source": "alertmanager",
+            "name": name,
+            "fingerprint": f"{name}-{host}",
+            "status": AlertStatus.resolved if resolved else AlertStatus.firing,
+            "labels": {"alertname": name, "instance": f"web-{host}"},
+            "annotations": {"summary": f"{name} on web-{host}"},
+            "starts_at": started,
+            "ends_at": started + timedelta(minutes=3) if resolved else None,
+        }
+    )
+
+
+def _history(db: Database, view: CatalogView) -> None:
+    """Four hours of rounds 4 minutes apart: each host's alerts fire anew, fire again (Noisy's run
+    is asked for then), and resolve. Runs on web-1 are silenced for an hour in the middle."""
+    with db.write() as conn:
+        conn.execute(
+            insert(silences).values(
+                matchers={"target": "web-1"},
+                starts_at=START + timedelta(minutes=70),
+                ends_at=START + timedelta(minutes=130),
+                created_by="alice",
+                comment="deploy",
+                created_at=START,
+            )
+        )
+    clock = ManualClock(START)
+    intake = Intake(Store(db, clock=clock), view)
+    for minute in range(0, 240, 4):
+        now = START + timedelta(minutes=minute)
+        clock.advance(now - clock.now())
+        started = now - timedelta(minutes=minute % 12)
+        batch = [
+            _alert(name, host, started, resolved=minute % 12 == 8)
+            for name in ("Flappy", "Shadowed", "Noisy")
+            for host in range(3)
+        ]
+        [receipt] = intake.commit([intake.prepare("alertmanager", "{}", batch)])
+        assert isinstance(receipt, Receipt), receipt
+
+
+class _Checked(ScratchStore):
+    """The scratch store, each memory answer checked against its tables."""
+
+    checked: dict[str, int] = {"runs": 0, "context": 0, "earlier": 0}
+
+    def recent_runs_in(
+        self, conn: Connection, codes: Collection[str], since: datetime
+    ) -> dict[tuple[str, str], list[datetime]]:
+        remembered = super().recent_runs_in(conn, codes, since)
+        assert remembered == recent_runs(conn, codes, since)
+        self.checked["runs"] += 1
+        return remembered
+
+    def guard_context(self, conn: Connection | None = None) -> GuardContext:
+        remembered = super().guard_context(conn)
+        assert remembered == Store.guard_context(self, conn)
+        self.checked["context"] += 1
+        return remembered
+
+    def _keys_of(self, incident_ids: Collection[int | None]) -> dict[int | None, tuple[str, str]]:
+        self.checked["earlier"] += 1
+        return super()._keys_of(incident_ids)
+
+
+def test_the_scratch_stores_memory_answers_as_its_tables_would(
+    db: Database, view: CatalogView, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _history(db, view)
+    monkeypatch.setattr(replay, "ScratchStore", _Checked)
+    checked = _Checked.checked
+    checked.update(runs=0, context=0, earlier=0)
+    facts: list[Any] = []
+    for step in (timedelta(minutes=1), timedelta(minutes=10)):
+        folder = tmp_path / f"replay-{step.seconds}"
+        folder.mkdir()
+        facts.append(list(Replayer(db, view, step=step).run(START, START + timedelta(hours=5), folder)))
+
+    assert checked["runs"] >= 60 and checked["context"] >= 60 and checked["earlier"] >= 10
+    incidents = [fact for fact in facts[0] if isinstance(fact, ReplayedIncident)]
+    reasons = {(fact.replayed.reason or "").split(" ")[0] for fact in incidents if fact.replayed is not None}
+    assert {"", "policy:", "silence"} <= reasons, reasons
+    assert all(fact.actual == fact.replayed for fact in incidents), "the catalog in force changes nothing"
+
+
+def test_the_periods_alerts_read_back_as_they_were_stored(db: Database, view: CatalogView) -> None:
+    _history(db, view)
+    found = list(arrivals(db, START, START + timedelta(minutes=12)))
+    assert [arrival.alert for arrival in found[:9]] == [
+        _alert(name, host, START) for name in ("Flappy", "Shadowed", "Noisy") for host in range(3)
+    ]
+    first = found[0]
+    assert (first.received_at, first.code, first.incident_code, first.incident_opened_at) == (
+        START,
+        "COOL-001",
+        "COOL-001",
+        START,
+    )
+    assert (first.first_run.kind, found[6].first_run.kind) == ("run", "held")  # Noisy: not yet
+    assert [arrival.received_at for arrival in found[9::9]] == [START + timedelta(minutes=m) for m in (4, 8)]
+    resolved = found[18:]
+    assert [arrival.alert.status for arrival in resolved] == [AlertStatus.resolved] * 9
+    assert [arrival.alert.ends_at for arrival in resolved] == [START + timedelta(minutes=3)] * 9
+    assert {arrival.incident_id for arrival in resolved} == {arrival.incident_id for arrival in found[:9]}
