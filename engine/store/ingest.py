@@ -349,23 +349,9 @@ class _Batch:
         # Resolve before inserting: a fingerprint resolved and firing again in one batch must not
         # meet its old incident still open in the one-open-incident-per-fingerprint index.
         if self.resolutions:
-            conn.execute(
-                update(incidents)
-                .where(incidents.c.id == bindparam("r_id"))
-                .values(
-                    status=bindparam("status"),
-                    # An alert that ended before its incident was opened (its firing came late)
-                    # resolves it when it was opened: a time to resolve is never negative.
-                    resolved_at=case(
-                        (_RESOLVED_AT < incidents.c.opened_at, incidents.c.opened_at), else_=_RESOLVED_AT
-                    ),
-                    resolution=bindparam("resolution"),
-                    last_seen=bindparam("last_seen"),
-                ),
-                # In id order, as the bumps below: two replicas' batches that touch the same
-                # incidents lock their rows in the same order instead of deadlocking.
-                sorted(self.resolutions, key=lambda values: int(values["r_id"])),
-            )
+            # In id order, as the bumps below: two replicas' batches that touch the same
+            # incidents lock their rows in the same order instead of deadlocking.
+            _resolve_stored(conn, sorted(self.resolutions, key=lambda values: int(values["r_id"])))
         if self.new_incidents:
             rows = []
             for incident in self.new_incidents:
@@ -377,12 +363,7 @@ class _Batch:
                 incident.id = new_id
         stored_bumps = {int(i.id): i.bumps for i in self.bumped if i.row is None and i.id is not None}
         if stored_bumps:
-            conn.execute(
-                update(incidents)
-                .where(incidents.c.id == bindparam("b_id"))
-                .values(occurrences=incidents.c.occurrences + bindparam("b_n"), last_seen=now),
-                [{"b_id": incident_id, "b_n": n} for incident_id, n in sorted(stored_bumps.items())],
-            )
+            _bump_stored(conn, sorted(stored_bumps.items()), now)
         if self.new_runs:
             for incident, run, row in self.new_runs:
                 run.incident_id = row["incident_id"] = incident.id
@@ -438,6 +419,71 @@ class _Batch:
                 add(event, run.incident_id, run.id, reason)
         if rows:
             insert_rows(self.conn, outbox, rows, ids=False)
+
+
+_RESOLVED_AT = bindparam("resolved_at", type_=incidents.c.resolved_at.type)
+
+#: Built once: building and keying these per batch cost more than running them.
+_RESOLVE = (
+    update(incidents)
+    .where(incidents.c.id == bindparam("r_id"))
+    .values(
+        status=bindparam("status"),
+        # An alert that ended before its incident was opened (its firing came late) resolves it
+        # when it was opened: a time to resolve is never negative.
+        resolved_at=case((_RESOLVED_AT < incidents.c.opened_at, incidents.c.opened_at), else_=_RESOLVED_AT),
+        resolution=bindparam("resolution"),
+        last_seen=bindparam("last_seen", type_=incidents.c.last_seen.type),
+    )
+)
+_BUMP = (
+    update(incidents)
+    .where(incidents.c.id == bindparam("b_id"))
+    .values(
+        occurrences=incidents.c.occurrences + bindparam("b_n"),
+        last_seen=bindparam("b_seen", type_=incidents.c.last_seen.type),
+    )
+)
+# The same statements on SQLite, through the driver as the inserts go (engine.store.bulk): the
+# times are SQLite's DATETIME text, compared as text.
+_SQLITE_RESOLVE = (
+    "UPDATE incidents SET status = ?,"
+    " resolved_at = CASE WHEN ? < opened_at THEN opened_at ELSE ? END,"
+    " resolution = ?, last_seen = ? WHERE id = ?"
+)
+_SQLITE_BUMP = "UPDATE incidents SET occurrences = occurrences + ?, last_seen = ? WHERE id = ?"
+
+
+def _resolve_stored(conn: Connection, resolutions: list[dict[str, Any]]) -> None:
+    """Resolve incidents stored before this batch (`r_id`, `status`, `resolved_at`, ...), in this order."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(_RESOLVE, resolutions)
+        return
+    rows = []
+    for values in resolutions:
+        resolved_at = sqlite_utc_text(values["resolved_at"])
+        last_seen = sqlite_utc_text(values["last_seen"])
+        rows.append(
+            (values["status"], resolved_at, resolved_at, values["resolution"], last_seen, values["r_id"])
+        )
+    _sqlite_many(conn, _SQLITE_RESOLVE, rows)
+
+
+def _bump_stored(conn: Connection, bumps: list[tuple[int, int]], now: datetime) -> None:
+    """Count the deliveries (incident id, how many more) of incidents stored before this batch."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(_BUMP, [{"b_id": incident_id, "b_n": n, "b_seen": now} for incident_id, n in bumps])
+        return
+    seen = sqlite_utc_text(now)
+    _sqlite_many(conn, _SQLITE_BUMP, [(n, seen, incident_id) for incident_id, n in bumps])
+
+
+def _sqlite_many(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(sql, rows)
+    finally:
+        cursor.close()
 
 
 def _write_state(conn: Connection, key: str, present: bool, now: datetime) -> None:
@@ -631,7 +677,6 @@ def _lookup(conn: Connection, batch: list[Submission]) -> _Known:
 
 
 _IncidentRow = tuple[int, str, datetime | None, str]
-_RESOLVED_AT = bindparam("resolved_at", type_=incidents.c.resolved_at.type)
 
 
 def _open_rows(
