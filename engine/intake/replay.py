@@ -21,7 +21,7 @@ from pathlib import Path
 from engine.clock import ManualClock
 from engine.errors import StoreUnavailable
 from engine.intake.classify import CatalogView, Intake
-from engine.intake.scratch import ScratchStore
+from engine.intake.scratch import ScratchStore, drop_unread_indexes
 from engine.models import ReplayedAlert, ReplayedIncident, RunDecision, Submission
 from engine.policy import chain
 from engine.policy.guards import NO_RAILS, Rails
@@ -72,6 +72,7 @@ class Replayer:
         The scratch store is made in `folder`, which the caller removes."""
         scratch = open_database(f"sqlite:///{folder / 'replay.db'}", upgrade=True, sqlite_synchronous="off")
         try:
+            drop_unread_indexes(scratch)
             yield from self._run(scratch, since, until)
         finally:
             scratch.dispose()

@@ -116,6 +116,23 @@ class RunPlanner(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Keep:
+    """What of a batch is written beyond what the store's own reads and the decisions need. The
+    daemon keeps everything; a replay's scratch store, which nobody reads but the replay, keeps
+    only what its dedup and gates read back (engine/intake/scratch.py)."""
+
+    #: Every alert row; without, only those dedup reads back: resolved ones that found no incident.
+    alerts: bool = True
+    #: The timeline entry of each new run.
+    audit: bool = True
+    #: Labels, annotations and run contexts (empty documents without).
+    documents: bool = True
+
+
+EVERYTHING = Keep()
+
+
+@dataclass(frozen=True, slots=True)
 class OpenedIncident:
     incident_id: int
     code: str
@@ -180,11 +197,13 @@ class _Batch:
         batch: list[Submission],
         plan: RunPlanner,
         notify: Collection[str],
+        keep: Keep = EVERYTHING,
     ) -> None:
         self.conn = conn
         self.now = now
         self.plan = plan
         self.notify = notify
+        self.keep = keep
         self.resolved: list[_Incident] = []
         self.known = _lookup(conn, batch)
         self.new_incidents: list[_Incident] = []
@@ -357,7 +376,7 @@ class _Batch:
             for incident in self.new_incidents:
                 assert incident.row is not None
                 incident.row["occurrences"] += incident.bumps
-                rows.append(incident.row)
+                rows.append(incident.row if self.keep.documents else {**incident.row, **_NO_DOCUMENTS})
             ids = insert_rows(conn, incidents, rows, ids=True)
             for incident, new_id in zip(self.new_incidents, ids, strict=True):
                 incident.id = new_id
@@ -368,14 +387,15 @@ class _Batch:
             for incident, run, row in self.new_runs:
                 run.incident_id = row["incident_id"] = incident.id
                 run.context["incident"]["id"] = incident.id
-            run_ids = insert_rows(conn, runs, [row for _, _, row in self.new_runs], ids=True)
+            run_rows = [row if self.keep.documents else {**row, "context": {}} for _, _, row in self.new_runs]
+            run_ids = insert_rows(conn, runs, run_rows, ids=True)
             for (_, run, _), run_id in zip(self.new_runs, run_ids, strict=True):
                 run.id = run_id
         if self.alert_rows:
             for row, owner in self.alert_rows:
                 row["incident_id"] = owner.id if owner is not None else None
-            insert_rows(conn, alerts, [row for row, _ in self.alert_rows], ids=False)
-        if self.audit_rows:
+            insert_rows(conn, alerts, self._alerts_kept(), ids=False)
+        if self.audit_rows and self.keep.audit:
             for row, subject, run in self.audit_rows:
                 assert run.id is not None
                 row["incident_id"] = subject.id
@@ -389,6 +409,15 @@ class _Batch:
             announce_runs(conn)
         if self.notify:
             self._notify()
+
+    def _alerts_kept(self) -> list[dict[str, Any]]:
+        rows = [row for row, _ in self.alert_rows]
+        if not self.keep.alerts:
+            resolved = AlertStatus.resolved.value
+            rows = [row for row in rows if row["incident_id"] is None and row["status"] == resolved]
+        if not self.keep.documents:
+            rows = [{**row, **_NO_DOCUMENTS} for row in rows]
+        return rows
 
     def _notify(self) -> None:
         """The outbox events of this batch, committed with it (the notifier sends them later)."""
@@ -486,6 +515,9 @@ def _sqlite_many(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> Non
         cursor.close()
 
 
+_NO_DOCUMENTS: dict[str, Any] = {"labels": {}, "annotations": {}}
+
+
 def _write_state(conn: Connection, key: str, present: bool, now: datetime) -> None:
     conn.execute(delete(state).where(state.c.key == key))
     if present:
@@ -498,12 +530,14 @@ def apply_batch(
     now: datetime,
     plan: RunPlanner,
     notify: Collection[str] = (),
+    keep: Keep = EVERYTHING,
 ) -> Applied:
     """Store every submission of the batch; the caller commits once for all of them.
 
     `plan` says which run each newly opened incident gets; it is asked in batch order, so its
     answer may count the runs it gave earlier incidents of the same batch. `notify` names the
-    events some channel hears of: each of those this batch causes gets its outbox row."""
+    events some channel hears of: each of those this batch causes gets its outbox row. `keep`
+    says what is written beyond what the decisions read back (everything, but for a replay)."""
     event_ids = insert_rows(
         conn,
         events,
@@ -513,7 +547,7 @@ def apply_batch(
         ],
         ids=True,
     )
-    work = _Batch(conn, now, batch, plan, notify)
+    work = _Batch(conn, now, batch, plan, notify, keep)
     pendings = []
     for submission, event_id in zip(batch, event_ids, strict=True):
         pending = _Pending(event_id=event_id, alerts=len(submission.alerts))

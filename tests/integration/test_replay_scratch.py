@@ -87,7 +87,8 @@ def _alert(name: str, host: int, started: datetime, resolved: bool = False) -> A
 
 def _history(db: Database, view: CatalogView) -> None:
     """Four hours of rounds 4 minutes apart: each host's alerts fire anew, fire again (Noisy's run
-    is asked for then), and resolve. Runs on web-1 are silenced for an hour in the middle."""
+    is asked for then), and resolve; web-9's resolves before it fires. Runs on web-1 are silenced
+    for an hour in the middle."""
     with db.write() as conn:
         conn.execute(
             insert(silences).values(
@@ -110,6 +111,10 @@ def _history(db: Database, view: CatalogView) -> None:
             for name in ("Flappy", "Shadowed", "Noisy")
             for host in range(3)
         ]
+        if minute % 12 == 4:  # web-9's alert resolved before its firing comes, late: that opens nothing
+            batch += [_alert("Flappy", 9, now - timedelta(minutes=1), resolved=True)]
+        if minute % 12 == 8:
+            batch += [_alert("Flappy", 9, now - timedelta(minutes=5))]
         [receipt] = intake.commit([intake.prepare("alertmanager", "{}", batch)])
         assert isinstance(receipt, Receipt), receipt
 
@@ -172,8 +177,14 @@ def test_the_periods_alerts_read_back_as_they_were_stored(db: Database, view: Ca
         START,
     )
     assert (first.first_run.kind, found[6].first_run.kind) == ("run", "held")  # Noisy: not yet
-    assert [arrival.received_at for arrival in found[9::9]] == [START + timedelta(minutes=m) for m in (4, 8)]
-    resolved = found[18:]
+    assert [arrival.received_at for arrival in found[9::10]] == [START + timedelta(minutes=m) for m in (4, 8)]
+    late = found[18]  # web-9's resolution, before any firing: no incident
+    assert (late.alert.status, late.incident_id, late.code) == (AlertStatus.resolved, None, "COOL-001")
+    resolved = found[19:28]
     assert [arrival.alert.status for arrival in resolved] == [AlertStatus.resolved] * 9
     assert [arrival.alert.ends_at for arrival in resolved] == [START + timedelta(minutes=3)] * 9
     assert {arrival.incident_id for arrival in resolved} == {arrival.incident_id for arrival in found[:9]}
+    assert (found[28].alert.status, found[28].incident_id) == (
+        AlertStatus.firing,
+        None,
+    )  # late, opens nothing
