@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, select
 
 from engine.clock import Clock
+from engine.collector import collector_paused
 from engine.models import RunStatus, Submission
 from engine.store import Store
 from engine.store.db import Database
@@ -123,7 +124,7 @@ class ScratchStore(Store):
         """`Store.ingest` writing only what the replay reads back (`SCRATCH`). One attempt: the
         race it retries is between PostgreSQL replicas, and a scratch store has one writer."""
         now = self.clock.now()
-        with self.db.write() as conn:
+        with collector_paused(), self.db.write() as conn:
             applied = apply_batch(conn, batch, now, plan(conn), self.notify, SCRATCH)
         self._remember(applied, now)
         return applied

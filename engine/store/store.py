@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from engine.clock import SYSTEM_CLOCK, Clock
+from engine.collector import collector_paused
 from engine.errors import Conflict, LeaseLost, NotFound
 from engine.logging import get_logger
 from engine.models import (
@@ -143,7 +144,7 @@ class Store:
         attempt = 1
         while True:
             try:
-                with self.db.write() as conn:
+                with collector_paused(), self.db.write() as conn:
                     return apply_batch(conn, batch, self.clock.now(), plan(conn), self.notify)
             except IntegrityError as exc:
                 if attempt >= _INGEST_ATTEMPTS or not _lost_open_race(exc):
