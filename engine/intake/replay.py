@@ -82,9 +82,8 @@ class Replayer:
     ) -> Iterator[ReplayedAlert | ReplayedIncident]:
         silenced = copy_silences(self.source, scratch, since, until)
         clock = ManualClock(since)
-        intake = Intake(
-            ScratchStore(scratch, clock, lookback(self.view), silenced), self.view, rails=self.rails
-        )
+        store = ScratchStore(scratch, clock, lookback(self.view), silenced)
+        intake = Intake(store, self.view, rails=self.rails)
         #: Each incident the replay opened: what the same alert did in fact (id, code, decision).
         opened: dict[int, tuple[int | None, str | None, RunDecision | None]] = {}
         seen: set[int] = set()  # actual incidents met already
@@ -110,6 +109,7 @@ class Replayer:
                         opened[incident] = actual or (None, None, None)
                 elif actual is not None:
                     yield ReplayedIncident(*actual, None, None)
+        store.commit()
         ids = sorted(opened)
         with scratch.read() as conn:
             for start in range(0, len(ids), 5000):

@@ -17,13 +17,16 @@ store's, and every decision is the live intake's, made of these reads.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, select
+from sqlalchemy.exc import OperationalError
 
 from engine.clock import Clock
 from engine.collector import collector_paused
+from engine.errors import StoreUnavailable
 from engine.models import RunStatus, Submission
 from engine.store import Store
 from engine.store.db import Database
@@ -32,6 +35,10 @@ from engine.store.store import GuardContext
 from engine.store.tables import incidents
 
 RunKey = tuple[str, str]  # (code, target)
+
+#: Batches a scratch store commits together: a transaction per batch was a tenth of a replay, and
+#: one for the whole replay would keep every page it changed in the in-memory journal.
+BATCHES_PER_COMMIT = 500
 
 #: What the scratch store writes besides what the replay's dedup, gates and report read back:
 #: nothing (no alert rows but those dedup reads, no timeline, no label or context documents).
@@ -119,15 +126,55 @@ class ScratchStore(Store):
         self._context: GuardContext | None = None
         #: The times the cached context holds for: from its read until the next silence change.
         self._holds: tuple[datetime, datetime | None] = (clock.now(), None)
+        #: The write transaction the batches share until the next commit.
+        self._open: Connection | None = None
+        self._batches = 0
 
     def ingest(self, batch: list[Submission], plan: Callable[[Connection], RunPlanner]) -> Applied:
-        """`Store.ingest` writing only what the replay reads back (`SCRATCH`). One attempt: the
-        race it retries is between PostgreSQL replicas, and a scratch store has one writer."""
+        """`Store.ingest` writing only what the replay reads back (`SCRATCH`), into the
+        transaction the batches share. One attempt: the race it retries is between PostgreSQL
+        replicas, and a scratch store has one writer; a batch that fails ends the replay, so no
+        batch needs a transaction of its own."""
         now = self.clock.now()
-        with collector_paused(), self.db.write() as conn:
+        with collector_paused(), self._unavailable_as_store_error():
+            conn = self._transaction()
             applied = apply_batch(conn, batch, now, plan(conn), self.notify, SCRATCH)
         self._remember(applied, now)
+        self._batches += 1
+        if self._batches % BATCHES_PER_COMMIT == 0:
+            self.commit()
         return applied
+
+    def commit(self) -> None:
+        """Commit what the batches wrote since the last commit; before any read of its own."""
+        if self._open is not None:
+            conn, self._open = self._open, None
+            with self._unavailable_as_store_error():
+                try:
+                    conn.commit()
+                finally:
+                    conn.close()
+
+    def _transaction(self) -> Connection:
+        if self._open is None:
+            conn = self.db.engine.connect().execution_options(suture_write=True)
+            conn.begin()
+            self._open = conn
+        return self._open
+
+    @contextmanager
+    def _unavailable_as_store_error(self) -> Iterator[None]:
+        """A failed batch or commit: the shared transaction is rolled back and the failure is
+        `StoreUnavailable`, as from `Database.write`, so that nothing is retried on top of a
+        transaction that holds half a batch (the replay stops at it)."""
+        try:
+            yield
+        except Exception as exc:
+            if self._open is not None:
+                self._open.close()
+                self._open = None
+            detail = exc.orig if isinstance(exc, OperationalError) else exc
+            raise StoreUnavailable(f"scratch store: {detail}") from exc
 
     def recent_runs_in(
         self, conn: Connection, codes: Collection[str], since: datetime
@@ -138,7 +185,7 @@ class ScratchStore(Store):
         now = self.clock.now()
         start, end = self._holds
         if self._context is None or now < start or (end is not None and now >= end):
-            self._context = super().guard_context(conn)
+            self._context = super().guard_context(conn or self._transaction())
             self._holds = (now, next((at for at in self._changes if at > now), None))
         return self._context
 
@@ -162,8 +209,8 @@ class ScratchStore(Store):
         query = select(incidents.c.id, incidents.c.code, incidents.c.target).where(
             incidents.c.id.in_(sorted(i for i in incident_ids if i is not None))
         )
-        with self.db.read() as conn:
-            return {row.id: (row.code, row.target) for row in conn.execute(query)}
+        rows = self._transaction().execute(query)
+        return {row.id: (row.code, row.target) for row in rows}
 
 
 def _counted(run: NewRun) -> bool:

@@ -16,16 +16,16 @@ from sqlalchemy import Connection, insert
 
 from engine.catalog.loader import load_catalog
 from engine.clock import ManualClock
-from engine.intake import replay
+from engine.intake import replay, scratch
 from engine.intake.classify import CatalogView, Intake
-from engine.intake.replay import Replayer
+from engine.intake.replay import Replayer, ReplayFailed
 from engine.intake.scratch import ScratchStore
 from engine.models import Alert, AlertStatus, ReplayedIncident
 from engine.records import Receipt
 from engine.store import Store
 from engine.store.arrivals import arrivals
 from engine.store.db import Database
-from engine.store.ingest import recent_runs
+from engine.store.ingest import apply_batch, recent_runs
 from engine.store.store import GuardContext
 from engine.store.tables import silences
 
@@ -188,3 +188,47 @@ def test_the_periods_alerts_read_back_as_they_were_stored(db: Database, view: Ca
         AlertStatus.firing,
         None,
     )  # late, opens nothing
+
+
+def test_batches_that_share_a_transaction_replay_as_batches_committed_one_by_one(
+    db: Database, view: CatalogView, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scratch store commits every BATCHES_PER_COMMIT batches: its reads in between (dedup,
+    gates, the codes of earlier incidents) see the batches not committed yet, as they would
+    committed ones."""
+    _history(db, view)
+    facts = {}
+    for every in (1, 7):
+        monkeypatch.setattr(scratch, "BATCHES_PER_COMMIT", every)
+        folder = tmp_path / f"replay-{every}"
+        folder.mkdir()
+        facts[every] = list(Replayer(db, view).run(START, START + timedelta(hours=5), folder))
+    assert len(facts[1]) > 100
+    assert facts[7] == facts[1]
+
+
+def test_a_batch_that_fails_stops_the_replay_and_is_not_retried_in_its_transaction(
+    db: Database, view: CatalogView, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch failing half-way through its writes (here: after its events are inserted) leaves
+    its transaction half-written: the replay stops there with a one-line reason instead of
+    retrying the batch's submissions one by one on top of it."""
+    _history(db, view)
+    calls = []
+
+    def failing(conn: Connection, batch: list[Any], *args: Any) -> Any:
+        calls.append(len(batch))
+        if len(calls) == 5:
+            conn.exec_driver_sql(
+                "INSERT INTO events (source, received_at, body, alert_count)"
+                " VALUES ('x', '2026-11-02 08:00:00', '', 0)"
+            )
+            raise ValueError("the disk caught fire")
+        return apply_batch(conn, batch, *args)
+
+    monkeypatch.setattr(scratch, "apply_batch", failing)
+    with pytest.raises(
+        ReplayFailed, match="replay stopped at 2026-11-02T08:.*scratch store: the disk caught fire"
+    ):
+        list(Replayer(db, view).run(START, START + timedelta(hours=5), tmp_path))
+    assert len(calls) == 5
