@@ -17,9 +17,10 @@ store's, and every decision is the live intake's, made of these reads.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import OperationalError
@@ -70,15 +71,43 @@ class RecentRuns:
             if not times:
                 del targets[target]
 
-    def since(self, codes: Collection[str], since: datetime) -> dict[RunKey, list[datetime]]:
-        """What `recent_runs(conn, codes, since)` reads from the table, for these runs."""
-        found: dict[RunKey, list[datetime]] = {}
-        for code in codes:
-            for target, times in self._by_code.get(code, {}).items():
-                recent = [at for at in times if at >= since]
-                if recent:
-                    found[(code, target)] = recent
-        return found
+    def since(self, codes: Collection[str], since: datetime) -> Mapping[RunKey, Sequence[datetime]]:
+        """What `recent_runs(conn, codes, since)` reads from the table, for these runs: worked out
+        for the keys the gates ask for, not for every target of the codes."""
+        return _RunsSince(self._by_code, frozenset(codes), since)
+
+
+class _RunsSince(Mapping[RunKey, Sequence[datetime]]):
+    """The runs of `codes` queued at `since` or later, by code and target, read on demand."""
+
+    def __init__(
+        self, by_code: dict[str, dict[str, deque[datetime]]], codes: frozenset[str], since: datetime
+    ) -> None:
+        self._by_code = by_code
+        self._codes = codes
+        self._since = since
+
+    def get(self, key: RunKey, default: Any = None) -> Any:
+        """The planner's one read: `history.get((code, target), ())`."""
+        code, target = key
+        times = self._by_code.get(code, {}).get(target) if code in self._codes else None
+        recent = [at for at in times if at >= self._since] if times else None
+        return recent or default
+
+    def __getitem__(self, key: RunKey) -> list[datetime]:
+        recent: list[datetime] | None = self.get(key)
+        if recent is None:
+            raise KeyError(key)
+        return recent
+
+    def __iter__(self) -> Iterator[RunKey]:
+        for code in self._codes:
+            for target in self._by_code.get(code, {}):
+                if (code, target) in self:
+                    yield (code, target)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 #: Indexes of the live schema that no read of a replay uses (the dedup lookups, the gates' counts,
@@ -178,7 +207,7 @@ class ScratchStore(Store):
 
     def recent_runs_in(
         self, conn: Connection, codes: Collection[str], since: datetime
-    ) -> dict[RunKey, list[datetime]]:
+    ) -> Mapping[RunKey, Sequence[datetime]]:
         return self.runs.since(codes, since)
 
     def guard_context(self, conn: Connection | None = None) -> GuardContext:

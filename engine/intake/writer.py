@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import datetime
 
@@ -350,7 +350,7 @@ class IntakeWriter:
         context = self.store.guard_context(conn)
         guards = policy_guards(context.paused, context.silences, context.open_breakers, self.rails)
         facts = self.store.guard_facts(query, conn)
-        history: dict[tuple[str, str], list[datetime]] = {}
+        history: Mapping[tuple[str, str], Sequence[datetime]] = {}
         if spans:
             since = self.store.clock.now() - max(spans.values())
             history = self.store.recent_runs_in(conn, spans.keys(), since)

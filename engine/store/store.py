@@ -163,7 +163,7 @@ class Store:
 
     def recent_runs_in(
         self, conn: Connection, codes: Collection[str], since: datetime
-    ) -> dict[tuple[str, str], list[datetime]]:
+    ) -> Mapping[tuple[str, str], Sequence[datetime]]:
         """`recent_runs` in the caller's transaction (intake's write, deciding its batch's runs)."""
         return recent_runs(conn, codes, since)
 
