@@ -17,11 +17,14 @@ class _Rule:
     labels: tuple[tuple[str, re.Pattern[str]], ...]
     annotations: tuple[tuple[str, re.Pattern[str]], ...]
 
-    def matches(self, alert: Alert) -> bool:
-        if self.source is not None and not self.source.fullmatch(alert.source):
+    def names_match(self, source: str, alertname: str) -> bool:
+        """The source and alert name patterns: what decides for most alerts, and is the same for
+        every alert of one name."""
+        if self.source is not None and not self.source.fullmatch(source):
             return False
-        if self.alertname is not None and not self.alertname.fullmatch(alert.name):
-            return False
+        return self.alertname is None or self.alertname.fullmatch(alertname) is not None
+
+    def details_match(self, alert: Alert) -> bool:
         for key, pattern in self.labels:
             value = alert.labels.get(key)
             if value is None or not pattern.fullmatch(value):
@@ -33,8 +36,17 @@ class _Rule:
         return True
 
 
+#: (source, alert name) pairs whose candidate rules are kept; past that the memory starts afresh
+#: (the names come from alerts, so their number is not the catalog's to bound).
+NAMES_KEPT = 4096
+
+
 class Classifier:
-    """First matching code wins, in catalog order. A missing label never matches."""
+    """First matching code wins, in catalog order. A missing label never matches.
+
+    The rules whose source and name patterns match are worked out once per (source, alert name)
+    and kept: most alerts are told apart by those alone, and a catalog of many codes would
+    otherwise try every code's patterns on every alert."""
 
     def __init__(self, catalog: Catalog) -> None:
         self._rules = [
@@ -47,10 +59,18 @@ class Classifier:
             )
             for entry in catalog.codes
         ]
+        self._by_name: dict[tuple[str, str], tuple[_Rule, ...]] = {}
 
     def classify(self, alert: Alert) -> Code | None:
-        for rule in self._rules:
-            if rule.matches(alert):
+        key = (alert.source, alert.name)
+        candidates = self._by_name.get(key)
+        if candidates is None:
+            if len(self._by_name) >= NAMES_KEPT:
+                self._by_name.clear()
+            candidates = tuple(rule for rule in self._rules if rule.names_match(*key))
+            self._by_name[key] = candidates
+        for rule in candidates:
+            if rule.details_match(alert):
                 return rule.code
         return None
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.catalog import classify
 from engine.catalog.classify import Classifier
 from engine.catalog.loader import load_catalog, placeholder_inside_quotes
 from engine.models import Alert, AlertStatus
@@ -41,6 +42,30 @@ def test_first_matching_code_wins_in_file_then_list_order(tmp_path: Path) -> Non
     assert classifier.classify(_alert("DiskFull", mp="/var")).code == "A-002"  # type: ignore[union-attr]
     assert classifier.classify(_alert("DiskSlow")).code == "B-001"  # type: ignore[union-attr]
     assert classifier.classify(_alert("Other")) is None
+
+
+def test_classifying_many_alert_names_keeps_a_bounded_memory_and_the_same_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The candidate rules of each (source, alert name) are kept, at most NAMES_KEPT of them: an
+    alert of a name met before, with other labels, is still decided by its labels, in catalog
+    order, and one past the limit as well."""
+    root = _catalog(
+        tmp_path,
+        {
+            "a.yaml": "- {code: A-001, title: a, severity: high,"
+            " match: {alertname: 'Disk.*', labels: {mp: /}}}\n"
+            "- {code: A-002, title: a2, severity: low, match: {alertname: 'Disk.*'}}\n"
+        },
+    )
+    monkeypatch.setattr(classify, "NAMES_KEPT", 3)
+    classifier = Classifier(load_catalog(root / "codes", root / "playbooks"))
+    for n in range(10):
+        found = classifier.classify(_alert(f"Disk{n}", mp="/"))
+        again = classifier.classify(_alert(f"Disk{n}", mp="/var"))
+        assert (found and found.code, again and again.code) == ("A-001", "A-002")
+        assert classifier.classify(_alert(f"Cpu{n}")) is None
+        assert len(classifier._by_name) <= 3
 
 
 def test_regexes_match_in_full_and_missing_label_never_matches(tmp_path: Path) -> None:
