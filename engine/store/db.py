@@ -249,6 +249,11 @@ def _engine(url: URL, **kwargs: Any) -> Engine:
         ) from None
 
 
+#: A scratch store's page cache (SQLite's default is 2 MB): a replay's dedup probes indexes of
+#: random fingerprints, which a small cache reads from the file again at almost every probe.
+SCRATCH_CACHE_KIB = 65536
+
+
 def _sqlite_on_connect(synchronous: Synchronous) -> Callable[[Any, Any], None]:
     """The pragmas every new SQLite connection gets, `synchronous` from the config."""
     if synchronous not in ("full", "normal", "off"):
@@ -265,6 +270,8 @@ def _sqlite_on_connect(synchronous: Synchronous) -> Callable[[Any, Any], None]:
         cursor.execute(pragma)
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if synchronous == "off":
+            cursor.execute(f"PRAGMA cache_size=-{SCRATCH_CACHE_KIB}")
         cursor.close()
 
     return on_connect
