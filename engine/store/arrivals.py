@@ -14,6 +14,7 @@ import orjson
 from sqlalchemy import Connection, Select, func, insert, select
 
 from engine.models import Alert, AlertStatus, RunDecision
+from engine.store.bulk import select_rows
 from engine.store.db import Database
 from engine.store.tables import alerts, incidents, runs, silences, sqlite_utc_datetime, sqlite_utc_text
 
@@ -137,6 +138,8 @@ def _time(text: str | None) -> datetime | None:
 
 def first_runs(conn: Connection, incident_ids: Sequence[int]) -> dict[int, tuple[str, RunDecision]]:
     """Each incident's code and the decision its first run records (the scratch store)."""
+    if conn.dialect.name == "sqlite":
+        return _sqlite_first_runs(conn, incident_ids)
     i, r = incidents.c, runs.c
     found: dict[int, tuple[str, RunDecision]] = {}
     for start in range(0, len(incident_ids), 500):
@@ -148,6 +151,29 @@ def first_runs(conn: Connection, incident_ids: Sequence[int]) -> dict[int, tuple
         )
         for incident_id, code, status, trigger, not_before, reason in conn.execute(query):
             found[incident_id] = (code, RunDecision.of_run(status, trigger, not_before, reason))
+    return found
+
+
+#: On SQLite through the driver, over the id range of the incidents asked for (a replay asks for
+#: nearly every incident of its scratch store, in id order): one range scan, not an IN list, and
+#: no per-row processing by SQLAlchemy, for a third of a million incidents at the bench's size.
+_SQLITE_FIRST_RUNS = (
+    "SELECT i.id, i.code, r.status, r.trigger, r.not_before, r.reason"
+    " FROM incidents AS i LEFT OUTER JOIN runs AS r ON r.id ="
+    " (SELECT min(earlier.id) FROM runs AS earlier WHERE earlier.incident_id = i.id)"
+    " WHERE i.id >= ? AND i.id <= ?"
+)
+
+
+def _sqlite_first_runs(conn: Connection, incident_ids: Sequence[int]) -> dict[int, tuple[str, RunDecision]]:
+    wanted = set(incident_ids)
+    if not wanted:
+        return {}
+    found: dict[int, tuple[str, RunDecision]] = {}
+    rows = select_rows(conn, _SQLITE_FIRST_RUNS, [min(wanted), max(wanted)])
+    for incident_id, code, status, trigger, not_before, reason in rows:
+        if incident_id in wanted:
+            found[incident_id] = (code, RunDecision.of_run(status, trigger, _time(not_before), reason))
     return found
 
 
