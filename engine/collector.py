@@ -5,6 +5,9 @@ parameters, results) that reference counting frees as it goes. The cycle collect
 the allocation count alone, meanwhile walks everything the batch holds over and over, so a batch
 ten times larger took well over ten times as long. It is paused for the batch and collects as
 usual after it: what the batch leaves in cycles is found then, so memory stays bounded.
+
+The pause is the whole process's, every thread's garbage included: it is only for a block that
+cannot wait on anything else (not for one that may wait on another transaction's locks).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -144,13 +145,22 @@ class Store:
         attempt = 1
         while True:
             try:
-                with collector_paused(), self.db.write() as conn:
+                with self.db.write() as conn, self._collector_paused():
                     return apply_batch(conn, batch, self.clock.now(), plan(conn), self.notify)
             except IntegrityError as exc:
                 if attempt >= _INGEST_ATTEMPTS or not _lost_open_race(exc):
                     raise
                 log.info("intake_open_race_retried", attempt=attempt, bodies=len(batch))
                 attempt += 1
+
+    def _collector_paused(self) -> AbstractContextManager[None]:
+        """The cycle collector paused for a batch's apply, on SQLite only: there the batch holds
+        the write lock from its BEGIN IMMEDIATE on (taken before the pause), so the apply never
+        waits on another writer. On PostgreSQL a statement may wait on another transaction's
+        locks for as long as that one holds them, and the pause is the whole process's: the
+        garbage of every request taken meanwhile would wait with it (a flood behind a locked
+        table doubled the daemon's memory)."""
+        return collector_paused() if self.db.is_sqlite else nullcontext()
 
     def recent_runs(
         self, codes: Collection[str], since: datetime, claimed: int | None = None
