@@ -84,40 +84,43 @@ class Replayer:
         clock = ManualClock(since)
         store = ScratchStore(scratch, clock, lookback(self.view), silenced)
         intake = Intake(store, self.view, rails=self.rails)
-        #: Each incident the replay opened: what the same alert did in fact (id, code, decision).
-        opened: dict[int, tuple[int | None, str | None, RunDecision | None]] = {}
-        seen: set[int] = set()  # actual incidents met already
-        last_incident = 0
-        for batch in batches(arrivals(self.source, since, until), self.step):
-            arrived = batch[-1][0].received_at
-            if arrived > clock.now():
-                clock.advance(arrived - clock.now())
-            submissions = [
-                intake.prepare(event[0].alert.source, "", [a.alert for a in event]) for event in batch
-            ]
-            stored = _commit(intake, submissions, arrived)
-            flat = [arrival for event in batch for arrival in event]
-            codes = [item.code for submission in submissions for item in submission.alerts]
-            for arrival, code, incident in zip(flat, codes, stored, strict=True):
-                yield ReplayedAlert(arrival.code, code)
-                actual = None
-                if _opened_here(arrival, since, seen):
-                    actual = (arrival.incident_id, arrival.incident_code, arrival.first_run)
-                if incident is not None and incident > last_incident:
-                    last_incident = incident
-                    if not _carried(arrival, since):
-                        opened[incident] = actual or (None, None, None)
-                elif actual is not None:
-                    yield ReplayedIncident(*actual, None, None)
-        store.commit()
-        ids = sorted(opened)
-        with scratch.read() as conn:
-            for start in range(0, len(ids), 5000):
-                chunk = ids[start : start + 5000]
-                decided = first_runs(conn, chunk)
-                for incident in chunk:
-                    code, decision = decided[incident]
-                    yield ReplayedIncident(*opened.pop(incident), code, decision)
+        try:
+            #: Each incident the replay opened: what the same alert did in fact (id, code, decision).
+            opened: dict[int, tuple[int | None, str | None, RunDecision | None]] = {}
+            seen: set[int] = set()  # actual incidents met already
+            last_incident = 0
+            for batch in batches(arrivals(self.source, since, until), self.step):
+                arrived = batch[-1][0].received_at
+                if arrived > clock.now():
+                    clock.advance(arrived - clock.now())
+                submissions = [
+                    intake.prepare(event[0].alert.source, "", [a.alert for a in event]) for event in batch
+                ]
+                stored = _commit(intake, submissions, arrived)
+                flat = [arrival for event in batch for arrival in event]
+                codes = [item.code for submission in submissions for item in submission.alerts]
+                for arrival, code, incident in zip(flat, codes, stored, strict=True):
+                    yield ReplayedAlert(arrival.code, code)
+                    actual = None
+                    if _opened_here(arrival, since, seen):
+                        actual = (arrival.incident_id, arrival.incident_code, arrival.first_run)
+                    if incident is not None and incident > last_incident:
+                        last_incident = incident
+                        if not _carried(arrival, since):
+                            opened[incident] = actual or (None, None, None)
+                    elif actual is not None:
+                        yield ReplayedIncident(*actual, None, None)
+            store.commit()
+            ids = sorted(opened)
+            with scratch.read() as conn:
+                for start in range(0, len(ids), 5000):
+                    chunk = ids[start : start + 5000]
+                    decided = first_runs(conn, chunk)
+                    for incident in chunk:
+                        code, decision = decided[incident]
+                        yield ReplayedIncident(*opened.pop(incident), code, decision)
+        finally:
+            store.close()
 
 
 def _commit(intake: Intake, submissions: list[Submission], arrived: datetime) -> list[int | None]:

@@ -184,6 +184,12 @@ class ScratchStore(Store):
                 finally:
                     conn.close()
 
+    def close(self) -> None:
+        """Let go of the shared transaction, uncommitted (a replay that stopped early)."""
+        if self._open is not None:
+            conn, self._open = self._open, None
+            conn.close()
+
     def _transaction(self) -> Connection:
         if self._open is None:
             conn = self.db.engine.connect().execution_options(suture_write=True)

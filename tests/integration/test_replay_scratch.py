@@ -6,6 +6,7 @@ within the period. The period's alerts read back as they were stored, on either 
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -232,3 +233,21 @@ def test_a_batch_that_fails_stops_the_replay_and_is_not_retried_in_its_transacti
     ):
         list(Replayer(db, view).run(START, START + timedelta(hours=5), tmp_path))
     assert len(calls) == 5
+
+
+def test_a_replay_stopped_early_lets_go_of_its_scratch_transaction(
+    db: Database, view: CatalogView, tmp_path: Path
+) -> None:
+    """A caller that stops reading a replay half-way (an error in the report, ^C) closes it: the
+    batches' shared write transaction is let go, so the scratch file holds no write lock."""
+    _history(db, view)
+    facts = Replayer(db, view).run(START, START + timedelta(hours=5), tmp_path)
+    for _ in range(30):
+        next(facts)
+    held = sqlite3.connect(tmp_path / "replay.db", timeout=0)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        held.execute("BEGIN IMMEDIATE")
+    facts.close()
+    held.execute("BEGIN IMMEDIATE")
+    held.rollback()
+    held.close()
