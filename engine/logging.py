@@ -59,14 +59,15 @@ def _bound(name: str) -> FilteringBoundLogger:
                 configure_logging("warning", "console")
     import structlog
 
-    logger: FilteringBoundLogger = structlog.get_logger(name)
+    # The lazy proxy's own bind(): the configured bound logger, which it keeps from now on
+    # (cache_logger_on_first_use), so the proxy is asked once, not at every line logged.
+    logger: FilteringBoundLogger = structlog.get_logger(name).bind()
     return logger
 
 
 class Logger:
-    """A named structlog logger, imported and bound when it first logs."""
-
-    __slots__ = ("_logger", "name")
+    """A named structlog logger, imported and bound when it first logs. Each method asked for is
+    then kept on the instance: a line below the level costs a call of structlog's no-op only."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -76,7 +77,10 @@ class Logger:
         logger = self._logger
         if logger is None:
             logger = self._logger = _bound(self.name)
-        return getattr(logger, method)
+        found = getattr(logger, method)
+        if not method.startswith("_"):
+            setattr(self, method, found)
+        return found
 
 
 def get_logger(name: str) -> FilteringBoundLogger:
