@@ -137,7 +137,16 @@ def test_an_unacknowledged_critical_incident_reaches_all_four_channels(
     shown = daemon.get(f"/api/v1/incidents/{incident_id}")
     assert shown["respond_by"] is not None and shown["escalated_at"] is None
 
-    wait_for(lambda: len(box.messages) == 1 and _posts(hook, "/slack") and _posts(hook, "/pd"), timeout=20)
+    # Each channel is sent apart: wait for all four, in whatever order they arrive.
+    wait_for(
+        lambda: (
+            len(box.messages) == 1
+            and _posts(hook, "/slack")
+            and _posts(hook, "/pd")
+            and any(r.json()["event"] == "escalation" for r in _posts(hook, "/hook"))
+        ),
+        timeout=20,
+    )
 
     slack = _posts(hook, "/slack")[0].json()
     assert "CRIT-001" in slack["text"] and "pay-1" in slack["text"]
