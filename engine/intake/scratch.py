@@ -168,7 +168,7 @@ class ScratchStore(Store):
         with collector_paused(), self._unavailable_as_store_error():
             conn = self._transaction()
             applied = apply_batch(conn, batch, now, plan(conn), self.notify, SCRATCH)
-        self._remember(applied, now)
+            self._remember(applied, now)
         self._batches += 1
         if self._batches % BATCHES_PER_COMMIT == 0:
             self.commit()
@@ -177,12 +177,9 @@ class ScratchStore(Store):
     def commit(self) -> None:
         """Commit what the batches wrote since the last commit; before any read of its own."""
         if self._open is not None:
-            conn, self._open = self._open, None
             with self._unavailable_as_store_error():
-                try:
-                    conn.commit()
-                finally:
-                    conn.close()
+                self._open.commit()
+            self.close()
 
     def close(self) -> None:
         """Let go of the shared transaction, uncommitted (a replay that stopped early)."""
@@ -205,9 +202,7 @@ class ScratchStore(Store):
         try:
             yield
         except Exception as exc:
-            if self._open is not None:
-                self._open.close()
-                self._open = None
+            self.close()
             detail = exc.orig if isinstance(exc, OperationalError) else exc
             raise StoreUnavailable(f"scratch store: {detail}") from exc
 
