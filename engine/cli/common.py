@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -19,6 +20,7 @@ from engine.records import Record
 if TYPE_CHECKING:
     from engine.catalog.loader import Catalog
     from engine.store import Store
+    from engine.store.pages import Pages
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,6 +90,22 @@ def open_store(config: Config, *, upgrade: bool | Literal["if_behind"] = "if_beh
         config.database_url, upgrade=upgrade, sqlite_synchronous=config.database.sqlite_synchronous
     )
     return Store(db, config.heard_events())
+
+
+@contextmanager
+def read_pages(config: Config) -> Iterator[Pages]:
+    """Where `incidents list` and `runs list` read their page: the driver's own connection when
+    the database is ready for it, which spares them importing SQLAlchemy; else the Store."""
+    from engine.store.direct import open_direct
+
+    direct = open_direct(config.database_url)
+    if direct is None:
+        yield open_store(config)
+        return
+    try:
+        yield direct
+    finally:
+        direct.close()
 
 
 def cell(value: Any) -> str:

@@ -14,6 +14,7 @@ from engine.cli.common import (
     handle_errors,
     json_option,
     open_store,
+    read_pages,
     table,
     user_name,
 )
@@ -45,8 +46,8 @@ def incidents_list(
     """List incidents, newest first."""
     from engine.durations import parse_since
 
-    store = open_store(load_config(config_path))
-    rows = store.list_incidents(status=status, code=code, since=parse_since(since), limit=limit)
+    with read_pages(load_config(config_path)) as pages:
+        rows = pages.list_incidents(status=status, code=code, since=parse_since(since), limit=limit)
     if as_json:
         dump(rows)
     else:

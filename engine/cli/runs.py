@@ -15,6 +15,7 @@ from engine.cli.common import (
     handle_errors,
     json_option,
     open_store,
+    read_pages,
     table,
     user_name,
 )
@@ -41,8 +42,8 @@ def runs_list(
     """List runs, newest first."""
     from engine.durations import parse_since
 
-    store = open_store(load_config(config_path))
-    rows = store.list_runs(status=status, playbook=playbook, since=parse_since(since), limit=limit)
+    with read_pages(load_config(config_path)) as pages:
+        rows = pages.list_runs(status=status, playbook=playbook, since=parse_since(since), limit=limit)
     if as_json:
         dump(rows)
     else:

@@ -13,10 +13,12 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Select, func, insert, select
 
-from engine.models import Alert, AlertStatus, RunDecision
+from engine.alertfields import maker
+from engine.models import Alert, RunDecision
 from engine.store.bulk import select_rows
 from engine.store.db import Database
-from engine.store.tables import alerts, incidents, runs, silences, sqlite_utc_datetime, sqlite_utc_text
+from engine.store.sqltime import sqlite_utc_datetime, sqlite_utc_text
+from engine.store.tables import ALERT_COLUMNS, alerts, incidents, runs, silences
 
 #: Rows fetched at a time from the period's alerts.
 STREAM_ROWS = 5000
@@ -63,26 +65,31 @@ def _arrivals_query(since: datetime, until: datetime) -> Select[Any]:
     )
 
 
-_COLUMNS = (
-    alerts.c.id, alerts.c.event_id, alerts.c.received_at, alerts.c.source, alerts.c.name,
-    alerts.c.fingerprint, alerts.c.status, alerts.c.labels, alerts.c.annotations, alerts.c.starts_at,
-    alerts.c.ends_at, alerts.c.code, alerts.c.incident_id, incidents.c.code, incidents.c.opened_at,
-    runs.c.status, runs.c.trigger, runs.c.not_before, runs.c.reason,
+#: What each arrival reads besides the alert's own stored fields, which come last.
+_ABOUT = (
+    alerts.c.id, alerts.c.event_id, alerts.c.received_at, alerts.c.code, alerts.c.incident_id,
+    incidents.c.code, incidents.c.opened_at, runs.c.status, runs.c.trigger, runs.c.not_before,
+    runs.c.reason,
 )  # fmt: skip
-
+_COLUMNS = (*_ABOUT, *(alerts.c[name] for name in ALERT_COLUMNS))
+_ALERT_AT = len(_ABOUT)
 
 #: The same query on SQLite, run through the driver: SQLAlchemy's processing of each row's
 #: times and JSON was most of what reading a month of alerts cost.
 _SQLITE_ARRIVALS = (
-    "SELECT a.id, a.event_id, a.received_at, a.source, a.name, a.fingerprint, a.status, a.labels,"
-    " a.annotations, a.starts_at, a.ends_at, a.code, a.incident_id, i.code, i.opened_at,"
-    " r.status, r.trigger, r.not_before, r.reason"
-    " FROM alerts AS a LEFT OUTER JOIN incidents AS i ON i.id = a.incident_id"
+    "SELECT a.id, a.event_id, a.received_at, a.code, a.incident_id, i.code, i.opened_at,"
+    " r.status, r.trigger, r.not_before, r.reason, "
+    + ", ".join(f"a.{name}" for name in ALERT_COLUMNS)
+    + " FROM alerts AS a LEFT OUTER JOIN incidents AS i ON i.id = a.incident_id"
     " LEFT OUTER JOIN runs AS r ON r.id ="
     " (SELECT min(earlier.id) FROM runs AS earlier WHERE earlier.incident_id = a.incident_id)"
     " WHERE a.received_at >= ? AND a.received_at < ?"
     " ORDER BY a.received_at, a.event_id, a.id"
 )
+
+#: An alert from its stored columns: as the Core query gives them, or as SQLite's texts.
+_alert_of_row = maker(ALERT_COLUMNS)
+_alert_of_text = maker(ALERT_COLUMNS, load_map=orjson.loads)
 
 
 def arrivals(db: Database, since: datetime, until: datetime) -> Iterator[Arrival]:
@@ -91,8 +98,14 @@ def arrivals(db: Database, since: datetime, until: datetime) -> Iterator[Arrival
         if db.is_sqlite:
             yield from _sqlite_arrivals(conn, since, until)
             return
+        at, make = _ALERT_AT, _alert_of_row
         for row in conn.execution_options(yield_per=STREAM_ROWS).execute(_arrivals_query(since, until)):
-            yield _arrival(*row)
+            alert_id, event_id, received_at, code, incident_id, incident_code, opened_at, *run = row[:at]
+            alert = make(row[at:], _same)
+            yield Arrival(
+                alert_id, event_id, received_at, alert, code, incident_id, incident_code, opened_at,
+                tuple(run),
+            )  # fmt: skip
 
 
 def _sqlite_arrivals(conn: Connection, since: datetime, until: datetime) -> Iterator[Arrival]:
@@ -101,35 +114,22 @@ def _sqlite_arrivals(conn: Connection, since: datetime, until: datetime) -> Iter
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(_SQLITE_ARRIVALS, (sqlite_utc_text(since), sqlite_utc_text(until)))
+        at, make = _ALERT_AT, _alert_of_text
         while chunk := cursor.fetchmany(STREAM_ROWS):
-            for (alert_id, event_id, received_at, source, name, fingerprint, status, labels, annotations,
-                 starts_at, ends_at, code, incident_id, incident_code, opened_at,
-                 run_status, trigger, not_before, reason) in chunk:  # fmt: skip
-                yield _arrival(
-                    alert_id, event_id, sqlite_utc_datetime(received_at), source, name, fingerprint,
-                    status, orjson.loads(labels), orjson.loads(annotations), _time(starts_at),
-                    _time(ends_at), code, incident_id, incident_code, _time(opened_at),
-                    run_status, trigger, _time(not_before), reason,
+            for row in chunk:
+                (alert_id, event_id, received_at, code, incident_id, incident_code, opened_at,
+                 run_status, trigger, not_before, reason) = row[:at]  # fmt: skip
+                yield Arrival(
+                    alert_id, event_id, sqlite_utc_datetime(received_at), make(row[at:], _time), code,
+                    incident_id, incident_code, _time(opened_at),
+                    (run_status, trigger, _time(not_before), reason),
                 )  # fmt: skip
     finally:
         cursor.close()
 
 
-def _arrival(
-    alert_id: int, event_id: int, received_at: datetime, source: str, name: str, fingerprint: str,
-    status: str, labels: dict[str, str], annotations: dict[str, str], starts_at: datetime | None,
-    ends_at: datetime | None, code: str, incident_id: int | None, incident_code: str | None,
-    opened_at: datetime | None, run_status: str | None, trigger: str | None,
-    not_before: datetime | None, reason: str | None,
-) -> Arrival:  # fmt: skip
-    alert = Alert.trusted(
-        source, name, fingerprint, _STATUS[status], labels, annotations, starts_at, ends_at, None
-    )
-    run = (run_status, trigger, not_before, reason)
-    return Arrival(alert_id, event_id, received_at, alert, code, incident_id, incident_code, opened_at, run)
-
-
-_STATUS = {status.value: status for status in AlertStatus}
+def _same(value: datetime | None) -> datetime | None:
+    return value
 
 
 def _time(text: str | None) -> datetime | None:

@@ -28,7 +28,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, Connection, Table, insert, text
 
 from engine.store.db import json_text
-from engine.store.tables import UtcDateTime, sqlite_utc_text
+from engine.store.sqltime import sqlite_utc_text
+from engine.store.tables import UtcDateTime
 
 Processor = Callable[[Any], Any] | None
 

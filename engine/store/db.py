@@ -16,11 +16,10 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 
 from engine.errors import ConfigError, StoreUnavailable
 from engine.store.replicas import MIGRATE_LOCK
+from engine.store.revision import HEAD_REVISION
 from engine.store.tables import declare_for_postgresql
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-#: The newest migration in engine/migrations/versions (a unit test keeps the two in step).
-HEAD_REVISION = "0009"
 SQLITE_BUSY_TIMEOUT_MS = 5000
 #: `database.sqlite_synchronous`: `full` syncs the WAL at every commit, so an answered write
 #: survives an OS crash or power loss; `normal` syncs only at checkpoints (faster, not durable).
@@ -91,6 +90,20 @@ class Database:
                 yield conn
         except OperationalError as exc:
             raise StoreUnavailable(f"database unavailable: {_short(exc)}") from exc
+
+    @contextmanager
+    def driver_read(self) -> Iterator[Any]:
+        """A read transaction on the driver's own connection, for SQL written without SQLAlchemy
+        (engine.store.pages); the driver's failures to reach the database are StoreUnavailable."""
+        with self.read() as conn:
+            try:
+                yield conn.connection.driver_connection
+            except self.engine.dialect.loaded_dbapi.OperationalError as exc:
+                raise StoreUnavailable(f"database unavailable: {_short(exc)}") from exc
+
+    @property
+    def dialect(self) -> Literal["sqlite", "postgresql"]:
+        return "sqlite" if self.is_sqlite else "postgresql"
 
     def upgrade(self) -> None:
         """Apply Alembic migrations up to head; a database that cannot be reached is StoreUnavailable."""

@@ -32,12 +32,22 @@ from sqlalchemy import (
     update,
 )
 
-from engine.models import AlertStatus, ClassifiedAlert, Deadlines, IncidentStatus, RunStatus, Submission
+from engine.alertfields import getter
+from engine.models import (
+    AlertStatus,
+    ClassifiedAlert,
+    Deadlines,
+    IncidentStatus,
+    RunStatus,
+    Submission,
+)
 from engine.records import Receipt
 from engine.store.bulk import insert_rows, select_rows
 from engine.store.replicas import announce_runs
 from engine.store.sqlfn import unindexed
+from engine.store.sqltime import sqlite_utc_datetime, sqlite_utc_text
 from engine.store.tables import (
+    ALERT_COLUMNS,
     ENDED_INDEX,
     ENDED_WHERE,
     OPEN_FINGERPRINT_INDEX,
@@ -47,12 +57,12 @@ from engine.store.tables import (
     incidents,
     outbox,
     runs,
-    sqlite_utc_datetime,
-    sqlite_utc_text,
     state,
 )
 
 _CHUNK = 400  # bound parameters per IN (...) list
+
+_stored_values = getter(ALERT_COLUMNS)
 
 
 class AuditNote(Protocol):
@@ -224,14 +234,7 @@ class _Batch:
             (
                 {
                     "event_id": pending.event_id,
-                    "source": alert.source,
-                    "fingerprint": alert.fingerprint,
-                    "name": alert.name,
-                    "status": alert.status.value,
-                    "labels": alert.labels,
-                    "annotations": alert.annotations,
-                    "starts_at": alert.starts_at,
-                    "ends_at": alert.ends_at,
+                    **dict(zip(ALERT_COLUMNS, _stored_values(alert), strict=True)),
                     "received_at": self.now,
                     "code": item.code,
                     "incident_id": None,

@@ -6,13 +6,12 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Row,
-    Table,
     and_,
     bindparam,
     func,
@@ -48,7 +47,6 @@ from engine.records import (
     IncidentDetail,
     Note,
     OpenIncident,
-    Record,
     Run,
     RunDetail,
     Silence,
@@ -59,6 +57,7 @@ from engine.store.db import Database
 from engine.store.guards import NO_FACTS, GuardFacts, GuardQuery, read_guard_facts
 from engine.store.ingest import Applied, RunPlanner, apply_batch, recent_runs
 from engine.store.outbox import Outbox, add_event
+from engine.store.pages import INCIDENTS, RUNS, newest_first
 from engine.store.replicas import (
     CATALOG_LOCK,
     CLAIM_LOCK,
@@ -91,7 +90,6 @@ STEP_FIELDS = StepResult.field_names()
 ALERT_FIELDS = IncidentAlert.field_names()
 AUDIT_FIELDS = AuditEntry.field_names()
 
-RecordT = TypeVar("RecordT", bound=Record)
 
 #: The timeline kind of a person's note.
 NOTE = "note"
@@ -295,17 +293,17 @@ class Store:
         codes: Collection[str] | None = None,
     ) -> list[Incident]:
         """A page of incidents, newest first; `codes`: only these (the codes one owner owns)."""
-        among = () if codes is None else (incidents.c.code.in_(sorted(codes)),)
-        return self._newest_first(
-            incidents,
-            Incident,
-            {"status": status, "code": code, "severity": severity, "target": target},
-            incidents.c.opened_at,
-            since,
-            limit,
-            before_id,
-            among,
-        )
+        with self.db.driver_read() as conn:
+            return newest_first(
+                conn,
+                self.db.dialect,
+                INCIDENTS,
+                equals={"status": status, "code": code, "severity": severity, "target": target},
+                since=since,
+                limit=limit,
+                before_id=before_id,
+                among=None if codes is None else ("code", codes),
+            )
 
     def last_runs(self, incident_ids: Collection[int]) -> dict[int, Run]:
         """The newest run of each of these incidents (a list page's "what automation did")."""
@@ -574,58 +572,16 @@ class Store:
         limit: int = 100,
         before_id: int | None = None,
     ) -> list[Run]:
-        return self._newest_first(
-            runs,
-            Run,
-            {"status": status, "playbook": playbook},
-            runs.c.queued_at,
-            since,
-            limit,
-            before_id,
-        )
-
-    def _newest_first(
-        self,
-        table: Table,
-        record: type[RecordT],
-        equals: dict[str, str | None],
-        time_column: ColumnElement[datetime],
-        since: datetime | None,
-        limit: int,
-        before_id: int | None,
-        conditions: Sequence[ColumnElement[bool]] = (),
-    ) -> list[RecordT]:
-        """A page of records, newest first; `before_id` is the cursor the API hands out.
-
-        Ordered by (time, id) rather than id alone: the filters' indexes, (code, opened_at),
-        (status, queued_at), ..., hold rows in that order, so a page reads its 100 rows from the
-        index instead of sorting every match (SQLite sorted 900k runs for one page of 100). The
-        cursor stays an id: its row's time is read first, then the page starts after (time, id).
-        """
-        fields = record.field_names()
-        query = select(*[table.c[name] for name in fields])
-        for column, value in equals.items():
-            if value:
-                query = query.where(table.c[column] == value)
-        for condition in conditions:
-            query = query.where(condition)
-        if since:
-            query = query.where(time_column >= since)
-        trusted = record.trusted
-        ordered = (time_column.desc(), table.c.id.desc())
-        with self.db.read() as conn:
-            if before_id:
-                # The cursor's time read inside the page's own statement: one round trip per page.
-                after = select(time_column).where(table.c.id == before_id).scalar_subquery()
-                page = query.where(
-                    and_(time_column <= after, or_(time_column < after, table.c.id < before_id))
-                )
-                found = conn.execute(page.order_by(*ordered).limit(limit)).all()
-                if found or conn.execute(select(table.c.id).where(table.c.id == before_id)).first():
-                    return [trusted(dict(zip(fields, r, strict=True))) for r in found]
-                query = query.where(table.c.id < before_id)  # a cursor whose row is gone
-            query = query.order_by(*ordered).limit(limit)
-            return [trusted(dict(zip(fields, r, strict=True))) for r in conn.execute(query)]
+        with self.db.driver_read() as conn:
+            return newest_first(
+                conn,
+                self.db.dialect,
+                RUNS,
+                equals={"status": status, "playbook": playbook},
+                since=since,
+                limit=limit,
+                before_id=before_id,
+            )
 
     def get_run(self, run_id: int) -> RunDetail:
         with self.db.read() as conn:

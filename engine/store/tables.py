@@ -24,6 +24,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from engine.models import ALERT_FIELDS
+from engine.store.sqltime import sqlite_utc_text
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes on every backend.
@@ -55,37 +58,6 @@ class UtcDateTime(TypeDecorator[datetime]):
         if isinstance(value, str):
             value = datetime.fromisoformat(value)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-_TEXTS: dict[datetime, str] = {}
-
-
-def sqlite_utc_text(value: datetime) -> str:
-    """An aware datetime as SQLite's DATETIME text in UTC, remembered: a batch of alerts binds
-    the same few times (its `now`, a shared startsAt) thousands of times."""
-    text = _TEXTS.get(value)
-    if text is None:
-        if len(_TEXTS) >= 4096:
-            _TEXTS.clear()
-        utc = value.astimezone(UTC) if value.tzinfo is not None else value
-        text = _TEXTS[value] = (
-            f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d} "
-            f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}.{utc.microsecond:06d}"
-        )
-    return text
-
-
-_TIMES: dict[str, datetime] = {}
-
-
-def sqlite_utc_datetime(text: str) -> datetime:
-    """The inverse of `sqlite_utc_text`, remembered the same way, for the intake's raw reads."""
-    value = _TIMES.get(text)
-    if value is None:
-        if len(_TIMES) >= 4096:
-            _TIMES.clear()
-        value = _TIMES[text] = datetime.fromisoformat(text).replace(tzinfo=UTC)
-    return value
 
 
 class Json(TypeDecorator[Any]):
@@ -164,6 +136,9 @@ alerts = Table(
         sqlite_where=text(ENDED_WHERE),
     ),
 )
+
+#: The alert's fields this table stores, in ALERT_FIELDS order (`generator_url` is not one).
+ALERT_COLUMNS: tuple[str, ...] = tuple(name for name in ALERT_FIELDS if name in alerts.c)
 
 codes = Table(
     "codes",

@@ -1,12 +1,15 @@
-"""The command line: a read command imports only what reading needs (no structlog, no executor, no
-PostgreSQL dialect on SQLite); a failing hook subscriber is logged on stderr, not raised."""
+"""The command line: a list command imports only what reading needs (no SQLAlchemy, no structlog,
+no executor); a failing hook subscriber is logged on stderr, not raised."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from engine.store.revision import HEAD_REVISION
 
 
 def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -15,7 +18,7 @@ def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_a_read_command_lists_without_importing_structlog(tmp_path: Path) -> None:
+def test_a_list_command_reads_without_importing_sqlalchemy_or_structlog(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text("database:\n  url: sqlite:///suture.db\n")
     assert _python("from engine.cli.main import main; main(['db', 'upgrade'])", tmp_path).returncode == 0
     done = _python(
@@ -26,14 +29,27 @@ def test_a_read_command_lists_without_importing_structlog(tmp_path: Path) -> Non
             main(["incidents", "list"])
         except SystemExit as exit:
             assert not exit.code, exit.code
+        try:
+            main(["runs", "list"])
+        except SystemExit as exit:
+            assert not exit.code, exit.code
         print(*(name in sys.modules for name in (
-            "structlog", "engine.execution.runner", "sqlalchemy.dialects.postgresql", "alembic"
+            "structlog", "engine.execution.runner", "sqlalchemy", "alembic"
         )))
         """,
         tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["(none)", "False False False False"]
+    assert done.stdout.splitlines() == ["(none)", "(none)", "False False False False"]
+
+
+def test_a_list_command_on_a_database_not_made_yet_makes_it_through_the_store(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("database:\n  url: sqlite:///suture.db\n")
+    done = _python("from engine.cli.main import main; main(['incidents', 'list'])", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "(none)\n"
+    with sqlite3.connect(tmp_path / "suture.db") as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD_REVISION,)]
 
 
 def test_a_failing_hook_subscriber_is_logged_on_stderr_and_the_others_still_hear(tmp_path: Path) -> None:

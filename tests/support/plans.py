@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.store.db import Database
-from engine.store.tables import sqlite_utc_text
+from engine.store.sqltime import sqlite_utc_text
 
 
 def explain(db: Database, statement: Any) -> str:

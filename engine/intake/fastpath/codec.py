@@ -12,10 +12,11 @@ from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from engine.alertfields import getter, maker
 from engine.hooks import Hooks, IncidentOpened, IncidentResolved, RunHeld, RunQueued
 from engine.intake.answers import Outcome
 from engine.logging import get_logger
-from engine.models import Alert, AlertStatus, ClassifiedAlert, Deadlines, Mode, Policy, Severity, Submission
+from engine.models import ALERT_FIELDS, ClassifiedAlert, Deadlines, Mode, Policy, Severity, Submission
 
 log = get_logger("suture.intake")
 
@@ -69,6 +70,11 @@ def _policy_json(policy: Policy) -> str:
     return text
 
 
+#: An alert on the wire: its fields' values in ALERT_FIELDS order, times as microseconds.
+_alert_values = getter(ALERT_FIELDS, times=True)
+_alert_of = maker(ALERT_FIELDS)
+
+
 def wire(submission: Submission) -> tuple[Any, ...]:
     """A submission as plain values: times as microseconds since the epoch (exact), enums as
     their values, the deadlines as their numbers, the policy as its JSON (every gate's settings,
@@ -78,15 +84,7 @@ def wire(submission: Submission) -> tuple[Any, ...]:
         alert, policy, deadlines = item.alert, item.policy, item.deadlines
         items.append(
             (
-                alert.source,
-                alert.name,
-                alert.fingerprint,
-                alert.status.value,
-                alert.labels,
-                alert.annotations,
-                _time(alert.starts_at),
-                _time(alert.ends_at),
-                alert.generator_url,
+                _alert_values(alert, _time),
                 item.code,
                 item.title,
                 item.severity.value,
@@ -115,18 +113,10 @@ class Unwire:
 
     def __call__(self, wired: tuple[Any, ...]) -> Submission:
         source, body, items = wired
-        time_of, trusted = self._time, Alert.trusted
+        time_of, make = self._time, _alert_of
         alerts = []
         for (
-            alert_source,
-            name,
-            fingerprint,
-            status,
-            labels,
-            annotation_map,
-            starts_at,
-            ends_at,
-            generator_url,
+            alert_values,
             code,
             title,
             severity,
@@ -138,17 +128,7 @@ class Unwire:
             deadlines,
             shadow,
         ) in items:
-            alert = trusted(
-                alert_source,
-                name,
-                fingerprint,
-                _ALERT_STATUS[status],
-                labels,
-                annotation_map,
-                time_of(starts_at),
-                time_of(ends_at),
-                generator_url,
-            )
+            alert = make(alert_values, time_of)
             alerts.append(
                 ClassifiedAlert(
                     alert,
@@ -193,9 +173,6 @@ class Unwire:
 
 def _span(micros: int | None) -> timedelta | None:
     return None if micros is None else micros * _MICROSECOND
-
-
-_ALERT_STATUS = {status.value: status for status in AlertStatus}
 
 
 _SEVERITY = {severity.value: severity for severity in Severity}
