@@ -10,17 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, get_origin
 
-from engine.codegen import compiled, identifiers
+from engine.codegen import admitted, compiled, identifiers
 from engine.models import ALERT_FIELDS, Alert, AlertStatus
 
 Kind = Literal["time", "status", "map", "plain"]
 
 
 def _kind(annotation: Any) -> Kind:
-    types = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    types = admitted(annotation)
     if datetime in types:
         return "time"
     if AlertStatus in types:
@@ -37,11 +36,12 @@ KINDS: dict[str, Kind] = {name: _kind(Alert.model_fields[name].annotation) for n
 _STATUS = {status.value: status for status in AlertStatus}
 
 
-def getter(names: Sequence[str], *, times: bool = False) -> Callable[..., tuple[Any, ...]]:
-    """`f(alert)` (or `f(alert, encode)` with `times`): the values of `names`, statuses as their
-    text and, with `times`, times through `encode`."""
+def getter(names: Sequence[str], *, times: bool = False, as_row: bool = False) -> Callable[..., Any]:
+    """`f(alert)` (or `f(alert, encode)` with `times`): the values of `names` as a tuple (or, with
+    `as_row`, a new dict by name), statuses as their text and, with `times`, times through `encode`."""
+    known = _known(names)
     parts = []
-    for name in _known(names):
+    for name in known:
         if KINDS[name] == "status":
             parts.append(f"alert.{name}.value")
         elif KINDS[name] == "time" and times:
@@ -49,7 +49,11 @@ def getter(names: Sequence[str], *, times: bool = False) -> Callable[..., tuple[
         else:
             parts.append(f"alert.{name}")
     params = "alert, encode" if times else "alert"
-    return compiled("get", f"def get({params}):\n    return ({', '.join(parts)},)\n", {})
+    if as_row:
+        body = "{" + ", ".join(f"{name!r}: {part}" for name, part in zip(known, parts, strict=True)) + "}"
+    else:
+        body = f"({', '.join(parts)},)"
+    return compiled("get", f"def get({params}):\n    return {body}\n", {})
 
 
 def maker(

@@ -8,7 +8,8 @@ be identifiers, never from input.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 
 def compiled(name: str, source: str, namespace: dict[str, Any]) -> Callable[..., Any]:
@@ -26,3 +27,8 @@ def identifiers(names: Iterable[str]) -> tuple[str, ...]:
         if not name.isidentifier():
             raise ValueError(f"not an identifier: {name!r}")
     return checked
+
+
+def admitted(annotation: Any) -> tuple[Any, ...]:
+    """The types a field's annotation admits: the members of `X | None`, else the type itself."""
+    return get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)

@@ -56,6 +56,18 @@ class DirectPages:
     def close(self) -> None:
         self._conn.close()
 
+    def at_head(self) -> bool:
+        """Whether the schema is at HEAD_REVISION, which this version's SQL is written for."""
+        try:
+            cursor = self._conn.cursor()
+            cursor.execute("SELECT version_num FROM alembic_version")
+            found = [row[0] for row in cursor.fetchall()]
+            cursor.close()
+            self._conn.rollback()
+        except self._errors:
+            return False
+        return found == [HEAD_REVISION]
+
     def _page(
         self, listing: Listing[RecordT], equals: Mapping[str, str | None], since: datetime | None, limit: int
     ) -> list[RecordT]:
@@ -85,7 +97,7 @@ def open_direct(url: str) -> DirectPages | None:
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error:
             return None
-        return _at_head(DirectPages(conn, "sqlite", sqlite3.Error), conn, sqlite3.Error)
+        return _if_at_head(DirectPages(conn, "sqlite", sqlite3.Error))
     if url.startswith(POSTGRES_PREFIX):
         try:
             import psycopg
@@ -95,7 +107,7 @@ def open_direct(url: str) -> DirectPages | None:
             pg = psycopg.connect("postgresql://" + url[len(POSTGRES_PREFIX) :])
         except psycopg.Error:
             return None
-        return _at_head(DirectPages(pg, "postgresql", psycopg.Error), pg, psycopg.Error)
+        return _if_at_head(DirectPages(pg, "postgresql", psycopg.Error))
     return None
 
 
@@ -111,17 +123,9 @@ def _sqlite_path(url: str) -> Path | None:
     return None
 
 
-def _at_head(pages: DirectPages, conn: Any, errors: type[Exception]) -> DirectPages | None:
-    """`pages` if the schema is at HEAD_REVISION; else the connection is closed and None returned."""
-    try:
-        cursor = conn.cursor()
-        cursor.execute("SELECT version_num FROM alembic_version")
-        found = [row[0] for row in cursor.fetchall()]
-        cursor.close()
-        conn.rollback()
-    except errors:
-        found = []
-    if found == [HEAD_REVISION]:
+def _if_at_head(pages: DirectPages) -> DirectPages | None:
+    """`pages` if its schema is at HEAD_REVISION; else its connection is closed and None returned."""
+    if pages.at_head():
         return pages
-    conn.close()
+    pages.close()
     return None

@@ -62,7 +62,7 @@ from engine.store.tables import (
 
 _CHUNK = 400  # bound parameters per IN (...) list
 
-_stored_values = getter(ALERT_COLUMNS)
+_stored_row = getter(ALERT_COLUMNS, as_row=True)
 
 
 class AuditNote(Protocol):
@@ -230,18 +230,9 @@ class _Batch:
             if alert.status is AlertStatus.resolved
             else self._fire(item, pending)
         )
-        self.alert_rows.append(
-            (
-                {
-                    "event_id": pending.event_id,
-                    **dict(zip(ALERT_COLUMNS, _stored_values(alert), strict=True)),
-                    "received_at": self.now,
-                    "code": item.code,
-                    "incident_id": None,
-                },
-                incident,
-            )
-        )
+        row = _stored_row(alert)
+        row.update(event_id=pending.event_id, received_at=self.now, code=item.code, incident_id=None)
+        self.alert_rows.append((row, incident))
 
     def _resolve(self, item: ClassifiedAlert, pending: _Pending) -> _Incident | None:
         alert = item.alert

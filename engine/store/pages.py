@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import UnionType
-from typing import Any, Generic, Literal, Protocol, TypeVar, Union, get_args, get_origin
+from functools import cached_property
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
+from engine.codegen import admitted
 from engine.records import Incident, Record, Run
 from engine.store.sqltime import sqlite_utc_datetime, sqlite_utc_text
 
@@ -50,10 +51,11 @@ class Listing(Generic[RecordT]):
     record: type[RecordT]
     time_column: str
 
-    @property
+    @cached_property
     def fields(self) -> tuple[str, ...]:
         return self.record.field_names()
 
+    @cached_property
     def kinds(self) -> tuple[str, ...]:
         """Per field, how the driver's value becomes the record's: `time`, `flag` or as is."""
         return tuple(_kind(self.record.model_fields[name].annotation) for name in self.fields)
@@ -64,7 +66,7 @@ RUNS = Listing("runs", Run, "queued_at")
 
 
 def _kind(annotation: Any) -> str:
-    types = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    types = admitted(annotation)
     if datetime in types:
         return "time"
     if bool in types:
@@ -152,7 +154,7 @@ def _bind_time(value: datetime, dialect: Dialect) -> Any:
 
 def _records(listing: Listing[RecordT], rows: list[Any], dialect: Dialect) -> list[RecordT]:
     fields = listing.fields
-    kinds = listing.kinds()
+    kinds = listing.kinds
     trusted = listing.record.trusted
     return [
         trusted(

@@ -62,6 +62,7 @@ def test_values_taken_and_made_back_give_the_same_alert_without_what_was_not_car
     assert maker(ALERT_FIELDS)(wired, back.get) == FULL
 
     stored = getter(ALERT_COLUMNS)(FULL)
+    assert getter(ALERT_COLUMNS, as_row=True)(FULL) == dict(zip(ALERT_COLUMNS, stored, strict=True))
     as_text = tuple(orjson.dumps(v).decode() if isinstance(v, dict) else v for v in stored)
     again = maker(ALERT_COLUMNS, load_map=orjson.loads)(as_text, lambda value: value)
     assert again == FULL.model_copy(update={"generator_url": None})
