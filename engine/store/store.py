@@ -475,9 +475,15 @@ class Store:
         run_id: int | None = None,
     ) -> None:
         conn.execute(
-            insert(audit_log).values(
-                at=now, actor=actor, kind=kind, incident_id=incident_id, run_id=run_id, message=message
-            )
+            _AUDIT_INSERT,
+            {
+                "at": now,
+                "actor": actor,
+                "kind": kind,
+                "incident_id": incident_id,
+                "run_id": run_id,
+                "message": message,
+            },
         )
 
     # -------------------------------------------------------- deadlines
@@ -636,6 +642,12 @@ class Store:
         already has its code's `policy.concurrency` (default 1) runs going stays queued, and a
         later run on another target goes first."""
         now = self.clock.now()
+        # A read first: most looks find nothing (the worker a claim wakes, a poll), and a write
+        # transaction that finds nothing still holds up intake's commit behind it. A run queued
+        # after this read wakes the workers again, so nothing waits for the next poll.
+        with self.db.read() as conn:
+            if _claimable(conn, now) is None:
+                return None
         with self.db.write() as conn:
             # The target count and the claim are one decision across every replica.
             exclusive(conn, CLAIM_LOCK)
@@ -643,33 +655,17 @@ class Store:
             if run_id is None:
                 return None
             claimed = conn.execute(
-                update(runs)
-                .where(and_(runs.c.id == run_id, runs.c.status == RunStatus.queued.value))
-                .values(
-                    status=RunStatus.running.value,
-                    started_at=now,
-                    heartbeat_at=now,
-                    worker=worker,
-                    attempt=runs.c.attempt + 1,
-                    lease_until=now + self.lease,
-                )
+                _CLAIM, {"b_run": run_id, "b_now": now, "b_worker": worker, "b_until": now + self.lease}
             ).rowcount
             if claimed != 1:
                 return None
-            row = conn.execute(select(runs).where(runs.c.id == run_id)).one()
+            row = conn.execute(_RUN_ROW, {"b_run": run_id}).one()
             result = ClaimedRun.trusted(
                 {**_values(row, RUN_FIELDS), "context": row.context, "attempt": row.attempt}
             )
             if row.incident_id is not None:
-                conn.execute(
-                    insert(audit_log).values(
-                        at=now,
-                        actor=worker,
-                        kind="run_started",
-                        incident_id=row.incident_id,
-                        run_id=run_id,
-                        message=f"run {run_id} started",
-                    )
+                self._audit(
+                    conn, now, worker, "run_started", row.incident_id, f"run {run_id} started", run_id
                 )
             return result
 
@@ -683,10 +679,12 @@ class Store:
         if lease is not None:
             values["lease_until"] = now + self.lease
         with self.db.write() as conn:
-            renewed = conn.execute(update(runs).where(_held(run_id, lease)).values(**values)).rowcount
+            renewed = conn.execute(
+                _HELD_UPDATE[lease is not None], {**_held(run_id, lease), **values}
+            ).rowcount
             if lease is not None and renewed != 1:
                 raise LeaseLost(f"run {run_id}: attempt {lease.attempt} of {lease.owner} lost its lease")
-            conn.execute(insert(step_results).values(run_id=run_id, **step))
+            conn.execute(_STEP_INSERT, {"run_id": run_id, **step})
 
     def renew_lease(self, lease: Lease) -> datetime | None:
         """Push the run's lease a `workers.lease` further; None when the claim is no longer its own."""
@@ -694,7 +692,7 @@ class Store:
         until = now + self.lease
         with self.db.write() as conn:
             renewed = conn.execute(
-                update(runs).where(_held(lease.run_id, lease)).values(heartbeat_at=now, lease_until=until)
+                _HELD_UPDATE[True], {**_held(lease.run_id, lease), "heartbeat_at": now, "lease_until": until}
             ).rowcount
         return until if renewed == 1 else None
 
@@ -715,11 +713,9 @@ class Store:
         With a `lease` that is no longer the run's, nothing is stored: LeaseLost."""
         now = self.clock.now()
         with self.db.write() as conn:
+            values = {"status": status.value, "finished_at": now, "error": error, "reason": reason}
             row = conn.execute(
-                update(runs)
-                .where(_held(run_id, lease))
-                .values(status=status.value, finished_at=now, error=error, reason=reason, lease_until=None)
-                .returning(runs.c.incident_id, runs.c.playbook, runs.c.playbook_version, runs.c.shadow)
+                _FINISH[lease is not None], {**_held(run_id, lease), **values, "lease_until": None}
             ).first()
             if row is None:
                 if lease is not None:
@@ -732,11 +728,7 @@ class Store:
             if incident_id is None:
                 return
             if remediated:
-                conn.execute(
-                    update(incidents)
-                    .where(and_(incidents.c.id == incident_id, incidents.c.remediated_at.is_(None)))
-                    .values(remediated_at=now)
-                )
+                conn.execute(_REMEDIATED, {"b_incident": incident_id, "remediated_at": now})
             message = f"run {run_id} {status.value}" + (f": {error}" if error else "")
             self._audit(conn, now, "suture", f"run_{status.value}", incident_id, message, run_id)
             if status in FAILED_RUNS and not shadow:  # a shadow's template error is no one's page
@@ -1076,16 +1068,59 @@ def _claimable(conn: Connection, now: datetime) -> int | None:
     return None if first is None else int(first)
 
 
-def _held(run_id: int, lease: Lease | None) -> ColumnElement[bool]:
-    """The run, and with a lease only while it is still running under that claim."""
+def _held(run_id: int, lease: Lease | None) -> dict[str, Any]:
+    """The values of `_HELD_UPDATE[lease is not None]`'s condition: the run, and with a lease
+    only while it is still running under that claim."""
     if lease is None:
-        return runs.c.id == run_id
+        return {"b_run": run_id}
+    return {"b_run": run_id, "b_owner": lease.owner, "b_attempt": lease.attempt}
+
+
+def _held_where(leased: bool) -> ColumnElement[bool]:
+    held = runs.c.id == bindparam("b_run", type_=runs.c.id.type)
+    if not leased:
+        return held
     return and_(
-        runs.c.id == run_id,
+        held,
         runs.c.status == RunStatus.running.value,
-        runs.c.worker == lease.owner,
-        runs.c.attempt == lease.attempt,
+        runs.c.worker == bindparam("b_owner", type_=runs.c.worker.type),
+        runs.c.attempt == bindparam("b_attempt", type_=runs.c.attempt.type),
     )
+
+
+# The worker's writes, built once and given their values at execution (the SET clause from the
+# values' keys): a statement built per call was most of what a run's three writes cost in Python,
+# and intake's commit waits for each of them.
+_HELD_UPDATE = {leased: update(runs).where(_held_where(leased)) for leased in (False, True)}
+_FINISH = {
+    leased: update(runs)
+    .where(_held_where(leased))
+    .returning(runs.c.incident_id, runs.c.playbook, runs.c.playbook_version, runs.c.shadow)
+    for leased in (False, True)
+}
+_CLAIM = (
+    update(runs)
+    .where(
+        and_(runs.c.id == bindparam("b_run", type_=runs.c.id.type), runs.c.status == RunStatus.queued.value)
+    )
+    .values(
+        status=RunStatus.running.value,
+        started_at=bindparam("b_now", type_=runs.c.started_at.type),
+        heartbeat_at=bindparam("b_now", type_=runs.c.heartbeat_at.type),
+        worker=bindparam("b_worker", type_=runs.c.worker.type),
+        attempt=runs.c.attempt + 1,
+        lease_until=bindparam("b_until", type_=runs.c.lease_until.type),
+    )
+)
+_RUN_ROW = select(runs).where(runs.c.id == bindparam("b_run", type_=runs.c.id.type))
+_STEP_INSERT = insert(step_results)
+_AUDIT_INSERT = insert(audit_log)
+_REMEDIATED = update(incidents).where(
+    and_(
+        incidents.c.id == bindparam("b_incident", type_=incidents.c.id.type),
+        incidents.c.remediated_at.is_(None),
+    )
+)
 
 
 def _concurrency(conn: Connection, run_id: int) -> int:
