@@ -33,6 +33,8 @@ from engine.store.db import Database
 STEP = timedelta(minutes=1)
 #: Webhook bodies in one commit at most (the daemon's writer takes as many).
 MAX_EVENTS = 256
+#: Incidents whose decisions are read at a time once every alert is in.
+CHUNK = 5000
 
 
 class ReplayFailed(StoreUnavailable):
@@ -85,8 +87,8 @@ class Replayer:
         store = ScratchStore(scratch, clock, lookback(self.view), silenced)
         intake = Intake(store, self.view, rails=self.rails)
         try:
-            #: Each incident the replay opened: what the same alert did in fact (id, code, decision).
-            opened: dict[int, tuple[int | None, str | None, RunDecision | None]] = {}
+            #: Each incident the replay opened: the incident the same alert opened in fact, if any.
+            opened: dict[int, int | None] = {}
             seen: set[int] = set()  # actual incidents met already
             last_incident = 0
             for batch in batches(arrivals(self.source, since, until), self.step):
@@ -101,26 +103,35 @@ class Replayer:
                 codes = [item.code for submission in submissions for item in submission.alerts]
                 for arrival, code, incident in zip(flat, codes, stored, strict=True):
                     yield ReplayedAlert(arrival.code, code)
-                    actual = None
-                    if _opened_here(arrival, since, seen):
-                        actual = (arrival.incident_id, arrival.incident_code, arrival.first_run)
+                    actual = arrival.incident_id if _opened_here(arrival, since, seen) else None
                     if incident is not None and incident > last_incident:
                         last_incident = incident
                         if not _carried(arrival, since):
-                            opened[incident] = actual or (None, None, None)
+                            opened[incident] = actual
                     elif actual is not None:
-                        yield ReplayedIncident(*actual, None, None)
+                        yield ReplayedIncident(*self._actual([actual])[actual], None, None)
             store.commit()
             ids = sorted(opened)
             with scratch.read() as conn:
-                for start in range(0, len(ids), 5000):
-                    chunk = ids[start : start + 5000]
+                for start in range(0, len(ids), CHUNK):
+                    chunk = ids[start : start + CHUNK]
                     decided = first_runs(conn, chunk)
+                    facts = self._actual(sorted({i for i in map(opened.get, chunk) if i is not None}))
                     for incident in chunk:
                         code, decision = decided[incident]
-                        yield ReplayedIncident(*opened.pop(incident), code, decision)
+                        actual = opened.pop(incident)
+                        happened: tuple[int | None, str | None, RunDecision | None] = (
+                            (None, None, None) if actual is None else facts[actual]
+                        )
+                        yield ReplayedIncident(*happened, code, decision)
         finally:
             store.close()
+
+    def _actual(self, incident_ids: list[int]) -> dict[int, tuple[int, str, RunDecision]]:
+        """What these stored incidents did: id, code and the decision of their first run."""
+        with self.source.read() as conn:
+            decided = first_runs(conn, incident_ids)
+        return {incident: (incident, *decided[incident]) for incident in incident_ids}
 
 
 def _commit(intake: Intake, submissions: list[Submission], arrived: datetime) -> list[int | None]:

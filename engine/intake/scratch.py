@@ -19,10 +19,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import OperationalError
 
 from engine.clock import Clock
@@ -33,7 +34,7 @@ from engine.store import Store
 from engine.store.db import Database
 from engine.store.ingest import Applied, Keep, NewRun, RunPlanner, apply_batch
 from engine.store.store import GuardContext
-from engine.store.tables import incidents
+from engine.store.tables import events, incidents
 
 RunKey = tuple[str, str]  # (code, target)
 
@@ -42,7 +43,8 @@ RunKey = tuple[str, str]  # (code, target)
 BATCHES_PER_COMMIT = 500
 
 #: What the scratch store writes besides what the replay's dedup, gates and report read back:
-#: nothing (no alert rows but those dedup reads, no timeline, no label or context documents).
+#: nothing (no alert rows but those dedup reads, no timeline, no label or context documents, and
+#: one event row that every body counts on).
 SCRATCH = Keep(alerts=False, audit=False, documents=False)
 
 
@@ -158,16 +160,20 @@ class ScratchStore(Store):
         #: The write transaction the batches share until the next commit.
         self._open: Connection | None = None
         self._batches = 0
+        with db.write() as conn:
+            row = insert(events).values(source="replay", received_at=clock.now(), body="", alert_count=0)
+            event = conn.execute(row.returning(events.c.id)).scalar_one()
+        self.keep = replace(SCRATCH, event=int(event))
 
     def ingest(self, batch: list[Submission], plan: Callable[[Connection], RunPlanner]) -> Applied:
-        """`Store.ingest` writing only what the replay reads back (`SCRATCH`), into the
+        """`Store.ingest` writing only what the replay reads back (`self.keep`), into the
         transaction the batches share. One attempt: the race it retries is between PostgreSQL
         replicas, and a scratch store has one writer; a batch that fails ends the replay, so no
         batch needs a transaction of its own."""
         now = self.clock.now()
         with collector_paused(), self._unavailable_as_store_error():
             conn = self._transaction()
-            applied = apply_batch(conn, batch, now, plan(conn), self.notify, SCRATCH)
+            applied = apply_batch(conn, batch, now, plan(conn), self.notify, self.keep)
             self._remember(applied, now)
         self._batches += 1
         if self._batches % BATCHES_PER_COMMIT == 0:

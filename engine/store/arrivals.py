@@ -1,7 +1,6 @@
 """The reads replay needs: the stored alerts of a period in arrival order, each with what it did
-(its code, its incident, that incident's first run), streamed; and from the scratch store a replay
-writes into, the decision of each incident it opened. Plain SQL; what it means is
-engine.intake.replay's."""
+(its code, its incident), streamed; and from either store, the decision each incident's first run
+records. Plain SQL; what it means is engine.intake.replay's."""
 
 from __future__ import annotations
 
@@ -26,8 +25,9 @@ STREAM_ROWS = 5000
 
 @dataclass(slots=True)
 class Arrival:
-    """A stored alert and what it did: its code, its incident (if any) and that incident's first
-    run, as the run's columns (`first_run` makes the decision of them, wanted for few alerts).
+    """A stored alert and what it did: its code and its incident (if any). The decision of that
+    incident's first run is read apart (`first_runs`), for the incidents the period opened only: a
+    subquery per alert was a probe of the runs for each of a million alerts.
 
     Not frozen: a frozen dataclass costs a microsecond more to build, once per replayed alert."""
 
@@ -39,11 +39,6 @@ class Arrival:
     incident_id: int | None
     incident_code: str | None
     incident_opened_at: datetime | None
-    run: tuple[str | None, str | None, datetime | None, str | None]
-
-    @property
-    def first_run(self) -> RunDecision:
-        return RunDecision.of_run(*self.run)
 
 
 def _first_run_of(incident_id: Any) -> Any:
@@ -52,14 +47,10 @@ def _first_run_of(incident_id: Any) -> Any:
 
 
 def _arrivals_query(since: datetime, until: datetime) -> Select[Any]:
-    a, i, r = alerts.c, incidents.c, runs.c
+    a, i = alerts.c, incidents.c
     return (
         select(*_COLUMNS)
-        .select_from(
-            alerts.outerjoin(incidents, i.id == a.incident_id).outerjoin(
-                runs, r.id == _first_run_of(a.incident_id)
-            )
-        )
+        .select_from(alerts.outerjoin(incidents, i.id == a.incident_id))
         .where(a.received_at >= since, a.received_at < until)
         .order_by(a.received_at, a.event_id, a.id)
     )
@@ -68,8 +59,7 @@ def _arrivals_query(since: datetime, until: datetime) -> Select[Any]:
 #: What each arrival reads besides the alert's own stored fields, which come last.
 _ABOUT = (
     alerts.c.id, alerts.c.event_id, alerts.c.received_at, alerts.c.code, alerts.c.incident_id,
-    incidents.c.code, incidents.c.opened_at, runs.c.status, runs.c.trigger, runs.c.not_before,
-    runs.c.reason,
+    incidents.c.code, incidents.c.opened_at,
 )  # fmt: skip
 _COLUMNS = (*_ABOUT, *(alerts.c[name] for name in ALERT_COLUMNS))
 _ALERT_AT = len(_ABOUT)
@@ -77,12 +67,9 @@ _ALERT_AT = len(_ABOUT)
 #: The same query on SQLite, run through the driver: SQLAlchemy's processing of each row's
 #: times and JSON was most of what reading a month of alerts cost.
 _SQLITE_ARRIVALS = (
-    "SELECT a.id, a.event_id, a.received_at, a.code, a.incident_id, i.code, i.opened_at,"
-    " r.status, r.trigger, r.not_before, r.reason, "
+    "SELECT a.id, a.event_id, a.received_at, a.code, a.incident_id, i.code, i.opened_at, "
     + ", ".join(f"a.{name}" for name in ALERT_COLUMNS)
     + " FROM alerts AS a LEFT OUTER JOIN incidents AS i ON i.id = a.incident_id"
-    " LEFT OUTER JOIN runs AS r ON r.id ="
-    " (SELECT min(earlier.id) FROM runs AS earlier WHERE earlier.incident_id = a.incident_id)"
     " WHERE a.received_at >= ? AND a.received_at < ?"
     " ORDER BY a.received_at, a.event_id, a.id"
 )
@@ -100,12 +87,9 @@ def arrivals(db: Database, since: datetime, until: datetime) -> Iterator[Arrival
             return
         at, make = _ALERT_AT, _alert_of_row
         for row in conn.execution_options(yield_per=STREAM_ROWS).execute(_arrivals_query(since, until)):
-            alert_id, event_id, received_at, code, incident_id, incident_code, opened_at, *run = row[:at]
+            alert_id, event_id, received_at, code, incident_id, incident_code, opened_at = row[:at]
             alert = make(row[at:], _same)
-            yield Arrival(
-                alert_id, event_id, received_at, alert, code, incident_id, incident_code, opened_at,
-                tuple(run),
-            )  # fmt: skip
+            yield Arrival(alert_id, event_id, received_at, alert, code, incident_id, incident_code, opened_at)
 
 
 def _sqlite_arrivals(conn: Connection, since: datetime, until: datetime) -> Iterator[Arrival]:
@@ -117,12 +101,10 @@ def _sqlite_arrivals(conn: Connection, since: datetime, until: datetime) -> Iter
         at, make = _ALERT_AT, _alert_of_text
         while chunk := cursor.fetchmany(STREAM_ROWS):
             for row in chunk:
-                (alert_id, event_id, received_at, code, incident_id, incident_code, opened_at,
-                 run_status, trigger, not_before, reason) = row[:at]  # fmt: skip
+                alert_id, event_id, received_at, code, incident_id, incident_code, opened_at = row[:at]
                 yield Arrival(
                     alert_id, event_id, sqlite_utc_datetime(received_at), make(row[at:], _time), code,
                     incident_id, incident_code, _time(opened_at),
-                    (run_status, trigger, _time(not_before), reason),
                 )  # fmt: skip
     finally:
         cursor.close()
@@ -137,7 +119,8 @@ def _time(text: str | None) -> datetime | None:
 
 
 def first_runs(conn: Connection, incident_ids: Sequence[int]) -> dict[int, tuple[str, RunDecision]]:
-    """Each incident's code and the decision its first run records (the scratch store)."""
+    """Each incident's code and the decision its first run records (the stored history's, or
+    the scratch store's)."""
     if conn.dialect.name == "sqlite":
         return _sqlite_first_runs(conn, incident_ids)
     i, r = incidents.c, runs.c
@@ -155,8 +138,9 @@ def first_runs(conn: Connection, incident_ids: Sequence[int]) -> dict[int, tuple
 
 
 #: On SQLite through the driver, over the id range of the incidents asked for (a replay asks for
-#: nearly every incident of its scratch store, in id order): one range scan, not an IN list, and
-#: no per-row processing by SQLAlchemy, for a third of a million incidents at the bench's size.
+#: nearly every incident of its scratch store, and of the period's, in id order): one range scan,
+#: not an IN list, and no per-row processing by SQLAlchemy, for a third of a million incidents at
+#: the bench's size.
 _SQLITE_FIRST_RUNS = (
     "SELECT i.id, i.code, r.status, r.trigger, r.not_before, r.reason"
     " FROM incidents AS i LEFT OUTER JOIN runs AS r ON r.id ="
@@ -170,11 +154,31 @@ def _sqlite_first_runs(conn: Connection, incident_ids: Sequence[int]) -> dict[in
     if not wanted:
         return {}
     found: dict[int, tuple[str, RunDecision]] = {}
-    rows = select_rows(conn, _SQLITE_FIRST_RUNS, [min(wanted), max(wanted)])
-    for incident_id, code, status, trigger, not_before, reason in rows:
-        if incident_id in wanted:
-            found[incident_id] = (code, RunDecision.of_run(status, trigger, _time(not_before), reason))
+    for low, high in id_ranges(sorted(wanted)):
+        for incident_id, code, status, trigger, not_before, reason in select_rows(
+            conn, _SQLITE_FIRST_RUNS, [low, high]
+        ):
+            if incident_id in wanted:
+                found[incident_id] = (code, RunDecision.of_run(status, trigger, _time(not_before), reason))
     return found
+
+
+#: Ids this close together are read in one range, the ones between them read for nothing.
+RANGE_GAP = 64
+
+
+def id_ranges(ids: Sequence[int], gap: int = RANGE_GAP) -> Iterator[tuple[int, int]]:
+    """Sorted ids as (low, high) ranges that skip no more than `gap` ids at a time: a few ids far
+    from the rest must not make one range scan read everything between them."""
+    if not ids:
+        return
+    low = high = ids[0]
+    for incident_id in ids[1:]:
+        if incident_id - high > gap:
+            yield low, high
+            low = incident_id
+        high = incident_id
+    yield low, high
 
 
 def copy_silences(

@@ -137,6 +137,9 @@ class Keep:
     audit: bool = True
     #: Labels, annotations and run contexts (empty documents without).
     documents: bool = True
+    #: An event row's id: every body of a batch counts on it instead of a row of its own (a store
+    #: nobody reads the events of: a webhook body's row per alert was a tenth of a replay's writes).
+    event: int | None = None
 
 
 EVERYTHING = Keep()
@@ -220,7 +223,7 @@ class _Batch:
         self.bumped: set[_Incident] = set()
         self.resolutions: list[dict[str, Any]] = []
         self.new_runs: list[tuple[_Incident, NewRun, dict[str, Any]]] = []
-        self.alert_rows: list[tuple[dict[str, Any], _Incident | None]] = []
+        self.alert_rows: list[tuple[dict[str, Any] | None, _Incident | None]] = []
         self.audit_rows: list[tuple[dict[str, Any], _Incident, NewRun]] = []
 
     def apply(self, item: ClassifiedAlert, pending: _Pending) -> None:
@@ -230,8 +233,11 @@ class _Batch:
             if alert.status is AlertStatus.resolved
             else self._fire(item, pending)
         )
-        row = _stored_row(alert)
-        row.update(event_id=pending.event_id, received_at=self.now, code=item.code, incident_id=None)
+        row = None
+        # Without every alert row, only a resolved one can be kept (see `_alerts_kept`).
+        if self.keep.alerts or alert.status is AlertStatus.resolved:
+            row = _stored_row(alert)
+            row.update(event_id=pending.event_id, received_at=self.now, code=item.code, incident_id=None)
         self.alert_rows.append((row, incident))
 
     def _resolve(self, item: ClassifiedAlert, pending: _Pending) -> _Incident | None:
@@ -386,8 +392,9 @@ class _Batch:
             for (_, run, _), run_id in zip(self.new_runs, run_ids, strict=True):
                 run.id = run_id
         if self.alert_rows:
-            for row, owner in self.alert_rows:
-                row["incident_id"] = owner.id if owner is not None else None
+            for alert_row, owner in self.alert_rows:
+                if alert_row is not None:
+                    alert_row["incident_id"] = owner.id if owner is not None else None
             insert_rows(conn, alerts, self._alerts_kept(), ids=False)
         if self.audit_rows and self.keep.audit:
             for row, subject, run in self.audit_rows:
@@ -405,7 +412,7 @@ class _Batch:
             self._notify()
 
     def _alerts_kept(self) -> list[dict[str, Any]]:
-        rows = [row for row, _ in self.alert_rows]
+        rows = [row for row, _ in self.alert_rows if row is not None]
         if not self.keep.alerts:
             resolved = AlertStatus.resolved.value
             rows = [row for row in rows if row["incident_id"] is None and row["status"] == resolved]
@@ -532,14 +539,18 @@ def apply_batch(
     answer may count the runs it gave earlier incidents of the same batch. `notify` names the
     events some channel hears of: each of those this batch causes gets its outbox row. `keep`
     says what is written beyond what the decisions read back (everything, but for a replay)."""
-    event_ids = insert_rows(
-        conn,
-        events,
-        [
-            {"source": s.source, "received_at": now, "body": s.body, "alert_count": len(s.alerts)}
-            for s in batch
-        ],
-        ids=True,
+    event_ids = (
+        insert_rows(
+            conn,
+            events,
+            [
+                {"source": s.source, "received_at": now, "body": s.body, "alert_count": len(s.alerts)}
+                for s in batch
+            ],
+            ids=True,
+        )
+        if keep.event is None
+        else [keep.event] * len(batch)
     )
     work = _Batch(conn, now, batch, plan, notify, keep)
     pendings = []
@@ -564,7 +575,7 @@ def apply_batch(
         receipts,
         [run for _, run, _ in work.new_runs],
         work.new_incidents,
-        [row["incident_id"] for row, _ in work.alert_rows],
+        [owner.id if owner is not None else None for _, owner in work.alert_rows],
     )
 
 
