@@ -120,18 +120,19 @@ class Replayer:
                     for incident in chunk:
                         code, decision = decided[incident]
                         actual = opened.pop(incident)
-                        happened: tuple[int | None, str | None, RunDecision | None] = (
-                            (None, None, None) if actual is None else facts[actual]
-                        )
+                        happened = (None, None, None) if actual is None else facts[actual]
                         yield ReplayedIncident(*happened, code, decision)
         finally:
             store.close()
 
-    def _actual(self, incident_ids: list[int]) -> dict[int, tuple[int, str, RunDecision]]:
-        """What these stored incidents did: id, code and the decision of their first run."""
+    def _actual(
+        self, incident_ids: list[int]
+    ) -> dict[int, tuple[int | None, str | None, RunDecision | None]]:
+        """What these stored incidents did: id, code and the decision of their first run (none
+        for one deleted since its alerts were read, by retention)."""
         with self.source.read() as conn:
             decided = first_runs(conn, incident_ids)
-        return {incident: (incident, *decided[incident]) for incident in incident_ids}
+        return {incident: (incident, *decided.get(incident, (None, None))) for incident in incident_ids}
 
 
 def _commit(intake: Intake, submissions: list[Submission], arrived: datetime) -> list[int | None]:
