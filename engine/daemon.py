@@ -83,7 +83,7 @@ class Daemon:
         self.hooks = Hooks()
         metrics.install(self.hooks)
         self.db = open_database(
-            config.database_url, upgrade=True, sqlite_synchronous=config.database.sqlite_synchronous
+            config.database_url, upgrade="if_behind", sqlite_synchronous=config.database.sqlite_synchronous
         )
         self.store = Store(self.db, config.heard_events(), clock=clock, lease=config.workers.lease)
         metrics.watch_store(lambda: read_gauges(self.db, self.clock.now()))

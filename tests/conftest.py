@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,8 @@ TEST_CATALOG = Path(__file__).resolve().parent / "catalog"
 PG_ADMIN_URL = ADMIN_URL
 #: PostgreSQL databases of this session: copies of one template migrated once.
 PG_DATABASES = DATABASES
+#: This test process's migrated SQLite file, copied per test (sqlite_template).
+SQLITE_TEMPLATE: Path | None = None
 
 
 def free_port() -> int:
@@ -41,11 +44,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def sqlite_template() -> Path:
+    """An SQLite file the migrations built, once per test process (removed at session end)."""
+    global SQLITE_TEMPLATE
+    if SQLITE_TEMPLATE is None:
+        path = Path(tempfile.mkdtemp(prefix="suture-sqlite-template-")) / "suture.db"
+        open_database(f"sqlite:///{path}", upgrade=True).dispose()  # the last close folds the WAL in
+        SQLITE_TEMPLATE = path
+    return SQLITE_TEMPLATE
+
+
 def throwaway_database(kind: str, folder: Path) -> Iterator[str]:
-    """A fresh database URL: a new (empty) SQLite file in `folder`, or a PostgreSQL database
-    dropped after. The PostgreSQL one is a copy of the session's template, which the migrations
-    built, so `open_database(url, upgrade=True)` finds it at head and does nothing."""
+    """A fresh database URL: a copy of a migrated SQLite file in `folder`, or a PostgreSQL
+    database dropped after, a copy of the session's migrated template. Either is at head, so
+    the daemon and `open_database(url, upgrade="if_behind")` neither migrate nor import alembic;
+    a test of migrating from nothing names a path of its own."""
     if kind == "sqlite":
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sqlite_template(), folder / "suture.db")
         yield f"sqlite:///{folder / 'suture.db'}"
         return
     name = PG_DATABASES.create()
@@ -57,6 +73,8 @@ def throwaway_database(kind: str, folder: Path) -> Iterator[str]:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     PG_DATABASES.close()
+    if SQLITE_TEMPLATE is not None:
+        shutil.rmtree(SQLITE_TEMPLATE.parent, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -149,7 +167,9 @@ class DaemonProcess:
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 20.0) -> DaemonProcess:
+    def start(self, timeout: float = 60.0) -> DaemonProcess:
+        """Start and wait for /readyz; the bound is generous because two busy cores may take
+        many times the usual start, while a daemon that exits fails at once."""
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "engine", "serve", "--config", str(self.config_path)],
@@ -159,16 +179,19 @@ class DaemonProcess:
             cwd=self.config_path.parent,
         )
         deadline = time.monotonic() + timeout
+        last = "no answer"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"suture serve exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                answer = httpx.get(f"{self.url}/readyz", timeout=1)
+                if answer.status_code == 200:
                     return self
-            except httpx.HTTPError:
-                pass
+                last = f"{answer.status_code} {answer.text[:200]}"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
             time.sleep(0.05)
-        raise RuntimeError(f"suture serve did not become ready:\n{self.log()}")
+        raise RuntimeError(f"suture serve not ready in {timeout:.0f}s (last /readyz: {last}):\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

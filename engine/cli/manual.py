@@ -44,7 +44,7 @@ def run_by_hand(
 ) -> RunStatus:
     store = Store(
         open_database(
-            config.database_url, upgrade=True, sqlite_synchronous=config.database.sqlite_synchronous
+            config.database_url, upgrade="if_behind", sqlite_synchronous=config.database.sqlite_synchronous
         )
     )
     # A rehearsal publishes nothing: the playbook as it is on disk, not compared with nor stored
