@@ -302,7 +302,8 @@ def open_database(
     url: str, *, upgrade: bool | Literal["if_behind"] = False, sqlite_synchronous: Synchronous = "full"
 ) -> Database:
     """The database of `database.url`, migrated to head if `upgrade` (`"if_behind"`: only when
-    its schema is not at head, which read commands use so they neither migrate nor import alembic).
+    its schema is not at head, which read commands and `serve` use so that a database already at
+    head costs neither a migration nor alembic's import).
 
     Callers pass `config.database.sqlite_synchronous`; the default is the durable choice, so a
     caller that forgets it loses speed, never answered writes.
