@@ -71,6 +71,25 @@ class _DepthLimitedLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
+def _check_depth(text: str) -> None:
+    """Refuse a document nested deeper than MAX_DEPTH from libyaml's events, which it makes without
+    recursing, as `_DepthLimitedLoader` does while composing."""
+    assert _CLoader is not None
+    depth = 0
+    for event in yaml.parse(text, Loader=_CLoader):
+        if isinstance(event, _NODES) and depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"nested deeper than {MAX_DEPTH} levels",
+                event.start_mark,  # type: ignore[arg-type]
+            )
+        if isinstance(event, _OPENS):
+            depth += 1
+        elif isinstance(event, _CLOSES):
+            depth -= 1
+
+
 def load_located(path: Path) -> LocatedYaml:
     """Parse one YAML file; every failure becomes YamlSyntaxError with a line."""
     try:
@@ -86,17 +105,33 @@ def load_located(path: Path) -> LocatedYaml:
     return parse_located(text, path)
 
 
+#: libyaml's parser and composer, where PyYAML was built with it (its wheels are): a catalog's
+#: files parse in a fifth of the pure-Python composer's time, which was most of the daemon's load.
+_CLoader: type[Any] | None = getattr(yaml, "CSafeLoader", None)
+_OPENS = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_CLOSES = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+_NODES = (*_OPENS, yaml.ScalarEvent, yaml.AliasEvent)
+
+
 def parse_located(text: str, path: Path) -> LocatedYaml:
-    loader: _DepthLimitedLoader | None = None
+    loader: Any = None
     try:
-        loader = _DepthLimitedLoader(text)  # the reader checks every character here
+        if _CLoader is not None:
+            _check_depth(text)  # before libyaml composes: its composer recurses on the C stack
+            loader = _CLoader(text)
+        else:
+            loader = _DepthLimitedLoader(text)  # the reader checks every character here
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         raise YamlSyntaxError(path, line, f"invalid YAML: {exc.problem or exc}") from None
     except yaml.reader.ReaderError as exc:
-        line = text[: exc.position].count("\n") + 1
+        # libyaml counts the position in the text's UTF-8 bytes, PyYAML's reader in characters.
+        if _CLoader is not None:
+            line = text.encode()[: exc.position].count(b"\n") + 1
+        else:
+            line = text[: exc.position].count("\n") + 1
         reason = f"invalid YAML: {exc.reason} (character {exc.character!r})"
         raise YamlSyntaxError(path, line, reason) from None
     except yaml.YAMLError as exc:
