@@ -12,11 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pygal
 from markupsafe import Markup
-from pygal.style import Style
+
+if TYPE_CHECKING:
+    from pygal.style import Style
 
 #: Colours a reader tells apart, also with a colour vision deficiency (Okabe and Ito), then greys.
 PALETTE = (
@@ -78,7 +79,7 @@ def stacked_columns(
 ) -> Markup:
     """Vertical bars stacked per label (a day): how a total splits."""
     options = _config(series, y_title=y_title, formatter=count, labels=labels, size=size)
-    return _render(pygal.StackedBar, {**options, **_labels_every(labels, label_every)}, title, series)
+    return _render(_pygal().StackedBar, {**options, **_labels_every(labels, label_every)}, title, series)
 
 
 def lines(
@@ -94,7 +95,7 @@ def lines(
     """Lines over labels (days); a dashed series reads as a threshold."""
     options = _config(series, y_title=y_title, formatter=formatter, labels=labels, size=size)
     options.update(allow_interruptions=True, **_labels_every(labels, label_every))
-    return _render(pygal.Line, options, title, series)
+    return _render(_pygal().Line, options, title, series)
 
 
 def bars(
@@ -110,7 +111,7 @@ def bars(
 ) -> Markup:
     """Horizontal bars, one row per label (a playbook version, a severity, a pair), top row first;
     as high as its rows need."""
-    kind = pygal.HorizontalStackedBar if stacked else pygal.HorizontalBar
+    kind = _pygal().HorizontalStackedBar if stacked else _pygal().HorizontalBar
     # pygal draws the first label at the bottom: give it the rows bottom up, so the page reads down.
     rows = list(reversed(labels))
     upward = [Series(s.name, list(reversed(s.values)), s.colour, s.dashed, s.dots) for s in series]
@@ -126,7 +127,16 @@ def bars(
 # ------------------------------------------------------------------ pygal
 
 
+def _pygal() -> Any:
+    """pygal, imported when the first chart is drawn, not while the daemon starts."""
+    import pygal
+
+    return pygal
+
+
 def _style(series: Sequence[Series]) -> Style:
+    from pygal.style import Style
+
     colours = tuple(s.colour or PALETTE[n % len(PALETTE)] for n, s in enumerate(series))
     return Style(
         font_family=_FONT,
