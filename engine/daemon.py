@@ -46,6 +46,8 @@ log = get_logger("suture.daemon")
 
 #: How often the hours stats reads whole are brought up to date.
 COUNT_HOURS_EVERY_S = 300
+#: How long after start the heap is collected and frozen (see `Daemon.start`).
+SETTLE_HEAP_AFTER_S = 1.0
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -64,6 +66,11 @@ def _listen(host: str, port: int) -> socket.socket:
         ) from None
     listener.listen(2048)
     return listener
+
+
+def _settle_heap() -> None:
+    gc.collect()
+    gc.freeze()
 
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:
@@ -135,6 +142,7 @@ class Daemon:
         # PostgreSQL: another replica's queued runs wake this one's workers at once.
         self.listener = None if self.db.is_sqlite else RunsQueuedListener(self.db.engine.url, self.pool.wake)
         self._ready = threading.Event()
+        self._settle: threading.Timer | None = None
         self._reload_lock = threading.Lock()
 
     def _policy(self, code: str) -> Policy | None:
@@ -233,14 +241,18 @@ class Daemon:
         if self.config.notifications:
             self.notifier.start()
         self.scheduler.start()
-        # Everything loaded so far lives as long as the daemon: keep it out of the collector's
-        # full passes, which otherwise pause intake for ~60 ms about once a second under load.
-        gc.collect()
-        gc.freeze()
         self._ready.set()
+        # Everything loaded by then lives as long as the daemon: keep it out of the collector's
+        # full passes, which otherwise pause intake for ~60 ms about once a second under load.
+        # Once the daemon answers: the collection before the freeze takes as long as such a pass.
+        self._settle = threading.Timer(SETTLE_HEAP_AFTER_S, _settle_heap)
+        self._settle.daemon = True
+        self._settle.start()
 
     def stop(self) -> None:
         self._ready.clear()
+        if self._settle is not None:
+            self._settle.cancel()
         self.scheduler.shutdown(wait=False)
         self.notifier.stop()
         if self.helpers is not None:
