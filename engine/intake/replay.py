@@ -129,7 +129,8 @@ class Replayer:
         self, incident_ids: list[int]
     ) -> dict[int, tuple[int | None, str | None, RunDecision | None]]:
         """What these stored incidents did: id, code and the decision of their first run (none
-        for one deleted since its alerts were read, by retention)."""
+        for one no longer stored: retention keeps incidents, but a person may delete one by hand
+        while the replay runs)."""
         with self.source.read() as conn:
             decided = first_runs(conn, incident_ids)
         return {incident: (incident, *decided.get(incident, (None, None))) for incident in incident_ids}

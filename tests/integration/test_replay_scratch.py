@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, delete, insert, or_, select
 
 from engine.catalog.loader import load_catalog
 from engine.clock import ManualClock
@@ -21,14 +21,23 @@ from engine.intake import replay, scratch
 from engine.intake.classify import CatalogView, Intake
 from engine.intake.replay import Replayer, ReplayFailed
 from engine.intake.scratch import ScratchStore
-from engine.models import Alert, AlertStatus, ReplayedIncident
+from engine.models import Alert, AlertStatus, ReplayedAlert, ReplayedIncident
 from engine.records import Receipt
 from engine.store import Store
 from engine.store.arrivals import arrivals, first_runs
 from engine.store.db import Database
 from engine.store.ingest import apply_batch, recent_runs
 from engine.store.store import GuardContext
-from engine.store.tables import silences
+from engine.store.tables import (
+    alerts,
+    audit_log,
+    incidents,
+    notifications,
+    outbox,
+    runs,
+    silences,
+    step_results,
+)
 
 START = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 CODES = """
@@ -257,3 +266,40 @@ def test_a_replay_stopped_early_lets_go_of_its_scratch_transaction(
     held.execute("BEGIN IMMEDIATE")
     held.rollback()
     held.close()
+
+
+def test_an_incident_deleted_while_the_replay_runs_counts_as_one_without_a_first_run(
+    db: Database, view: CatalogView, tmp_path: Path
+) -> None:
+    """Retention keeps incidents, but a person may delete one by hand: once the replay has read
+    the period's alerts, the incident they opened is gone when its first run is looked up. The
+    replay goes on and reports it as an incident that opened with nothing known of its run."""
+    _history(db, view)
+    for folder in ("whole", "cut"):
+        (tmp_path / folder).mkdir()
+    whole = list(Replayer(db, view).run(START, START + timedelta(hours=5), tmp_path / "whole"))
+    facts = Replayer(db, view).run(START, START + timedelta(hours=5), tmp_path / "cut")
+    first = next(facts)  # the period's alerts are read: far fewer than a fetch takes at a time
+    assert isinstance(first, ReplayedAlert)
+    with db.write() as conn:
+        victim = conn.execute(select(incidents.c.id).order_by(incidents.c.id).limit(1)).scalar_one()
+        owned = select(runs.c.id).where(runs.c.incident_id == victim)
+        conn.execute(delete(step_results).where(step_results.c.run_id.in_(owned)))
+        for table in (notifications, audit_log):
+            conn.execute(delete(table).where(or_(table.c.incident_id == victim, table.c.run_id.in_(owned))))
+        conn.execute(delete(outbox).where(outbox.c.incident_id == victim))
+        conn.execute(delete(runs).where(runs.c.incident_id == victim))
+        conn.execute(delete(alerts).where(alerts.c.incident_id == victim))
+        conn.execute(delete(incidents).where(incidents.c.id == victim))
+    cut = [first, *facts]
+
+    assert len(cut) == len(whole)
+    gone = [f for f in cut if isinstance(f, ReplayedIncident) and f.actual_id == victim]
+    was = [f for f in whole if isinstance(f, ReplayedIncident) and f.actual_id == victim]
+    assert len(gone) == len(was) == 1
+    assert (gone[0].actual_code, gone[0].actual) == (None, None)
+    assert was[0].actual is not None and (gone[0].replayed_code, gone[0].replayed) == (
+        was[0].replayed_code,
+        was[0].replayed,
+    )
+    assert [f for f in cut if f not in gone] == [f for f in whole if f not in was]
