@@ -132,7 +132,9 @@ def parse_located(text: str, path: Path) -> LocatedYaml:
             line = text.encode()[: exc.position].count(b"\n") + 1
         else:
             line = text[: exc.position].count("\n") + 1
-        reason = f"invalid YAML: {exc.reason} (character {exc.character!r})"
+        # libyaml gives the character's code, PyYAML the character: the message shows the character.
+        character = chr(exc.character) if isinstance(exc.character, int) else exc.character
+        reason = f"invalid YAML: {exc.reason} (character {character!r})"
         raise YamlSyntaxError(path, line, reason) from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(path, 1, f"invalid YAML: {exc}") from None

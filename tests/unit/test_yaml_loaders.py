@@ -54,7 +54,7 @@ def _both(text: str, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         try:
             doc = parse_located(text, PATH)
         except YamlSyntaxError as exc:
-            found.append(("error", exc.line, str(exc).split(": invalid YAML")[0]))
+            found.append(("error", exc.line, str(exc).split(": invalid YAML: ")[0]))
         else:
             found.append(("doc", doc.data, doc.lines))
     return found
@@ -83,3 +83,14 @@ def test_a_document_nested_just_within_the_limit_reads_with_either_loader(
     depth = MAX_DEPTH - 2  # the mapping and the scalar are levels too
     c, python = _both("a: " + "[" * depth + "1" + "]" * depth + "\n", monkeypatch)
     assert c == python and c[0] == "doc"
+
+
+def test_a_control_character_is_named_alike_by_either_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    messages = []
+    for loader in (yamlfile._CLoader, None):
+        monkeypatch.setattr(yamlfile, "_CLoader", loader)
+        with pytest.raises(YamlSyntaxError) as caught:
+            parse_located(BAD["control-after-wide"], PATH)
+        messages.append(str(caught.value))
+    assert messages[0].startswith(f"{PATH}:3: invalid YAML: ") and messages[0].endswith("(character '\\x07')")
+    assert messages[1].endswith("(character '\\x07')")
