@@ -17,7 +17,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from engine.errors import ConfigError, StoreUnavailable
 from engine.store.replicas import MIGRATE_LOCK
 from engine.store.revision import HEAD_REVISION
-from engine.store.tables import declare_for_postgresql, metadata
+from engine.store.tables import declare_for_postgresql
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -116,6 +116,8 @@ class Database:
     def _create_if_empty(self) -> bool:
         """Create the schema at head in an SQLite file that holds nothing yet; False if it holds
         anything (then the migrations decide)."""
+        from engine.store.tables import metadata
+
         with self.write() as conn:
             if conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar_one():
                 return False
