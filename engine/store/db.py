@@ -106,27 +106,6 @@ class Database:
         return "sqlite" if self.is_sqlite else "postgresql"
 
     def upgrade(self) -> None:
-        """Bring the schema to head. An empty SQLite file is made from the declared tables in one
-        transaction, as the migrations would make it (tests/integration/test_schema.py holds the
-        two alike): a new install's first start imports no alembic. Anything else is migrated."""
-        if self.is_sqlite and self._create_if_empty():
-            return
-        self.migrate()
-
-    def _create_if_empty(self) -> bool:
-        """Create the schema at head in an SQLite file that holds nothing yet; False if it holds
-        anything (then the migrations decide)."""
-        from engine.store.tables import metadata
-
-        with self.write() as conn:
-            if conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar_one():
-                return False
-            metadata.create_all(conn, checkfirst=False)
-            conn.exec_driver_sql(_ALEMBIC_VERSION)
-            conn.exec_driver_sql("INSERT INTO alembic_version (version_num) VALUES (?)", (HEAD_REVISION,))
-        return True
-
-    def migrate(self) -> None:
         """Apply Alembic migrations up to head; a database that cannot be reached is StoreUnavailable."""
         from alembic import command  # only here: importing alembic is most of a read command's start
         from alembic.config import Config as AlembicConfig
@@ -168,13 +147,6 @@ class Database:
         self.engine.dispose()
         if isinstance(self._write_lock, WriteTurn):
             self._write_lock.close()
-
-
-#: The table Alembic keeps its revision in, as Alembic creates it on SQLite.
-_ALEMBIC_VERSION = (
-    "CREATE TABLE alembic_version (\n\tversion_num VARCHAR(32) NOT NULL, \n"
-    "\tCONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)\n)"
-)
 
 
 class WriteTurn:

